@@ -1,0 +1,3 @@
+from anyi2v.cli import main
+
+raise SystemExit(main())

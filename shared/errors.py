@@ -1,0 +1,52 @@
+"""Errors a person can act on: every problem names where it is and why.
+
+A location is a JSON path in the Shot document (``tracks[1].keyframes[2].box``), or a file name
+when the problem is the file itself. Library code raises these; only the CLI turns them into exit codes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a document: ``where`` (a JSON path, or ``""`` for the whole document) and ``why``."""
+
+    where: str
+    why: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.why}" if self.where else self.why
+
+
+class ShotError(ValueError):
+    """A Shot document that cannot be used, with every problem found in it.
+
+    ``source`` names the file (or ``"<string>"``) so messages read ``shot.json: tracks[0].label: ...``.
+    """
+
+    def __init__(self, source: str, problems: Sequence[Problem]) -> None:
+        if not problems:
+            raise ValueError("ShotError needs at least one problem")
+        self.source = source
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        """All problems, one per line, headed by the source and their count."""
+        count = len(self.problems)
+        head = f"{self.source}: {count} problem{'s' if count != 1 else ''}"
+        return "\n".join([head, *(f"  {problem}" for problem in self.problems)])
+
+
+def json_path(location: Sequence[str | int]) -> str:
+    """Format a location such as ``("tracks", 1, "keyframes", 2, "box")`` as ``tracks[1].keyframes[2].box``."""
+    text = ""
+    for part in location:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else part
+    return text

@@ -1,0 +1,171 @@
+"""The Shot document: the one file a user saves and the daemon runs.
+
+A shot says what to make (output size, frames, prompt), from what structure (condition layers:
+images or a 3D scene rendered into a modality, each optionally restricted to a region), how things
+move (tracks of keyframed boxes) and how the method runs (sampling and AnyI2V settings).
+
+Paths inside a shot are relative to the shot file's folder. Boxes and points are normalized.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator
+
+from .model import DocumentModel
+from .settings import MethodSettings, Sampling
+from .tracks import Track
+
+SCHEMA_VERSION = 2
+DEFAULT_MAX_FRAMES = 32  # AnimateDiff motion adapters v2 and v3; v1 allows 24.
+
+Modality = Literal[
+    "depth",
+    "normal",
+    "canny",
+    "hed",
+    "segmentation",
+    "skeleton",
+    "sketch",
+    "mesh_render",
+    "point_cloud_render",
+    "rgb",
+    "other",
+]
+MODALITIES: tuple[str, ...] = Modality.__args__  # type: ignore[attr-defined]
+
+
+def _relative_path(path: str) -> str:
+    if "\x00" in path:
+        raise ValueError("a path may not contain a NUL character")
+    if not path.strip():
+        raise ValueError("the path is empty")
+    return path
+
+
+FilePath = Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(_relative_path)]
+Vector3 = tuple[float, float, float]
+
+
+class Output(DocumentModel):
+    """What the video is: size in pixels (multiples of 8), frame count and rate."""
+
+    width: int = Field(512, ge=64, le=4096, multiple_of=8, description="Width in pixels, a multiple of 8.")
+    height: int = Field(512, ge=64, le=4096, multiple_of=8, description="Height in pixels, a multiple of 8.")
+    n_frames: int = Field(16, ge=2, le=1024, description="Frames in the clip; at most the motion module's limit.")
+    fps: float = Field(8.0, gt=0.0, le=240.0, description="Playback rate, frames per second.")
+
+    @field_validator("n_frames")
+    @classmethod
+    def _within_motion_module(cls, n_frames: int, info: ValidationInfo) -> int:
+        limit = info.context.get("max_frames", DEFAULT_MAX_FRAMES) if isinstance(info.context, dict) else None
+        limit = DEFAULT_MAX_FRAMES if limit is None else limit
+        if n_frames > limit:
+            raise ValueError(f"{n_frames} frames is more than the motion module allows ({limit})")
+        return n_frames
+
+
+class Camera(DocumentModel):
+    """A look-at pinhole camera; ``fov_deg`` is the vertical field of view."""
+
+    eye: Vector3 = Field(description="Camera position.")
+    target: Vector3 = Field((0.0, 0.0, 0.0), description="The point the camera looks at.")
+    up: Vector3 = Field((0.0, 1.0, 0.0), description="Up direction.")
+    fov_deg: float = Field(50.0, gt=1.0, lt=170.0, description="Vertical field of view in degrees.")
+
+    @field_validator("target")
+    @classmethod
+    def _target_differs_from_eye(cls, target: Vector3, info: ValidationInfo) -> Vector3:
+        eye = info.data.get("eye")
+        if eye is not None and tuple(eye) == tuple(target):
+            raise ValueError("target equals eye: the camera has no viewing direction")
+        return target
+
+
+class Scene(DocumentModel):
+    """A mesh or point cloud file and the camera that sees it."""
+
+    path: FilePath = Field(description="Mesh (.glb .gltf .obj .ply .stl .off) or point cloud (.ply .pcd .xyz .npy).")
+    up_axis: Literal["y", "z"] = Field("y", description="Which axis of the file points up.")
+    camera: Camera
+
+
+class ImageSource(DocumentModel):
+    """A condition image the user brings (a depth map, a sketch, a skeleton...)."""
+
+    kind: Literal["image"]
+    path: FilePath = Field(description="Image file, relative to the shot file.")
+
+
+class SceneSource(DocumentModel):
+    """This layer is rendered from the shot's scene in the layer's modality."""
+
+    kind: Literal["scene"]
+
+
+class MaskRegion(DocumentModel):
+    """Restrict a layer to the white part of a mask image (or to its black part with ``invert``)."""
+
+    kind: Literal["mask"]
+    path: FilePath
+    invert: bool = False
+
+
+class ObjectRegion(DocumentModel):
+    """Restrict a layer to the silhouette of a named object of the scene (or to the rest with ``invert``)."""
+
+    kind: Literal["object"]
+    object: str = Field(min_length=1, max_length=200, description="Object name in the scene file.")
+    invert: bool = False
+
+
+class ConditionLayer(DocumentModel):
+    """One layer of the conditional image. Later layers are drawn over earlier ones inside their region."""
+
+    source: ImageSource | SceneSource = Field(discriminator="kind")
+    modality: Modality
+    region: MaskRegion | ObjectRegion | None = Field(None, discriminator="kind")
+
+
+class Shot(DocumentModel):
+    """A shot: the document the desktop edits, the CLI reads and the daemon runs."""
+
+    schema_version: Literal[2] = Field(description="Version of this document format.")
+    name: str = Field("", max_length=200, description="A name for people.")
+    output: Output = Output()
+    prompt: str = Field(max_length=4000, description="What the video shows.")
+    negative_prompt: str = Field("", max_length=4000, description="What it should not show.")
+    sampling: Sampling = Sampling()
+    scene: Scene | None = Field(None, description="The 3D asset that scene layers render; null for image-only shots.")
+    conditions: tuple[ConditionLayer, ...] = Field(min_length=1, max_length=16)
+    tracks: tuple[Track, ...] = Field((), max_length=64)
+    method: MethodSettings = MethodSettings()
+
+    @field_validator("conditions")
+    @classmethod
+    def _scene_layers_need_a_scene(
+        cls, conditions: tuple[ConditionLayer, ...], info: ValidationInfo
+    ) -> tuple[ConditionLayer, ...]:
+        if "scene" in info.data and info.data["scene"] is not None:
+            return conditions
+        if "scene" not in info.data:  # the scene itself is invalid and already reported
+            return conditions
+        for index, layer in enumerate(conditions):
+            if isinstance(layer.source, SceneSource):
+                raise ValueError(f"conditions[{index}] renders the scene, but the shot has no scene")
+            if isinstance(layer.region, ObjectRegion):
+                raise ValueError(
+                    f"conditions[{index}] is limited to object {layer.region.object!r}, but the shot has no scene"
+                )
+        return conditions
+
+    @field_validator("tracks")
+    @classmethod
+    def _unique_track_ids(cls, tracks: tuple[Track, ...]) -> tuple[Track, ...]:
+        first_at: dict[str, int] = {}
+        for index, track in enumerate(tracks):
+            if track.id in first_at:
+                raise ValueError(f"tracks[{first_at[track.id]}] and tracks[{index}] have the same id {track.id!r}")
+            first_at[track.id] = index
+        return tracks

@@ -1,0 +1,74 @@
+"""A human-readable summary of a shot, for the CLI and logs."""
+
+from __future__ import annotations
+
+from .settings import MethodSettings
+from .shot import ConditionLayer, ImageSource, MaskRegion, Shot
+from .tracks import Track, sample_track
+
+
+def _describe_layer(layer: ConditionLayer) -> str:
+    source = f"image {layer.source.path}" if isinstance(layer.source, ImageSource) else "rendered from the scene"
+    text = f"{layer.modality}, {source}"
+    if layer.region is not None:
+        inside = "outside" if layer.region.invert else "inside"
+        where = (
+            f"mask {layer.region.path}" if isinstance(layer.region, MaskRegion) else f"object {layer.region.object!r}"
+        )
+        text += f", {inside} {where}"
+    return text
+
+
+def _describe_track(track: Track, shot: Shot) -> str:
+    boxes = sample_track(track, shot.output.n_frames)
+    width, height = shot.output.width, shot.output.height
+    start, end = boxes[0], boxes[-1]
+    x_start, y_start = (start[0] + start[2]) / 2 * width, (start[1] + start[3]) / 2 * height
+    x_end, y_end = (end[0] + end[2]) / 2 * width, (end[1] + end[3]) / 2 * height
+    area_ratio = ((end[2] - end[0]) * (end[3] - end[1])) / ((start[2] - start[0]) * (start[3] - start[1]))
+    keys = len(track.keyframes)
+    label = f" ({track.label})" if track.label else ""
+    text = (
+        f"{track.id}{label}: {track.role}, {keys} key{'s' if keys != 1 else ''}, "
+        f"centre ({x_start:.0f}, {y_start:.0f}) -> ({x_end:.0f}, {y_end:.0f}) px"
+    )
+    if abs(area_ratio - 1.0) > 0.01:
+        text += f", area x{area_ratio:.2f}"
+    if track.query_points:
+        text += f", {len(track.query_points)} query point{'s' if len(track.query_points) != 1 else ''}"
+    return text
+
+
+def changed_method_settings(method: MethodSettings) -> list[str]:
+    """``name = value`` for each method setting that differs from the paper's default."""
+    defaults = MethodSettings()
+    return [
+        f"{name} = {getattr(method, name)!r}"
+        for name in type(method).model_fields
+        if getattr(method, name) != getattr(defaults, name)
+    ]
+
+
+def describe_shot(shot: Shot) -> str:
+    """A few lines that say what the shot will make."""
+    out = shot.output
+    lines = [
+        f"shot {shot.name!r}" if shot.name else "shot",
+        f"  output: {out.width}x{out.height}, {out.n_frames} frames at {out.fps:g} fps "
+        f"({out.n_frames / out.fps:.2f} s)",
+        f"  prompt: {shot.prompt!r}",
+    ]
+    if shot.negative_prompt:
+        lines.append(f"  negative: {shot.negative_prompt!r}")
+    sampling = shot.sampling
+    lines.append(f"  sampling: seed {sampling.seed}, {sampling.steps} steps, guidance {sampling.guidance_scale:g}")
+    if shot.scene is not None:
+        camera = shot.scene.camera
+        lines.append(f"  scene: {shot.scene.path} ({shot.scene.up_axis} up), camera at {list(camera.eye)}")
+    lines.append(f"  conditions ({len(shot.conditions)}):")
+    lines.extend(f"    {index}. {_describe_layer(layer)}" for index, layer in enumerate(shot.conditions))
+    lines.append(f"  tracks ({len(shot.tracks)}):" if shot.tracks else "  tracks: none (no trajectory control)")
+    lines.extend(f"    {_describe_track(track, shot)}" for track in shot.tracks)
+    changed = changed_method_settings(shot.method)
+    lines.append("  method: " + ("; ".join(changed) if changed else "AnyI2V paper defaults"))
+    return "\n".join(lines)

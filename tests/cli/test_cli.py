@@ -1,0 +1,101 @@
+"""The `anyi2v` command: exit codes, messages, the schema, and a --help that imports nothing heavy."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from anyi2v.cli import main
+from tests.conftest import EXAMPLES, REPO
+
+FIVE_MISTAKES = REPO / "tests" / "shared" / "fixtures" / "five_mistakes.json"
+HEAVY = ("torch", "diffusers", "transformers", "open3d", "trimesh", "PySide6", "zmq", "pydantic", "numpy", "scipy")
+
+
+def test_validate_accepts_every_example(capsys: pytest.CaptureFixture[str]) -> None:
+    examples = sorted(str(path) for path in EXAMPLES.glob("*.json"))
+    assert main(["validate", *examples]) == 0
+    out = capsys.readouterr().out
+    assert out.count(": valid") == len(examples)
+
+
+def test_validate_lists_all_five_mistakes_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(FIVE_MISTAKES)]) == 2
+    err = capsys.readouterr().err
+    assert "5 problems" in err
+    for where in (
+        "output.width",
+        "promt",
+        "sampling.guidance_scale",
+        "tracks[0].keyframes[0].box",
+        "tracks[0].keyframes[1].frame",
+    ):
+        assert f"  {where}: " in err
+    assert "Traceback" not in err
+
+
+def test_validate_reports_missing_files_unless_told_not_to(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    shot = tmp_path / "shot.json"
+    shot.write_text((EXAMPLES / "camera_pan.json").read_text())
+    assert main(["validate", str(shot)]) == 2
+    assert "conditions[0].source.path: file not found" in capsys.readouterr().err
+    assert main(["validate", "--no-files", str(shot)]) == 0
+
+
+def test_validate_goes_on_after_a_bad_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    garbage = tmp_path / "garbage.json"
+    garbage.write_bytes(b"\x00\x01not json")
+    good = EXAMPLES / "object_moves_across.json"
+    assert main(["validate", str(garbage), str(good)]) == 2
+    captured = capsys.readouterr()
+    assert f"{good}: valid" in captured.out
+    assert f"{garbage}: 1 problem" in captured.err
+
+
+def test_summary_says_what_the_shot_makes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "--summary", str(EXAMPLES / "two_objects_cross.json")]) == 0
+    out = capsys.readouterr().out
+    assert "768x512, 16 frames at 8 fps" in out
+    assert "taxi (yellow taxi): object, 3 keys" in out
+    assert "area x" in out  # the taxi grows
+    assert "AnyI2V paper defaults" in out
+
+
+def test_max_frames_option(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "--max-frames", "8", str(EXAMPLES / "camera_pan.json")]) == 2
+    assert "more than the motion module allows (8)" in capsys.readouterr().err
+
+
+def test_schema_prints_json_schema(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["$schema"].endswith("2020-12/schema")
+    assert printed["additionalProperties"] is False
+    out = tmp_path / "shot.schema.json"
+    assert main(["schema", "--out", str(out)]) == 0
+    assert json.loads(out.read_text()) == printed
+
+
+def test_bad_arguments_exit_2() -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["validate", "--max-frames", "zero", "x.json"])
+    assert caught.value.code == 2
+    with pytest.raises(SystemExit) as caught:
+        main(["render"])  # not registered until it works
+    assert caught.value.code == 2
+
+
+def test_help_imports_nothing_heavy() -> None:
+    probe = (
+        "import sys\n"
+        "from anyi2v.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert "validate" in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "[]"
