@@ -24,7 +24,8 @@ $(STAMP): pyproject.toml | $(BIN)/python
 # The package itself is relinked on every run (a second or two), so new modules are always seen:
 # the strict editable mode gives tools (mypy, import-linter) a real anyi2v/ tree to read.
 setup: $(STAMP)
-	$(BIN)/python -m pip install --quiet --no-deps -e . --config-settings editable_mode=strict
+	@$(BIN)/python -m pip install --quiet --no-deps -e . --config-settings editable_mode=strict \
+		> $(VENV)/relink.log 2>&1 || { cat $(VENV)/relink.log; exit 1; }
 
 demo: setup
 	$(BIN)/anyi2v validate --summary examples/object_moves_across.json
