@@ -10,7 +10,14 @@ STAMP := $(VENV)/.deps-stamp
 export HF_HUB_OFFLINE := 1
 export QT_QPA_PLATFORM := offscreen
 
-.PHONY: setup demo test lint typecheck layers pytest clean
+.PHONY: system-deps setup demo test lint typecheck layers pytest clean
+
+# Open3D's wheel links libusb-1.0, which a fresh Debian machine lacks.
+system-deps:
+	@ldconfig -p | grep -q "libusb-1.0.so.0" || { \
+		echo "installing libusb-1.0-0 (needed by Open3D)"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libusb-1.0-0 > /dev/null; }
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,12 +25,12 @@ $(BIN)/python:
 
 # Dependencies are (re)installed when pyproject.toml changes.
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[dev]" --config-settings editable_mode=strict
+	$(BIN)/python -m pip install --quiet -e ".[render,dev]" --config-settings editable_mode=strict
 	touch $(STAMP)
 
 # The package itself is relinked on every run (a second or two), so new modules are always seen:
 # the strict editable mode gives tools (mypy, import-linter) a real anyi2v/ tree to read.
-setup: $(STAMP)
+setup: system-deps $(STAMP)
 	@$(BIN)/python -m pip install --quiet --no-deps -e . --config-settings editable_mode=strict \
 		> $(VENV)/relink.log 2>&1 || { cat $(VENV)/relink.log; exit 1; }
 

@@ -62,6 +62,69 @@ def _schema(arguments: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _render(arguments: argparse.Namespace) -> int:
+    from anyi2v.render.assets import AssetError
+
+    from anyi2v.render.condition import RenderError
+
+    try:
+        if arguments.input.suffix.lower() == ".json":
+            return _render_shot(arguments)
+        return _render_asset(arguments)
+    except (AssetError, RenderError) as error:
+        print(f"anyi2v render: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def _render_shot(arguments: argparse.Namespace) -> int:
+    from anyi2v.render.shot_conditions import render_shot_conditions, write_shot_conditions
+    from anyi2v.shared.document import load_shot, missing_files
+    from anyi2v.shared.errors import ShotError
+
+    try:
+        shot = load_shot(arguments.input)
+        missing = missing_files(shot, arguments.input.parent)
+        if missing:
+            raise ShotError(str(arguments.input), missing)
+    except ShotError as error:
+        print(error.render(), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    conditions = render_shot_conditions(shot, arguments.input.parent)
+    for path in write_shot_conditions(shot, conditions, arguments.out):
+        print(f"wrote {path}")
+    return EXIT_OK
+
+
+def _render_asset(arguments: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from anyi2v.render.assets import load_asset
+    from anyi2v.render.camera import Camera
+    from anyi2v.render.condition import SceneView, fit_distance, to_uint8
+
+    width, height = arguments.size
+    distance = arguments.distance if arguments.distance is not None else fit_distance(arguments.fov)
+    camera = Camera.orbit(arguments.azimuth, arguments.elevation, distance, fov_deg=arguments.fov)
+    asset = load_asset(arguments.input, up_axis=arguments.up)
+    view = SceneView(asset, camera, width, height, splat_radius_px=arguments.splat_radius)
+    image = view.render(arguments.render_pass)
+    arguments.out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(to_uint8(image)).save(arguments.out)
+    boxes = ", ".join(f"{name} {[round(v, 3) for v in box]}" for name, box in view.object_boxes().items())
+    print(f"wrote {arguments.out} ({arguments.render_pass}, {width}x{height}); boxes: {boxes}")
+    return EXIT_OK
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT (for example 512x512)") from None
+    if width <= 0 or height <= 0 or width % 8 or height % 8:
+        raise argparse.ArgumentTypeError(f"{text}: width and height must be positive multiples of 8")
+    return width, height
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -102,6 +165,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not check that the images and meshes the shot names exist",
     )
     validate.set_defaults(handler=_validate)
+
+    render = commands.add_parser(
+        "render",
+        help="render a mesh or point cloud, or a shot's conditions, to images",
+        description=(
+            "Render condition images. With a shot (.json): every condition layer, composed, to OUT/condition.png,"
+            " plus each layer and the objects' frame-0 boxes (OUT/boxes.json). With a mesh or point cloud:"
+            " one pass to the image OUT, from an orbit camera."
+        ),
+    )
+    render.add_argument("input", type=Path, metavar="SHOT_OR_ASSET")
+    render.add_argument("--out", type=Path, required=True, help="folder (for a shot) or image file (for an asset)")
+    render.add_argument(
+        "--pass",
+        dest="render_pass",
+        default="depth",
+        choices=("depth", "normal", "silhouette", "segmentation", "edges", "soft_edges", "shaded", "splat"),
+        help="what to render from an asset (default depth)",
+    )
+    render.add_argument("--size", type=_size, default=(512, 512), metavar="WxH", help="image size (default 512x512)")
+    render.add_argument("--azimuth", type=float, default=30.0, help="orbit azimuth in degrees (default 30)")
+    render.add_argument("--elevation", type=float, default=20.0, help="orbit elevation in degrees (default 20)")
+    render.add_argument("--distance", type=float, help="orbit distance (default: frame the asset)")
+    render.add_argument("--fov", type=float, default=50.0, help="vertical field of view in degrees (default 50)")
+    render.add_argument("--up", choices=("y", "z"), default="y", help="the asset's up axis (default y)")
+    render.add_argument("--splat-radius", type=int, default=1, help="point radius in pixels (default 1)")
+    render.set_defaults(handler=_render)
 
     schema = commands.add_parser(
         "schema",

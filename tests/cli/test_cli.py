@@ -85,7 +85,7 @@ def test_bad_arguments_exit_2() -> None:
         main(["validate", "--max-frames", "zero", "x.json"])
     assert caught.value.code == 2
     with pytest.raises(SystemExit) as caught:
-        main(["render"])  # not registered until it works
+        main(["animate"])  # not registered until it works
     assert caught.value.code == 2
 
 

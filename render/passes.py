@@ -1,0 +1,161 @@
+"""Condition passes: ray-cast hits to the images AnyI2V consumes.
+
+Every pass returns float64 images in ``0..1``: ``(h, w)`` for grey passes, ``(h, w, 3)`` for colour.
+Conventions (the toy world's renderer follows the same ones):
+
+- depth: near is bright, the way depth ControlNets (MiDaS-style relative inverse depth) expect.
+  Inverse depth of the hit pixels is normalized per image to ``DEPTH_RANGE``; background is 0.
+- normal: camera space in the ScanNet / ControlNet 1.1 "normalbae" convention: red grows towards the
+  viewer's left, green upwards, blue towards the viewer; ``rgb = (n + 1) / 2``. Background is 0.
+- edges: white lines on black. ``edges`` are thin (one pixel, Canny-like) at depth, normal and object
+  discontinuities; ``soft_edges`` are the same lines blurred and weighted by strength (HED-like).
+- silhouette: 1 on any object. ``object_colors`` gives each object a fixed palette colour.
+- shaded: Lambert with a head light (the light sits at the eye) plus ambient, in the vertex colours
+  when the mesh has them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import ndimage
+
+from .camera import Camera
+from .geometry import MeshObject
+from .raycast import RaycastHits
+
+DEPTH_RANGE = (0.15, 1.0)
+AMBIENT = 0.15
+# Discontinuity thresholds for edges: relative depth jump and normal angle (as 1 - cos).
+DEPTH_EDGE_RELATIVE = 0.04
+NORMAL_EDGE = 1.0 - np.cos(np.radians(40.0))
+SOFT_EDGE_SIGMA_PX = 1.2
+
+# Segmentation palette: distinct, saturated colours, background black. Object i gets PALETTE[i % n].
+PALETTE = np.array(
+    [
+        (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
+        (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (220, 190, 255),
+        (170, 110, 40), (255, 250, 200), (128, 0, 0), (170, 255, 195),
+    ],
+    dtype=np.float64,
+) / 255.0  # fmt: skip
+
+
+def depth_image(hits: RaycastHits) -> NDArray[np.float64]:
+    """(h, w): normalized inverse depth of the hit pixels, near bright; 0 where nothing is hit."""
+    out = np.zeros(hits.depth.shape)
+    hit = hits.hit
+    if not np.any(hit):
+        return out
+    inverse = 1.0 / hits.depth[hit]
+    low, high = inverse.min(), inverse.max()
+    span = high - low
+    unit = (inverse - low) / span if span > 1e-12 else np.ones_like(inverse)
+    out[hit] = DEPTH_RANGE[0] + (DEPTH_RANGE[1] - DEPTH_RANGE[0]) * unit
+    return out
+
+
+def camera_normals(hits: RaycastHits, camera: Camera) -> NDArray[np.float64]:
+    """(h, w, 3) unit normals in camera space (x right, y down, z forward)."""
+    return np.einsum("ij,hwj->hwi", camera.rotation(), hits.normals)
+
+
+def normal_image(hits: RaycastHits, camera: Camera) -> NDArray[np.float64]:
+    """(h, w, 3) normal map, ControlNet colours: r = left, g = up, b = towards the viewer."""
+    n = camera_normals(hits, camera)
+    left_up_toward = np.stack([-n[..., 0], -n[..., 1], -n[..., 2]], axis=-1)
+    out = (left_up_toward + 1.0) / 2.0
+    out[~hits.hit] = 0.0
+    return out
+
+
+def silhouette(hits: RaycastHits) -> NDArray[np.float64]:
+    """(h, w): 1 where any object is hit."""
+    return hits.hit.astype(np.float64)
+
+
+def object_mask(hits: RaycastHits, index: int) -> NDArray[np.bool_]:
+    """(h, w): pixels where object ``index`` is the visible surface."""
+    return np.asarray(hits.object_index == index)
+
+
+def object_colors(hits: RaycastHits) -> NDArray[np.float64]:
+    """(h, w, 3): each object in its palette colour, background black (a segmentation condition)."""
+    out = np.zeros((*hits.depth.shape, 3))
+    hit = hits.hit
+    out[hit] = PALETTE[hits.object_index[hit] % len(PALETTE)]
+    return out
+
+
+def _edge_strength(hits: RaycastHits) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Discontinuity strength towards the right and the lower neighbour, each (h, w), 0 for none."""
+    depth = np.where(hits.hit, hits.depth, np.inf)
+    strengths = []
+    for axis in (1, 0):
+        neighbour_depth = np.roll(depth, -1, axis=axis)
+        neighbour_normal = np.roll(hits.normals, -1, axis=axis)
+        neighbour_object = np.roll(hits.object_index, -1, axis=axis)
+        near = np.minimum(depth, neighbour_depth)
+        with np.errstate(invalid="ignore"):
+            relative_jump = np.abs(depth - neighbour_depth) / near
+        relative_jump = np.where(np.isfinite(near), np.nan_to_num(relative_jump, nan=0.0, posinf=10.0), 0.0)
+        both_hit = hits.hit & (neighbour_object >= 0)
+        normal_change = np.where(both_hit, 1.0 - np.einsum("hwc,hwc->hw", hits.normals, neighbour_normal), 0.0)
+        object_change = (hits.object_index != neighbour_object).astype(np.float64)
+        strength = np.maximum.reduce(
+            [
+                np.clip(relative_jump / DEPTH_EDGE_RELATIVE, 0.0, 2.0) / 2.0 * (relative_jump > DEPTH_EDGE_RELATIVE),
+                np.clip(normal_change / NORMAL_EDGE, 0.0, 2.0) / 2.0 * (normal_change > NORMAL_EDGE),
+                object_change,
+            ]
+        )
+        # The last row / column has no neighbour: roll wrapped around.
+        if axis == 1:
+            strength[:, -1] = 0.0
+        else:
+            strength[-1, :] = 0.0
+        strengths.append(strength)
+    return strengths[0], strengths[1]
+
+
+def edges(hits: RaycastHits) -> NDArray[np.float64]:
+    """(h, w): one-pixel lines at discontinuities, drawn on the nearer side (Canny-like line art)."""
+    right, down = _edge_strength(hits)
+    depth = np.where(hits.hit, hits.depth, np.inf)
+    out = np.zeros(depth.shape, dtype=bool)
+    # Put each line on the nearer of the two pixels, so an outline hugs its object.
+    near_self_right = depth <= np.roll(depth, -1, axis=1)
+    near_self_down = depth <= np.roll(depth, -1, axis=0)
+    right_edge, down_edge = right > 0, down > 0
+    out |= right_edge & near_self_right
+    out[:, 1:] |= (right_edge & ~near_self_right)[:, :-1]
+    out |= down_edge & near_self_down
+    out[1:, :] |= (down_edge & ~near_self_down)[:-1, :]
+    return out.astype(np.float64)
+
+
+def soft_edges(hits: RaycastHits) -> NDArray[np.float64]:
+    """(h, w): the lines of :func:`edges`, weighted by strength and blurred (HED-like soft edges)."""
+    right, down = _edge_strength(hits)
+    strength = np.maximum(right, down)
+    lines = np.maximum(edges(hits) * 0.6, 0.0) + 0.4 * strength
+    soft = ndimage.gaussian_filter(np.clip(lines, 0.0, 1.0), sigma=SOFT_EDGE_SIGMA_PX)
+    peak = soft.max()
+    return soft / peak if peak > 0 else soft
+
+
+def shaded(hits: RaycastHits, meshes: Sequence[MeshObject]) -> NDArray[np.float64]:
+    """(h, w, 3): Lambert shading with a head light, grey or in the meshes' vertex colours."""
+    lambert = np.clip(-np.einsum("hwc,hwc->hw", hits.normals, hits.view_dirs), 0.0, 1.0)
+    intensity = AMBIENT + (1.0 - AMBIENT) * lambert
+    albedo = np.full((*hits.depth.shape, 3), 0.8)
+    for index, mesh in enumerate(meshes):
+        if mesh.vertex_colors is not None:
+            pixels = hits.object_index == index
+            albedo[pixels] = mesh.vertex_colors.mean(axis=0)
+    out = albedo * intensity[..., None]
+    out[~hits.hit] = 0.0
+    return out

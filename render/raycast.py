@@ -1,0 +1,127 @@
+"""Ray casting meshes with Open3D's ``RaycastingScene``: no OpenGL, no display, runs on any CPU.
+
+One cast gives everything the mesh passes need: planar depth, the hit object and triangle, and the
+barycentric coordinates that turn flat triangle normals into smooth ones.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import open3d as o3d
+from numpy.typing import NDArray
+
+from .camera import Camera
+from .geometry import MeshObject
+
+NO_HIT = -1
+# Corners whose vertex normal is more than this far from the face normal keep the face normal, so a
+# cube stays a cube while a tessellated sphere shades smoothly.
+CREASE_ANGLE_DEG = 35.0
+
+
+@dataclass(frozen=True)
+class RaycastHits:
+    """What one camera sees of a set of meshes, per pixel.
+
+    depth : (h, w) float64, distance along the view axis (planar depth); inf where nothing is hit
+    object_index : (h, w) int64, index into the meshes; -1 where nothing is hit
+    normals : (h, w, 3) float64, unit world-space normals facing the camera; 0 where nothing is hit
+    view_dirs : (h, w, 3) float64, unit world-space direction from the eye through each pixel
+    """
+
+    depth: NDArray[np.float64]
+    object_index: NDArray[np.int64]
+    normals: NDArray[np.float64]
+    view_dirs: NDArray[np.float64]
+
+    @property
+    def hit(self) -> NDArray[np.bool_]:
+        return self.object_index != NO_HIT
+
+
+def vertex_normals(vertices: NDArray[np.float64], faces: NDArray[np.int64]) -> NDArray[np.float64]:
+    """Angle-weighted vertex normals (each face counts by its corner angle at the vertex, so a thin slab's
+    small side faces weigh as much as its big ones, and normals do not depend on how faces are split).
+
+    vertices : (n, 3) float64; faces : (m, 3) int64; returns (n, 3) float64, unit length (0 for unused vertices)
+    """
+    corners = vertices[faces]
+    face_normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    length = np.linalg.norm(face_normals, axis=1, keepdims=True)
+    face_normals = np.divide(face_normals, length, out=np.zeros_like(face_normals), where=length > 0)
+    normals = np.zeros_like(vertices)
+    for corner in range(3):
+        to_next = corners[:, (corner + 1) % 3] - corners[:, corner]
+        to_previous = corners[:, (corner + 2) % 3] - corners[:, corner]
+        cosine = np.einsum("md,md->m", to_next, to_previous) / np.maximum(
+            np.linalg.norm(to_next, axis=1) * np.linalg.norm(to_previous, axis=1), 1e-30
+        )
+        angle = np.arccos(np.clip(cosine, -1.0, 1.0))
+        np.add.at(normals, faces[:, corner], face_normals * angle[:, None])
+    length = np.linalg.norm(normals, axis=1, keepdims=True)
+    return np.divide(normals, length, out=np.zeros_like(normals), where=length > 0)
+
+
+def _corner_normals(mesh: MeshObject) -> NDArray[np.float64]:
+    """(m, 3, 3): the normal at each corner of each face, smooth below the crease angle, flat above it."""
+    corners = mesh.vertices[mesh.faces]
+    flat = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    length = np.linalg.norm(flat, axis=1, keepdims=True)
+    flat = np.divide(flat, length, out=np.zeros_like(flat), where=length > 0)
+    smooth = vertex_normals(mesh.vertices, mesh.faces)[mesh.faces]
+    keep_smooth = np.einsum("mcd,md->mc", smooth, flat) >= math.cos(math.radians(CREASE_ANGLE_DEG))
+    return np.where(keep_smooth[..., None], smooth, flat[:, None, :])
+
+
+def cast(meshes: Sequence[MeshObject], camera: Camera, width: int, height: int) -> RaycastHits:
+    """Cast one ray through the centre of every pixel of a ``width x height`` image."""
+    scene = o3d.t.geometry.RaycastingScene()
+    geometry_to_index: dict[int, int] = {}
+    for index, mesh in enumerate(meshes):
+        if len(mesh.faces) == 0:
+            continue
+        geometry_id = scene.add_triangles(
+            o3d.core.Tensor(np.ascontiguousarray(mesh.vertices, dtype=np.float32)),
+            o3d.core.Tensor(np.ascontiguousarray(mesh.faces, dtype=np.uint32)),
+        )
+        geometry_to_index[int(geometry_id)] = index
+
+    rays = scene.create_rays_pinhole(
+        o3d.core.Tensor(camera.intrinsic(width, height)), o3d.core.Tensor(camera.extrinsic()), width, height
+    )
+    result = scene.cast_rays(rays)
+    directions = rays.numpy()[..., 3:].astype(np.float64)
+    # The pinhole rays have unit length along the view axis, so t_hit is already planar depth.
+    depth = result["t_hit"].numpy().astype(np.float64)
+    geometry_ids = result["geometry_ids"].numpy().astype(np.int64)
+    hit = np.isfinite(depth)
+
+    lookup = np.full(max(geometry_to_index, default=0) + 2, NO_HIT, dtype=np.int64)
+    for geometry_id, index in geometry_to_index.items():
+        lookup[geometry_id] = index
+    object_index = np.where(hit, lookup[np.where(hit, geometry_ids, len(lookup) - 1)], NO_HIT)
+
+    view_dirs = directions / np.linalg.norm(directions, axis=-1, keepdims=True)
+    normals = np.zeros((height, width, 3))
+    if np.any(hit):
+        triangle = result["primitive_ids"].numpy().astype(np.int64)
+        uvs = result["primitive_uvs"].numpy().astype(np.float64)
+        for index, mesh in enumerate(meshes):
+            pixels = object_index == index
+            if not np.any(pixels):
+                continue
+            corner = _corner_normals(mesh)[triangle[pixels]]  # (k, 3, 3)
+            u, v = uvs[pixels][:, 0:1], uvs[pixels][:, 1:2]
+            normals[pixels] = (1.0 - u - v) * corner[:, 0] + u * corner[:, 1] + v * corner[:, 2]
+        length = np.linalg.norm(normals, axis=-1, keepdims=True)
+        normals = np.divide(normals, length, out=np.zeros_like(normals), where=length > 0)
+        # Face the camera: a back face seen through an open mesh shades like a front face.
+        facing = np.einsum("hwc,hwc->hw", normals, view_dirs) > 0
+        normals[facing] *= -1.0
+    return RaycastHits(
+        depth=np.where(hit, depth, np.inf), object_index=object_index, normals=normals, view_dirs=view_dirs
+    )

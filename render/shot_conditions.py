@@ -1,0 +1,102 @@
+"""A Shot's condition layers, rendered and composed into the one image the daemon receives."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image, UnidentifiedImageError
+
+from anyi2v.shared.shot import ConditionLayer, ImageSource, MaskRegion, ObjectRegion, Shot
+
+from .assets import load_asset
+from .camera import Camera
+from .condition import MODALITY_PASS, RenderError, SceneView, compose, to_uint8
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class ShotConditions:
+    """image : (h, w, 3) float in 0..1, the composed condition; layers : each layer's own image;
+    object_boxes : each scene object's normalized box as the shot's camera sees it at frame 0."""
+
+    image: NDArray[np.float64]
+    layers: tuple[NDArray[np.float64], ...]
+    object_boxes: dict[str, Box] = field(default_factory=dict)
+
+
+def read_image(path: Path, width: int, height: int, *, where: str) -> NDArray[np.float64]:
+    """An image file as (height, width, 3) floats in 0..1, resized to the output size."""
+    try:
+        with Image.open(path) as image:
+            rgb = image.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
+    except (OSError, UnidentifiedImageError, ValueError) as error:
+        raise RenderError(f"{where}: {path} is not a readable image ({error})") from None
+    return np.asarray(rgb, dtype=np.float64) / 255.0
+
+
+def _region(layer: ConditionLayer, view: SceneView | None, base: Path, width: int, height: int, where: str) -> (
+    NDArray[np.bool_] | None
+):
+    region = layer.region
+    if region is None:
+        return None
+    if isinstance(region, MaskRegion):
+        mask = read_image(base / region.path, width, height, where=f"{where}.region.path").mean(axis=2) > 0.5
+    else:
+        assert isinstance(region, ObjectRegion)
+        if view is None:
+            raise RenderError(f"{where}.region: object regions need the shot's scene")
+        mask = view.object_mask(region.object)
+    return ~mask if region.invert else mask
+
+
+def render_shot_conditions(shot: Shot, base_dir: Path) -> ShotConditions:
+    """Render and compose every condition layer of ``shot``; paths are relative to ``base_dir``."""
+    width, height = shot.output.width, shot.output.height
+    view: SceneView | None = None
+    if shot.scene is not None:
+        asset = load_asset(base_dir / shot.scene.path, up_axis=shot.scene.up_axis)
+        camera = shot.scene.camera
+        view = SceneView(asset, Camera(camera.eye, camera.target, camera.up, camera.fov_deg), width, height)
+
+    layers: list[NDArray[np.float64]] = []
+    stack: list[tuple[NDArray[np.float64], NDArray[np.bool_] | None]] = []
+    for index, layer in enumerate(shot.conditions):
+        where = f"conditions[{index}]"
+        if isinstance(layer.source, ImageSource):
+            image = read_image(base_dir / layer.source.path, width, height, where=f"{where}.source.path")
+        else:
+            if view is None:
+                raise RenderError(f"{where}: renders the scene, but the shot has no scene")
+            if layer.modality not in MODALITY_PASS:
+                renderable = ", ".join(MODALITY_PASS)
+                raise RenderError(
+                    f"{where}.modality: {layer.modality!r} cannot be rendered from a scene (renderable: {renderable});"
+                    " bring it as an image"
+                )
+            image = view.render(MODALITY_PASS[layer.modality])
+        layers.append(image)
+        stack.append((image, _region(layer, view, base_dir, width, height, where)))
+    boxes = view.object_boxes() if view is not None else {}
+    return ShotConditions(image=compose(stack), layers=tuple(layers), object_boxes=boxes)
+
+
+def write_shot_conditions(shot: Shot, conditions: ShotConditions, out_dir: Path) -> list[Path]:
+    """Write ``condition.png``, one ``layer-N-MODALITY.png`` per layer and ``boxes.json``; returns the paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [out_dir / "condition.png"]
+    Image.fromarray(to_uint8(conditions.image)).save(written[0])
+    for index, (layer, image) in enumerate(zip(shot.conditions, conditions.layers, strict=True)):
+        path = out_dir / f"layer-{index}-{layer.modality}.png"
+        Image.fromarray(to_uint8(image)).save(path)
+        written.append(path)
+    boxes_path = out_dir / "boxes.json"
+    boxes = {"frame": 0, "width": shot.output.width, "height": shot.output.height, "objects": conditions.object_boxes}
+    boxes_path.write_text(json.dumps(boxes, indent=2) + "\n", encoding="utf-8")
+    written.append(boxes_path)
+    return written
