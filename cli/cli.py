@@ -64,7 +64,6 @@ def _schema(arguments: argparse.Namespace) -> int:
 
 def _render(arguments: argparse.Namespace) -> int:
     from anyi2v.render.assets import AssetError
-
     from anyi2v.render.condition import RenderError
 
     try:

@@ -28,7 +28,12 @@ def toy_car() -> trimesh.Scene:
     cabin = trimesh.creation.box(extents=(0.8, 0.35, 0.7))
     cabin.apply_translation((-0.1, 0.85, 0.0))
     scene.add_geometry(cabin, node_name="cabin", geom_name="cabin")
-    for name, x, z in (("wheel_fl", 0.5, 0.42), ("wheel_fr", 0.5, -0.42), ("wheel_rl", -0.5, 0.42), ("wheel_rr", -0.5, -0.42)):
+    for name, x, z in (
+        ("wheel_fl", 0.5, 0.42),
+        ("wheel_fr", 0.5, -0.42),
+        ("wheel_rl", -0.5, 0.42),
+        ("wheel_rr", -0.5, -0.42),
+    ):
         wheel = trimesh.creation.cylinder(radius=0.22, height=0.16, sections=32)
         wheel.apply_transform(trimesh.transformations.rotation_matrix(np.pi / 2, (1.0, 0.0, 0.0)))
         wheel.apply_translation((x, 0.22, z))

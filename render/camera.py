@@ -84,9 +84,12 @@ class Camera:
     def to_camera(self, points: NDArray[np.float64]) -> NDArray[np.float64]:
         """points : (n, 3) world -> (n, 3) camera space (z is the depth along the view axis)."""
         rotation = self.rotation()
-        return (np.asarray(points, dtype=np.float64) - np.asarray(self.eye)) @ rotation.T
+        moved: NDArray[np.float64] = (np.asarray(points, dtype=np.float64) - np.asarray(self.eye)) @ rotation.T
+        return moved
 
-    def project(self, points: NDArray[np.float64], width: int, height: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    def project(
+        self, points: NDArray[np.float64], width: int, height: int
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """points : (n, 3) world -> pixels (n, 2) as (x, y), and depth (n,). Points behind the camera get
         depth <= 0 and meaningless pixels: filter on depth."""
         camera_points = self.to_camera(points)
@@ -95,4 +98,4 @@ class Camera:
         k = self.intrinsic(width, height)
         x = k[0, 0] * camera_points[:, 0] / safe + k[0, 2]
         y = k[1, 1] * camera_points[:, 1] / safe + k[1, 2]
-        return np.stack([x, y], axis=1), depth
+        return np.stack([x, y], axis=1), np.asarray(depth, dtype=np.float64)

@@ -60,7 +60,7 @@ def depth_image(hits: RaycastHits) -> NDArray[np.float64]:
 
 def camera_normals(hits: RaycastHits, camera: Camera) -> NDArray[np.float64]:
     """(h, w, 3) unit normals in camera space (x right, y down, z forward)."""
-    return np.einsum("ij,hwj->hwi", camera.rotation(), hits.normals)
+    return np.asarray(np.einsum("ij,hwj->hwi", camera.rotation(), hits.normals), dtype=np.float64)
 
 
 def normal_image(hits: RaycastHits, camera: Camera) -> NDArray[np.float64]:
@@ -144,7 +144,7 @@ def soft_edges(hits: RaycastHits) -> NDArray[np.float64]:
     lines = np.maximum(edges(hits) * 0.6, 0.0) + 0.4 * strength
     soft = ndimage.gaussian_filter(np.clip(lines, 0.0, 1.0), sigma=SOFT_EDGE_SIGMA_PX)
     peak = soft.max()
-    return soft / peak if peak > 0 else soft
+    return np.asarray(soft / peak if peak > 0 else soft, dtype=np.float64)
 
 
 def shaded(hits: RaycastHits, meshes: Sequence[MeshObject]) -> NDArray[np.float64]:
@@ -156,6 +156,6 @@ def shaded(hits: RaycastHits, meshes: Sequence[MeshObject]) -> NDArray[np.float6
         if mesh.vertex_colors is not None:
             pixels = hits.object_index == index
             albedo[pixels] = mesh.vertex_colors.mean(axis=0)
-    out = albedo * intensity[..., None]
+    out: NDArray[np.float64] = albedo * intensity[..., None]
     out[~hits.hit] = 0.0
     return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import open3d as o3d
@@ -40,7 +41,7 @@ class RaycastHits:
 
     @property
     def hit(self) -> NDArray[np.bool_]:
-        return self.object_index != NO_HIT
+        return np.asarray(self.object_index != NO_HIT)
 
 
 def vertex_normals(vertices: NDArray[np.float64], faces: NDArray[np.int64]) -> NDArray[np.float64]:
@@ -63,7 +64,8 @@ def vertex_normals(vertices: NDArray[np.float64], faces: NDArray[np.int64]) -> N
         angle = np.arccos(np.clip(cosine, -1.0, 1.0))
         np.add.at(normals, faces[:, corner], face_normals * angle[:, None])
     length = np.linalg.norm(normals, axis=1, keepdims=True)
-    return np.divide(normals, length, out=np.zeros_like(normals), where=length > 0)
+    unit: NDArray[np.float64] = np.divide(normals, length, out=np.zeros_like(normals), where=length > 0)
+    return unit
 
 
 def _corner_normals(mesh: MeshObject) -> NDArray[np.float64]:
@@ -74,7 +76,11 @@ def _corner_normals(mesh: MeshObject) -> NDArray[np.float64]:
     flat = np.divide(flat, length, out=np.zeros_like(flat), where=length > 0)
     smooth = vertex_normals(mesh.vertices, mesh.faces)[mesh.faces]
     keep_smooth = np.einsum("mcd,md->mc", smooth, flat) >= math.cos(math.radians(CREASE_ANGLE_DEG))
-    return np.where(keep_smooth[..., None], smooth, flat[:, None, :])
+    return np.asarray(np.where(keep_smooth[..., None], smooth, flat[:, None, :]), dtype=np.float64)
+
+
+def _tensor(array: NDArray[Any]) -> Any:
+    return o3d.core.Tensor(array)  # type: ignore[call-overload,unused-ignore]
 
 
 def cast(meshes: Sequence[MeshObject], camera: Camera, width: int, height: int) -> RaycastHits:
@@ -85,13 +91,13 @@ def cast(meshes: Sequence[MeshObject], camera: Camera, width: int, height: int) 
         if len(mesh.faces) == 0:
             continue
         geometry_id = scene.add_triangles(
-            o3d.core.Tensor(np.ascontiguousarray(mesh.vertices, dtype=np.float32)),
-            o3d.core.Tensor(np.ascontiguousarray(mesh.faces, dtype=np.uint32)),
+            _tensor(np.ascontiguousarray(mesh.vertices, dtype=np.float32)),
+            _tensor(np.ascontiguousarray(mesh.faces, dtype=np.uint32)),
         )
         geometry_to_index[int(geometry_id)] = index
 
     rays = scene.create_rays_pinhole(
-        o3d.core.Tensor(camera.intrinsic(width, height)), o3d.core.Tensor(camera.extrinsic()), width, height
+        _tensor(camera.intrinsic(width, height)), _tensor(camera.extrinsic()), width, height
     )
     result = scene.cast_rays(rays)
     directions = rays.numpy()[..., 3:].astype(np.float64)

@@ -39,9 +39,9 @@ def read_image(path: Path, width: int, height: int, *, where: str) -> NDArray[np
     return np.asarray(rgb, dtype=np.float64) / 255.0
 
 
-def _region(layer: ConditionLayer, view: SceneView | None, base: Path, width: int, height: int, where: str) -> (
-    NDArray[np.bool_] | None
-):
+def _region(
+    layer: ConditionLayer, view: SceneView | None, base: Path, width: int, height: int, where: str
+) -> NDArray[np.bool_] | None:
     region = layer.region
     if region is None:
         return None
@@ -52,7 +52,7 @@ def _region(layer: ConditionLayer, view: SceneView | None, base: Path, width: in
         if view is None:
             raise RenderError(f"{where}.region: object regions need the shot's scene")
         mask = view.object_mask(region.object)
-    return ~mask if region.invert else mask
+    return np.asarray(~mask if region.invert else mask, dtype=bool)
 
 
 def render_shot_conditions(shot: Shot, base_dir: Path) -> ShotConditions:

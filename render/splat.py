@@ -55,7 +55,11 @@ def splat(clouds: Sequence[PointObject], camera: Camera, width: int, height: int
         if clouds
         else np.zeros((0, 3))
     )
-    owners = np.concatenate([np.full(len(cloud.points), index) for index, cloud in enumerate(clouds)]) if clouds else []
+    owners: NDArray[np.int64] = np.concatenate(
+        [np.full(len(cloud.points), index, dtype=np.int64) for index, cloud in enumerate(clouds)]
+        if clouds
+        else [np.zeros(0, dtype=np.int64)]
+    )
 
     pixels, depth = camera.project(points, width, height)
     column = np.floor(pixels[:, 0]).astype(np.int64)
@@ -73,9 +77,9 @@ def splat(clouds: Sequence[PointObject], camera: Camera, width: int, height: int
     levels = np.floor((visible_depth - near) / max(far - near, 1e-12) * (_DEPTH_LEVELS - 1))
     keys = levels * float(index.size) + np.arange(index.size)
     no_point = float(_DEPTH_LEVELS) * float(index.size)
-    buffer = np.full(height * width, no_point)
-    np.minimum.at(buffer, row[index] * width + column[index], keys)
-    buffer = buffer.reshape(height, width)
+    flat_buffer = np.full(height * width, no_point)
+    np.minimum.at(flat_buffer, row[index] * width + column[index], keys)
+    buffer = flat_buffer.reshape(height, width)
     if radius_px > 0:
         buffer = ndimage.minimum_filter(buffer, footprint=disk(radius_px), mode="constant", cval=no_point)
 
@@ -86,5 +90,5 @@ def splat(clouds: Sequence[PointObject], camera: Camera, width: int, height: int
     out_color = np.zeros((height, width, 3))
     out_color[covered] = colors[chosen]
     out_owner = np.full((height, width), -1, dtype=np.int64)
-    out_owner[covered] = np.asarray(owners)[chosen]
+    out_owner[covered] = owners[chosen]
     return Splats(out_depth, out_color, out_owner)

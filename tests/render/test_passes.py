@@ -49,7 +49,9 @@ def test_cube_silhouette_area_matches_its_projection(width: int, height: int) ->
     camera = Camera.orbit(azimuth_deg=35.0, elevation_deg=25.0, distance=3.5)
     view = SceneView(Asset("c", (cube,)), camera, width, height)
     pixels, _ = camera.project(cube.vertices, width, height)
-    assert pixels.min() > 0 and pixels[:, 0].max() < width and pixels[:, 1].max() < height
+    assert pixels.min() > 0
+    assert pixels[:, 0].max() < width
+    assert pixels[:, 1].max() < height
     expected_area = ConvexHull(pixels).volume  # in 2D, "volume" is the area
     measured_area = view.render("silhouette")[..., 0].sum()
     assert measured_area == pytest.approx(expected_area, rel=0.01)
