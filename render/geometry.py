@@ -7,9 +7,34 @@ whole asset fitted into the cube ``[-0.5, 0.5]^3`` and centred at the origin.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 from numpy.typing import NDArray
+
+
+def vertex_normals(vertices: NDArray[np.float64], faces: NDArray[np.int64]) -> NDArray[np.float64]:
+    """Angle-weighted vertex normals (each face counts by its corner angle at the vertex, so a thin slab's
+    small side faces weigh as much as its big ones, and normals do not depend on how faces are split).
+
+    vertices : (n, 3) float64; faces : (m, 3) int64; returns (n, 3) float64, unit length (0 for unused vertices)
+    """
+    corners = vertices[faces]
+    face_normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    length = np.linalg.norm(face_normals, axis=1, keepdims=True)
+    face_normals = np.divide(face_normals, length, out=np.zeros_like(face_normals), where=length > 0)
+    normals = np.zeros_like(vertices)
+    for corner in range(3):
+        to_next = corners[:, (corner + 1) % 3] - corners[:, corner]
+        to_previous = corners[:, (corner + 2) % 3] - corners[:, corner]
+        cosine = np.einsum("md,md->m", to_next, to_previous) / np.maximum(
+            np.linalg.norm(to_next, axis=1) * np.linalg.norm(to_previous, axis=1), 1e-30
+        )
+        angle = np.arccos(np.clip(cosine, -1.0, 1.0))
+        np.add.at(normals, faces[:, corner], face_normals * angle[:, None])
+    length = np.linalg.norm(normals, axis=1, keepdims=True)
+    unit: NDArray[np.float64] = np.divide(normals, length, out=np.zeros_like(normals), where=length > 0)
+    return unit
 
 
 @dataclass(frozen=True)
@@ -25,6 +50,11 @@ class MeshObject:
     vertices: NDArray[np.float64]
     faces: NDArray[np.int64]
     vertex_colors: NDArray[np.float64] | None = None
+
+    @cached_property
+    def vertex_normals(self) -> NDArray[np.float64]:
+        """(n, 3) angle-weighted unit vertex normals, computed once per mesh."""
+        return vertex_normals(self.vertices, self.faces)
 
 
 @dataclass(frozen=True)

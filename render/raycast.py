@@ -44,37 +44,14 @@ class RaycastHits:
         return np.asarray(self.object_index != NO_HIT)
 
 
-def vertex_normals(vertices: NDArray[np.float64], faces: NDArray[np.int64]) -> NDArray[np.float64]:
-    """Angle-weighted vertex normals (each face counts by its corner angle at the vertex, so a thin slab's
-    small side faces weigh as much as its big ones, and normals do not depend on how faces are split).
-
-    vertices : (n, 3) float64; faces : (m, 3) int64; returns (n, 3) float64, unit length (0 for unused vertices)
-    """
-    corners = vertices[faces]
-    face_normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-    length = np.linalg.norm(face_normals, axis=1, keepdims=True)
-    face_normals = np.divide(face_normals, length, out=np.zeros_like(face_normals), where=length > 0)
-    normals = np.zeros_like(vertices)
-    for corner in range(3):
-        to_next = corners[:, (corner + 1) % 3] - corners[:, corner]
-        to_previous = corners[:, (corner + 2) % 3] - corners[:, corner]
-        cosine = np.einsum("md,md->m", to_next, to_previous) / np.maximum(
-            np.linalg.norm(to_next, axis=1) * np.linalg.norm(to_previous, axis=1), 1e-30
-        )
-        angle = np.arccos(np.clip(cosine, -1.0, 1.0))
-        np.add.at(normals, faces[:, corner], face_normals * angle[:, None])
-    length = np.linalg.norm(normals, axis=1, keepdims=True)
-    unit: NDArray[np.float64] = np.divide(normals, length, out=np.zeros_like(normals), where=length > 0)
-    return unit
-
-
-def _corner_normals(mesh: MeshObject) -> NDArray[np.float64]:
-    """(m, 3, 3): the normal at each corner of each face, smooth below the crease angle, flat above it."""
-    corners = mesh.vertices[mesh.faces]
+def _corner_normals(mesh: MeshObject, triangles: NDArray[np.int64]) -> NDArray[np.float64]:
+    """(k, 3, 3): the normal at each corner of the given faces, smooth below the crease angle, flat above."""
+    faces = mesh.faces[triangles]
+    corners = mesh.vertices[faces]
     flat = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
     length = np.linalg.norm(flat, axis=1, keepdims=True)
     flat = np.divide(flat, length, out=np.zeros_like(flat), where=length > 0)
-    smooth = vertex_normals(mesh.vertices, mesh.faces)[mesh.faces]
+    smooth = mesh.vertex_normals[faces]
     keep_smooth = np.einsum("mcd,md->mc", smooth, flat) >= math.cos(math.radians(CREASE_ANGLE_DEG))
     return np.asarray(np.where(keep_smooth[..., None], smooth, flat[:, None, :]), dtype=np.float64)
 
@@ -120,7 +97,9 @@ def cast(meshes: Sequence[MeshObject], camera: Camera, width: int, height: int) 
             pixels = object_index == index
             if not np.any(pixels):
                 continue
-            corner = _corner_normals(mesh)[triangle[pixels]]  # (k, 3, 3)
+            # Only the triangles some pixel sees: a far cheaper than shading every face.
+            seen, inverse = np.unique(triangle[pixels], return_inverse=True)
+            corner = _corner_normals(mesh, seen)[inverse]  # (k, 3, 3)
             u, v = uvs[pixels][:, 0:1], uvs[pixels][:, 1:2]
             normals[pixels] = (1.0 - u - v) * corner[:, 0] + u * corner[:, 1] + v * corner[:, 2]
         length = np.linalg.norm(normals, axis=-1, keepdims=True)
