@@ -1,0 +1,88 @@
+"""`anyi2v render` on every example shot and asset: the images exist, have the shot's size, show a
+foreground and stay in range; the boxes name the scene's objects."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from anyi2v.cli import main
+from anyi2v.shared.document import load_shot
+from tests.conftest import EXAMPLES
+
+SHOTS = sorted(EXAMPLES.glob("*.json"))
+ASSETS = sorted((EXAMPLES / "assets").iterdir())
+
+
+def test_examples_include_meshes_a_point_cloud_and_scene_shots() -> None:
+    suffixes = [path.suffix for path in ASSETS]
+    assert suffixes.count(".ply") >= 1
+    assert len([s for s in suffixes if s in {".glb", ".obj", ".stl", ".off"}]) >= 2
+    assert sum(load_shot(path).scene is not None for path in SHOTS) >= 2
+
+
+@pytest.mark.parametrize("shot_path", SHOTS, ids=lambda path: path.stem)
+def test_render_every_example_shot(shot_path: Path, tmp_path: Path) -> None:
+    shot = load_shot(shot_path)
+    assert main(["render", str(shot_path), "--out", str(tmp_path)]) == 0
+    condition = np.asarray(Image.open(tmp_path / "condition.png"))
+    assert condition.shape == (shot.output.height, shot.output.width, 3)
+    assert condition.dtype == np.uint8
+    assert condition.std() > 5  # structure, not a flat image
+    if shot.scene is not None:
+        foreground = condition.max(axis=2) > 0
+        assert 0.01 < foreground.mean() < 0.99  # the scene is drawn over an empty background
+    for index, layer in enumerate(shot.conditions):
+        image = np.asarray(Image.open(tmp_path / f"layer-{index}-{layer.modality}.png"))
+        assert image.shape == condition.shape
+        assert image.max() > 0
+    boxes = json.loads((tmp_path / "boxes.json").read_text())
+    assert (boxes["width"], boxes["height"]) == (shot.output.width, shot.output.height)
+    if shot.scene is not None:
+        assert boxes["objects"]
+        for box in boxes["objects"].values():
+            assert box[0] < box[2]
+            assert box[1] < box[3]
+
+
+def test_mixed_modality_draws_edges_only_on_the_car(tmp_path: Path) -> None:
+    assert main(["render", str(EXAMPLES / "car_mixed_modality.json"), "--out", str(tmp_path)]) == 0
+    depth = np.asarray(Image.open(tmp_path / "layer-0-depth.png")).astype(int)
+    composed = np.asarray(Image.open(tmp_path / "condition.png")).astype(int)
+    body_box = json.loads((tmp_path / "boxes.json").read_text())["objects"]["body"]
+    height, width = composed.shape[:2]
+    changed = np.any(composed != depth, axis=2)
+    assert changed.any()
+    rows, columns = np.nonzero(changed)
+    # Every changed pixel lies on the car (body or cabin), never on the ground in front of it.
+    assert rows.max() <= body_box[3] * height + 1
+    assert columns.min() >= body_box[0] * width - 1
+    assert columns.max() <= body_box[2] * width + 1
+
+
+@pytest.mark.parametrize("asset", ASSETS, ids=lambda path: path.name)
+@pytest.mark.parametrize("render_pass", ["depth", "silhouette", "segmentation"])
+def test_render_every_example_asset(asset: Path, render_pass: str, tmp_path: Path) -> None:
+    out = tmp_path / "out.png"
+    assert main(["render", str(asset), "--pass", render_pass, "--size", "320x256", "--out", str(out)]) == 0
+    image = np.asarray(Image.open(out))
+    assert image.shape == (256, 320, 3)
+    assert 0.01 < (image.max(axis=2) > 0).mean() < 0.99
+
+
+def test_render_reports_bad_input_clearly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    broken = tmp_path / "broken.obj"
+    broken.write_text("v 0 0 0\nv 1 0 0\nf 1 2 7\n")
+    assert main(["render", str(broken), "--out", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert "broken.obj" in err
+    assert "Traceback" not in err
+    point_cloud = EXAMPLES / "assets" / "statue_points.ply"
+    assert main(["render", str(point_cloud), "--pass", "normal", "--out", str(tmp_path / "n.png")]) == 2
+    assert "needs a mesh" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["render", str(point_cloud), "--size", "500x500", "--out", str(tmp_path / "n.png")])
