@@ -279,7 +279,7 @@ def _check_ply(file: Path, data: bytes, limits: LoadLimits) -> bool:
     body = data.find(b"\n", end)
     body = len(data) if body < 0 else body + 1
     counts: dict[str, int] = {}
-    need = 0  # lower bound on a binary body: scalar sizes and list counts, lists taken as empty
+    need = count = 0  # need: a lower bound on a binary body (scalar sizes and list counts; lists taken as empty)
     form = ""
     try:
         for line in data[:end].decode("ascii", "replace").splitlines()[1:]:
@@ -288,12 +288,10 @@ def _check_ply(file: Path, data: bytes, limits: LoadLimits) -> bool:
                 continue
             if words[0] == "format":
                 form = words[1]
-            elif words[0] == "element":
-                counts[words[1]] = int(words[2])
-                if counts[words[1]] < 0:
-                    raise ValueError(line)
-            elif words[0] == "property":
-                need += list(counts.values())[-1] * _PLY_SIZES[words[2] if words[1] == "list" else words[1]]
+            elif words[0] == "element" and words[1] not in counts and int(words[2]) >= 0:
+                count = counts[words[1]] = int(words[2])
+            elif words[0] == "property" and counts:
+                need += count * _PLY_SIZES[words[2] if words[1] == "list" else words[1]]
             else:
                 raise ValueError(line)
     except (IndexError, KeyError, ValueError) as error:
@@ -325,7 +323,9 @@ def _check_obj(file: Path, data: bytes, limits: LoadLimits) -> None:
     _require_text(file, data, "OBJ")
     text = data.replace(b"\r\n", b"\n").replace(b"\\\n", b"")
     for match in _OBJ_MTLLIB.finditer(text):
-        _check_reference(file, match.group(1).decode("utf-8", "replace"), "mtllib")
+        names = match.group(1).decode("utf-8", "replace")
+        for name in (names, *names.split()):  # one name with spaces, or several names
+            _check_reference(file, name, "mtllib")
     vertex_count = len(_OBJ_VERTEX.findall(text))
     faces = _OBJ_FACE.findall(text)
     if vertex_count > limits.max_points:
