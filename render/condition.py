@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 from . import passes
 from .camera import Camera
 from .geometry import Asset, MeshObject, PointObject
-from .raycast import RaycastHits, cast
+from .raycast import MeshScene, RaycastHits
 from .splat import Splats, splat
 
 PASSES: tuple[str, ...] = ("depth", "normal", "silhouette", "segmentation", "edges", "soft_edges", "shaded", "splat")
@@ -57,6 +57,8 @@ class SceneView:
     width: int
     height: int
     splat_radius_px: int = 1
+    mesh_scene: MeshScene | None = None
+    """The asset's meshes, ready to cast; pass one to share its BVH between views of the same asset."""
     _mesh_indices: list[int] = field(init=False)
     _cloud_indices: list[int] = field(init=False)
 
@@ -67,9 +69,16 @@ class SceneView:
         self._cloud_indices = [i for i, item in enumerate(self.asset.objects) if isinstance(item, PointObject)]
 
     @cached_property
+    def meshes(self) -> tuple[MeshObject, ...]:
+        """The asset's meshes, in the order of ``_mesh_indices``."""
+        return tuple(m for m in (self.asset.objects[i] for i in self._mesh_indices) if isinstance(m, MeshObject))
+
+    @cached_property
     def hits(self) -> RaycastHits:
-        meshes = [self.asset.objects[i] for i in self._mesh_indices]
-        return cast([m for m in meshes if isinstance(m, MeshObject)], self.camera, self.width, self.height)
+        scene = self.mesh_scene if self.mesh_scene is not None else MeshScene(self.meshes)
+        if [id(m) for m in scene.meshes] != [id(m) for m in self.meshes]:
+            raise RenderError("the mesh scene passed to this view holds other meshes than its asset")
+        return scene.cast(self.camera, self.width, self.height)
 
     @cached_property
     def splats(self) -> Splats:
@@ -91,7 +100,7 @@ class SceneView:
         return np.where(self.splats.depth < self.hits.depth, from_cloud, from_mesh)
 
     def _merged_hits(self) -> RaycastHits:
-        return RaycastHits(self.depth, self.object_index, self.hits.normals, self.hits.view_dirs)
+        return replace(self.hits, depth=self.depth, object_index=self.object_index)
 
     def render(self, name: str) -> NDArray[np.float64]:
         """The pass ``name`` as an ``(h, w, 3)`` float image in 0..1."""
@@ -112,8 +121,7 @@ class SceneView:
         elif name == "soft_edges":
             image = passes.soft_edges(self.hits)
         elif name == "shaded":
-            meshes = [m for m in (self.asset.objects[i] for i in self._mesh_indices) if isinstance(m, MeshObject)]
-            image = passes.shaded(self.hits, meshes)
+            image = passes.shaded(self.hits, self.meshes)
         else:  # splat
             if not self._cloud_indices:
                 raise RenderError(f"the splat pass needs a point cloud, and {self.asset.source} holds only meshes")

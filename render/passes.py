@@ -59,16 +59,19 @@ def depth_image(hits: RaycastHits) -> NDArray[np.float64]:
 
 
 def camera_normals(hits: RaycastHits, camera: Camera) -> NDArray[np.float64]:
-    """(h, w, 3) unit normals in camera space (x right, y down, z forward)."""
-    return np.asarray(np.einsum("ij,hwj->hwi", camera.rotation(), hits.normals), dtype=np.float64)
+    """(h, w, 3) unit normals in camera space (x right, y down, z forward); 0 where nothing is hit."""
+    out = np.zeros_like(hits.normals)
+    hit = hits.hit
+    out[hit] = hits.normals[hit] @ camera.rotation().T
+    return out
 
 
 def normal_image(hits: RaycastHits, camera: Camera) -> NDArray[np.float64]:
     """(h, w, 3) normal map, ControlNet colours: r = left, g = up, b = towards the viewer."""
-    n = camera_normals(hits, camera)
-    left_up_toward = np.stack([-n[..., 0], -n[..., 1], -n[..., 2]], axis=-1)
-    out = (left_up_toward + 1.0) / 2.0
-    out[~hits.hit] = 0.0
+    out = np.zeros_like(hits.normals)
+    hit = hits.hit
+    # Camera space is (right, down, forward); the map wants (left, up, towards the viewer).
+    out[hit] = (1.0 - hits.normals[hit] @ camera.rotation().T) / 2.0
     return out
 
 
@@ -148,14 +151,20 @@ def soft_edges(hits: RaycastHits) -> NDArray[np.float64]:
 
 
 def shaded(hits: RaycastHits, meshes: Sequence[MeshObject]) -> NDArray[np.float64]:
-    """(h, w, 3): Lambert shading with a head light, grey or in the meshes' vertex colours."""
-    lambert = np.clip(-np.einsum("hwc,hwc->hw", hits.normals, hits.view_dirs), 0.0, 1.0)
+    """(h, w, 3): Lambert shading with a head light, grey or in the meshes' vertex colours (interpolated
+    across each face from its corners)."""
+    hit = hits.hit
+    lambert = np.clip(-np.einsum("kc,kc->k", hits.normals[hit], hits.view_dirs[hit]), 0.0, 1.0)
     intensity = AMBIENT + (1.0 - AMBIENT) * lambert
-    albedo = np.full((*hits.depth.shape, 3), 0.8)
+    albedo = np.full((int(hit.sum()), 3), 0.8)
+    hit_object = hits.object_index[hit]
     for index, mesh in enumerate(meshes):
-        if mesh.vertex_colors is not None:
-            pixels = hits.object_index == index
-            albedo[pixels] = mesh.vertex_colors.mean(axis=0)
-    out: NDArray[np.float64] = albedo * intensity[..., None]
-    out[~hits.hit] = 0.0
+        if mesh.vertex_colors is None:
+            continue
+        rows = np.flatnonzero(hit_object == index)
+        corners = mesh.vertex_colors[mesh.faces[hits.triangle[hit][rows]]]  # (k, 3 corners, rgb)
+        u, v = hits.uv[hit][rows, 0:1], hits.uv[hit][rows, 1:2]
+        albedo[rows] = (1.0 - u - v) * corners[:, 0] + u * corners[:, 1] + v * corners[:, 2]
+    out = np.zeros((*hits.depth.shape, 3))
+    out[hit] = np.clip(albedo, 0.0, 1.0) * intensity[:, None]
     return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -31,17 +32,29 @@ class RaycastHits:
     depth : (h, w) float64, distance along the view axis (planar depth); inf where nothing is hit
     object_index : (h, w) int64, index into the meshes; -1 where nothing is hit
     normals : (h, w, 3) float64, unit world-space normals facing the camera; 0 where nothing is hit
-    view_dirs : (h, w, 3) float64, unit world-space direction from the eye through each pixel
+    triangle : (h, w) int64, the hit face of that mesh; -1 where nothing is hit
+    uv : (h, w, 2) float64, barycentric (u, v) of the hit in its face: the point is
+         ``(1 - u - v) * a + u * b + v * c`` for corners ``a, b, c``
+    ray_directions : (h, w, 3) float32, world-space ray directions (unit length along the view axis)
     """
 
     depth: NDArray[np.float64]
     object_index: NDArray[np.int64]
     normals: NDArray[np.float64]
-    view_dirs: NDArray[np.float64]
+    triangle: NDArray[np.int64]
+    uv: NDArray[np.float64]
+    ray_directions: NDArray[np.float32]
 
     @property
     def hit(self) -> NDArray[np.bool_]:
         return np.asarray(self.object_index != NO_HIT)
+
+    @cached_property
+    def view_dirs(self) -> NDArray[np.float64]:
+        """(h, w, 3) unit world-space direction from the eye through each pixel (computed on first use)."""
+        directions = self.ray_directions.astype(np.float64)
+        unit: NDArray[np.float64] = directions / np.linalg.norm(directions, axis=-1, keepdims=True)
+        return unit
 
 
 def _corner_normals(mesh: MeshObject, triangles: NDArray[np.int64]) -> NDArray[np.float64]:
@@ -60,53 +73,84 @@ def _tensor(array: NDArray[Any]) -> Any:
     return o3d.core.Tensor(array)  # type: ignore[call-overload,unused-ignore]
 
 
-def cast(meshes: Sequence[MeshObject], camera: Camera, width: int, height: int) -> RaycastHits:
-    """Cast one ray through the centre of every pixel of a ``width x height`` image."""
-    scene = o3d.t.geometry.RaycastingScene()
-    geometry_to_index: dict[int, int] = {}
-    for index, mesh in enumerate(meshes):
-        if len(mesh.faces) == 0:
-            continue
-        geometry_id = scene.add_triangles(
-            _tensor(np.ascontiguousarray(mesh.vertices, dtype=np.float32)),
-            _tensor(np.ascontiguousarray(mesh.faces, dtype=np.uint32)),
-        )
-        geometry_to_index[int(geometry_id)] = index
+class MeshScene:
+    """Meshes in one Open3D ray-casting scene.
 
-    rays = scene.create_rays_pinhole(
-        _tensor(camera.intrinsic(width, height)), _tensor(camera.extrinsic()), width, height
-    )
-    result = scene.cast_rays(rays)
-    directions = rays.numpy()[..., 3:].astype(np.float64)
-    # The pinhole rays have unit length along the view axis, so t_hit is already planar depth.
-    depth = result["t_hit"].numpy().astype(np.float64)
-    geometry_ids = result["geometry_ids"].numpy().astype(np.int64)
-    hit = np.isfinite(depth)
+    Building the scene's BVH is most of the cost of a first render, so every view of the same meshes
+    (an orbit in the desktop, the frames of a camera path) should cast through one ``MeshScene``.
+    """
 
-    lookup = np.full(max(geometry_to_index, default=0) + 2, NO_HIT, dtype=np.int64)
-    for geometry_id, index in geometry_to_index.items():
-        lookup[geometry_id] = index
-    object_index = np.where(hit, lookup[np.where(hit, geometry_ids, len(lookup) - 1)], NO_HIT)
-
-    view_dirs = directions / np.linalg.norm(directions, axis=-1, keepdims=True)
-    normals = np.zeros((height, width, 3))
-    if np.any(hit):
-        triangle = result["primitive_ids"].numpy().astype(np.int64)
-        uvs = result["primitive_uvs"].numpy().astype(np.float64)
-        for index, mesh in enumerate(meshes):
-            pixels = object_index == index
-            if not np.any(pixels):
+    def __init__(self, meshes: Sequence[MeshObject]) -> None:
+        self.meshes = tuple(meshes)
+        self._scene = o3d.t.geometry.RaycastingScene()
+        geometry_to_index: dict[int, int] = {}
+        for index, mesh in enumerate(self.meshes):
+            if len(mesh.faces) == 0:
                 continue
-            # Only the triangles some pixel sees: a far cheaper than shading every face.
-            seen, inverse = np.unique(triangle[pixels], return_inverse=True)
+            geometry_id = self._scene.add_triangles(
+                _tensor(np.ascontiguousarray(mesh.vertices, dtype=np.float32)),
+                _tensor(np.ascontiguousarray(mesh.faces, dtype=np.uint32)),
+            )
+            geometry_to_index[int(geometry_id)] = index
+        self._lookup = np.full(max(geometry_to_index, default=0) + 1, NO_HIT, dtype=np.int64)
+        for geometry_id, index in geometry_to_index.items():
+            self._lookup[geometry_id] = index
+
+    def cast(self, camera: Camera, width: int, height: int) -> RaycastHits:
+        """Cast one ray through the centre of every pixel of a ``width x height`` image."""
+        rays = self._scene.create_rays_pinhole(
+            _tensor(camera.intrinsic(width, height)), _tensor(camera.extrinsic()), width, height
+        )
+        result = self._scene.cast_rays(rays)
+        # The pinhole rays have unit length along the view axis, so t_hit is already planar depth.
+        t_hit = result["t_hit"].numpy()
+        hit = np.isfinite(t_hit)
+        directions = rays.numpy()[..., 3:]
+
+        object_index = np.full((height, width), NO_HIT, dtype=np.int64)
+        object_index[hit] = self._lookup[result["geometry_ids"].numpy()[hit].astype(np.int64)]
+        triangle = np.full((height, width), NO_HIT, dtype=np.int64)
+        uv = np.zeros((height, width, 2))
+        normals = np.zeros((height, width, 3))
+        if np.any(hit):
+            triangle[hit] = result["primitive_ids"].numpy()[hit].astype(np.int64)
+            uv[hit] = result["primitive_uvs"].numpy()[hit]
+            normals[hit] = self._hit_normals(object_index[hit], triangle[hit], uv[hit], directions[hit])
+        return RaycastHits(
+            depth=np.where(hit, t_hit, np.inf).astype(np.float64),
+            object_index=object_index,
+            normals=normals,
+            triangle=triangle,
+            uv=uv,
+            ray_directions=directions,
+        )
+
+    def _hit_normals(
+        self,
+        hit_object: NDArray[np.int64],
+        hit_triangle: NDArray[np.int64],
+        hit_uv: NDArray[np.float64],
+        hit_direction: NDArray[np.float32],
+    ) -> NDArray[np.float64]:
+        """(k, 3) unit normals facing the camera, interpolated on the hit pixels only."""
+        normals = np.zeros((len(hit_object), 3))
+        for index, mesh in enumerate(self.meshes):
+            rows = np.flatnonzero(hit_object == index)
+            if len(rows) == 0:
+                continue
+            # Only the triangles some pixel sees: far cheaper than shading every face.
+            seen, inverse = np.unique(hit_triangle[rows], return_inverse=True)
             corner = _corner_normals(mesh, seen)[inverse]  # (k, 3, 3)
-            u, v = uvs[pixels][:, 0:1], uvs[pixels][:, 1:2]
-            normals[pixels] = (1.0 - u - v) * corner[:, 0] + u * corner[:, 1] + v * corner[:, 2]
-        length = np.linalg.norm(normals, axis=-1, keepdims=True)
+            u, v = hit_uv[rows, 0:1], hit_uv[rows, 1:2]
+            normals[rows] = (1.0 - u - v) * corner[:, 0] + u * corner[:, 1] + v * corner[:, 2]
+        length = np.linalg.norm(normals, axis=1, keepdims=True)
         normals = np.divide(normals, length, out=np.zeros_like(normals), where=length > 0)
         # Face the camera: a back face seen through an open mesh shades like a front face.
-        facing = np.einsum("hwc,hwc->hw", normals, view_dirs) > 0
+        facing = np.einsum("kc,kc->k", normals, hit_direction) > 0
         normals[facing] *= -1.0
-    return RaycastHits(
-        depth=np.where(hit, depth, np.inf), object_index=object_index, normals=normals, view_dirs=view_dirs
-    )
+        return normals
+
+
+def cast(meshes: Sequence[MeshObject], camera: Camera, width: int, height: int) -> RaycastHits:
+    """One view of ``meshes``; build a :class:`MeshScene` instead to render several views of them."""
+    return MeshScene(meshes).cast(camera, width, height)

@@ -13,6 +13,7 @@ from anyi2v.render.camera import Camera
 from anyi2v.render.condition import RenderError, SceneView, compose, fit_distance, to_uint8
 from anyi2v.render.geometry import Asset, MeshObject, PointObject
 from anyi2v.render.passes import DEPTH_RANGE
+from anyi2v.render.raycast import MeshScene
 from anyi2v.render.splat import disk
 
 
@@ -98,6 +99,37 @@ def test_shaded_is_brightest_where_the_surface_faces_the_light() -> None:
     image = view.render("shaded")[..., 0]
     assert image[128, 128] == pytest.approx(image.max(), abs=0.01)
     assert image[128, 128] > image[128, 170] > 0.0
+
+
+def test_shaded_interpolates_vertex_colours_across_each_face() -> None:
+    # A square facing the camera, red on the left corners and blue on the right ones.
+    vertices = np.array([[-0.5, -0.5, 0.0], [0.5, -0.5, 0.0], [0.5, 0.5, 0.0], [-0.5, 0.5, 0.0]])
+    faces = np.array([[0, 1, 2], [0, 2, 3]], dtype=np.int64)
+    colours = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    square = MeshObject("square", vertices, faces, vertex_colors=colours)
+    image = SceneView(Asset("q", (square,)), Camera(eye=(0.0, 0.0, 2.0), fov_deg=40.0), 128, 128).render("shaded")
+    row = image[64]
+    covered = np.flatnonzero(row.sum(axis=1) > 0)
+    left, middle, right = row[covered[2]], row[covered[len(covered) // 2]], row[covered[-3]]
+    assert left[0] > 0.8
+    assert left[2] < 0.1
+    assert right[2] > 0.8
+    assert right[0] < 0.1
+    assert middle[0] == pytest.approx(middle[2], abs=0.05)  # halfway: an even mix, not one object-wide colour
+
+
+def test_views_sharing_a_mesh_scene_render_what_fresh_views_do() -> None:
+    asset = Asset("s", (sphere(), mesh(trimesh.creation.box(extents=(0.3, 0.3, 0.3)), "cube")))
+    shared = MeshScene(asset.meshes)
+    for azimuth in (0.0, 60.0, 200.0):
+        camera = Camera.orbit(azimuth, 15.0, 2.5)
+        fresh = SceneView(asset, camera, 96, 96)
+        reused = SceneView(asset, camera, 96, 96, mesh_scene=shared)
+        for name in ("depth", "normal", "segmentation"):
+            np.testing.assert_array_equal(reused.render(name), fresh.render(name))
+    other = MeshScene((sphere(),))
+    with pytest.raises(RenderError, match="other meshes"):
+        SceneView(asset, Camera(eye=(0.0, 0.0, 2.5)), 64, 64, mesh_scene=other).render("depth")
 
 
 def test_ids_and_object_masks_separate_objects_and_respect_occlusion() -> None:
