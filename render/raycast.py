@@ -144,11 +144,11 @@ class MeshScene:
             u, v = hit_uv[rows, 0:1], hit_uv[rows, 1:2]
             normals[rows] = (1.0 - u - v) * corner[:, 0] + u * corner[:, 1] + v * corner[:, 2]
         length = np.linalg.norm(normals, axis=1, keepdims=True)
-        normals = np.divide(normals, length, out=np.zeros_like(normals), where=length > 0)
+        unit: NDArray[np.float64] = np.divide(normals, length, out=np.zeros_like(normals), where=length > 0)
         # Face the camera: a back face seen through an open mesh shades like a front face.
-        facing = np.einsum("kc,kc->k", normals, hit_direction) > 0
-        normals[facing] *= -1.0
-        return normals
+        facing = np.einsum("kc,kc->k", unit, hit_direction) > 0
+        unit[facing] *= -1.0
+        return unit
 
 
 def cast(meshes: Sequence[MeshObject], camera: Camera, width: int, height: int) -> RaycastHits:
