@@ -170,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="render a mesh or point cloud, or a shot's conditions, to images",
         description=(
             "Render condition images. With a shot (.json): every condition layer, composed, to OUT/condition.png,"
-            " plus each layer and the objects' frame-0 boxes (OUT/boxes.json). With a mesh or point cloud:"
+            " plus each layer, the objects' frame-0 boxes (OUT/boxes.json) and every track, with those the"
+            " scene's 3D motion produces, sampled per frame (OUT/tracks.json). With a mesh or point cloud:"
             " one pass to the image OUT, from an orbit camera."
         ),
     )

@@ -11,10 +11,11 @@ from numpy.typing import NDArray
 from PIL import Image, UnidentifiedImageError
 
 from anyi2v.shared.shot import ConditionLayer, ImageSource, MaskRegion, ObjectRegion, Shot
+from anyi2v.shared.tracks import Track, sample_track
 
 from .assets import load_asset
-from .camera import Camera
 from .condition import MODALITY_PASS, RenderError, SceneView, compose, to_uint8
+from .motion import derive_tracks, plan_scene
 
 Box = tuple[float, float, float, float]
 
@@ -22,11 +23,14 @@ Box = tuple[float, float, float, float]
 @dataclass(frozen=True)
 class ShotConditions:
     """image : (h, w, 3) float in 0..1, the composed condition; layers : each layer's own image;
-    object_boxes : each scene object's normalized box as the shot's camera sees it at frame 0."""
+    object_boxes : each scene object's normalized box as the shot's camera sees it at frame 0;
+    tracks : the shot's own 2D tracks followed by those its scene's 3D motion produces (projected at
+    every frame): what the daemon receives."""
 
     image: NDArray[np.float64]
     layers: tuple[NDArray[np.float64], ...]
     object_boxes: dict[str, Box] = field(default_factory=dict)
+    tracks: tuple[Track, ...] = ()
 
 
 def read_image(path: Path, width: int, height: int, *, where: str) -> NDArray[np.float64]:
@@ -59,10 +63,12 @@ def render_shot_conditions(shot: Shot, base_dir: Path) -> ShotConditions:
     """Render and compose every condition layer of ``shot``; paths are relative to ``base_dir``."""
     width, height = shot.output.width, shot.output.height
     view: SceneView | None = None
+    derived: tuple[Track, ...] = ()
     if shot.scene is not None:
         asset = load_asset(base_dir / shot.scene.path, up_axis=shot.scene.up_axis)
-        camera = shot.scene.camera
-        view = SceneView(asset, Camera(camera.eye, camera.target, camera.up, camera.fov_deg), width, height)
+        plan = plan_scene(shot.scene, asset, shot.output.n_frames)
+        view = SceneView(plan.posed(asset, 0), plan.cameras[0], width, height)
+        derived = derive_tracks(shot.scene, asset, plan, view, shot.output.n_frames)
 
     layers: list[NDArray[np.float64]] = []
     stack: list[tuple[NDArray[np.float64], NDArray[np.bool_] | None]] = []
@@ -83,11 +89,12 @@ def render_shot_conditions(shot: Shot, base_dir: Path) -> ShotConditions:
         layers.append(image)
         stack.append((image, _region(layer, view, base_dir, width, height, where)))
     boxes = view.object_boxes() if view is not None else {}
-    return ShotConditions(image=compose(stack), layers=tuple(layers), object_boxes=boxes)
+    return ShotConditions(image=compose(stack), layers=tuple(layers), object_boxes=boxes, tracks=shot.tracks + derived)
 
 
 def write_shot_conditions(shot: Shot, conditions: ShotConditions, out_dir: Path) -> list[Path]:
-    """Write ``condition.png``, one ``layer-N-MODALITY.png`` per layer and ``boxes.json``; returns the paths."""
+    """Write ``condition.png``, one ``layer-N-MODALITY.png`` per layer, ``boxes.json`` (each object's box at
+    frame 0) and ``tracks.json`` (every track, keyframes and sampled boxes per frame); returns the paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = [out_dir / "condition.png"]
     Image.fromarray(to_uint8(conditions.image)).save(written[0])
@@ -99,4 +106,17 @@ def write_shot_conditions(shot: Shot, conditions: ShotConditions, out_dir: Path)
     boxes = {"frame": 0, "width": shot.output.width, "height": shot.output.height, "objects": conditions.object_boxes}
     boxes_path.write_text(json.dumps(boxes, indent=2) + "\n", encoding="utf-8")
     written.append(boxes_path)
+    tracks_path = out_dir / "tracks.json"
+    n_frames = shot.output.n_frames
+    tracks = {
+        "n_frames": n_frames,
+        "width": shot.output.width,
+        "height": shot.output.height,
+        "tracks": [
+            {**track.model_dump(mode="json"), "boxes": np.round(sample_track(track, n_frames), 6).tolist()}
+            for track in conditions.tracks
+        ],
+    }
+    tracks_path.write_text(json.dumps(tracks, indent=1) + "\n", encoding="utf-8")
+    written.append(tracks_path)
     return written

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
+from .curves import Interpolation
 from .model import DocumentModel
+from .motion import Anchor, CameraKey, ObjectMotion, check_scene_motion
 from .settings import MethodSettings, Sampling
 from .tracks import Track
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DEFAULT_MAX_FRAMES = 32  # AnimateDiff motion adapters v2 and v3; v1 allows 24.
 
 Modality = Literal[
@@ -84,11 +86,33 @@ class Camera(DocumentModel):
 
 
 class Scene(DocumentModel):
-    """A mesh or point cloud file and the camera that sees it."""
+    """A mesh or point cloud file, the camera that sees it at frame 0, and motion directed in 3D (see
+    ``shared.motion``): a camera path, moving objects and anchors on static geometry."""
 
     path: FilePath = Field(description="Mesh (.glb .gltf .obj .ply .stl .off) or point cloud (.ply .pcd .xyz .npy).")
     up_axis: Literal["y", "z"] = Field("y", description="Which axis of the file points up.")
-    camera: Camera
+    camera: Camera = Field(description="The camera at frame 0.")
+    camera_interpolation: Interpolation = Field(
+        "smooth", description="How the camera moves from frame 0 to the first key of camera_path."
+    )
+    camera_path: tuple[CameraKey, ...] = Field(
+        (), max_length=10_000, description="Camera keys after frame 0 (orbit, dolly, pan); empty: a still camera."
+    )
+    motions: tuple[ObjectMotion, ...] = Field((), max_length=64, description="Objects keyframed in 3D.")
+    anchors: tuple[Anchor, ...] = Field((), max_length=64, description="Static geometry tracked as camera motion.")
+
+    @model_validator(mode="after")
+    def _check_motion(self) -> Scene:
+        check_scene_motion(self.camera_path, self.motions, self.anchors)
+        ordered = tuple(sorted(self.camera_path, key=lambda key: key.frame))
+        if ordered != self.camera_path:
+            object.__setattr__(self, "camera_path", ordered)
+        return self
+
+    @property
+    def derived_track_ids(self) -> tuple[str, ...]:
+        """Ids of the 2D tracks the scene's motions and anchors produce."""
+        return tuple(m.track for m in self.motions) + tuple(a.track for a in self.anchors)
 
 
 class ImageSource(DocumentModel):
@@ -131,7 +155,7 @@ class ConditionLayer(DocumentModel):
 class Shot(DocumentModel):
     """A shot: the document the desktop edits, the CLI reads and the daemon runs."""
 
-    schema_version: Literal[2] = Field(description="Version of this document format.")
+    schema_version: Literal[3] = Field(description="Version of this document format.")
     name: str = Field("", max_length=200, description="A name for people.")
     output: Output = Output()
     prompt: str = Field(max_length=4000, description="What the video shows.")
@@ -162,10 +186,18 @@ class Shot(DocumentModel):
 
     @field_validator("tracks")
     @classmethod
-    def _unique_track_ids(cls, tracks: tuple[Track, ...]) -> tuple[Track, ...]:
+    def _unique_track_ids(cls, tracks: tuple[Track, ...], info: ValidationInfo) -> tuple[Track, ...]:
         first_at: dict[str, int] = {}
         for index, track in enumerate(tracks):
             if track.id in first_at:
                 raise ValueError(f"tracks[{first_at[track.id]}] and tracks[{index}] have the same id {track.id!r}")
             first_at[track.id] = index
+        scene = info.data.get("scene")
+        if isinstance(scene, Scene):
+            for track_id in scene.derived_track_ids:
+                if track_id in first_at:
+                    raise ValueError(
+                        f"tracks[{first_at[track_id]}] has id {track_id!r}, which the scene's 3D motion already"
+                        " produces; rename one of them"
+                    )
         return tracks

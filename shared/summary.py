@@ -65,9 +65,28 @@ def describe_shot(shot: Shot) -> str:
     if shot.scene is not None:
         camera = shot.scene.camera
         lines.append(f"  scene: {shot.scene.path} ({shot.scene.up_axis} up), camera at {list(camera.eye)}")
+        path = shot.scene.camera_path
+        if path:
+            lines.append(
+                f"    camera path: {len(path)} key{'s' if len(path) != 1 else ''}, last at frame {path[-1].frame}"
+            )
+        for motion in shot.scene.motions:
+            keys = len(motion.keyframes)
+            lines.append(
+                f"    motion -> track {motion.track}: {', '.join(motion.objects)}, {keys} key{'s' if keys != 1 else ''}"
+            )
+        for anchor in shot.scene.anchors:
+            on = ", ".join(anchor.objects) if anchor.objects else f"box {[list(c) for c in anchor.bounds or ()]}"
+            lines.append(f"    anchor -> track {anchor.track}: {on}")
     lines.append(f"  conditions ({len(shot.conditions)}):")
     lines.extend(f"    {index}. {_describe_layer(layer)}" for index, layer in enumerate(shot.conditions))
-    lines.append(f"  tracks ({len(shot.tracks)}):" if shot.tracks else "  tracks: none (no trajectory control)")
+    derived = shot.scene.derived_track_ids if shot.scene is not None else ()
+    if shot.tracks:
+        lines.append(f"  tracks ({len(shot.tracks)}):")
+    elif derived:
+        lines.append(f"  tracks: only those the scene's 3D motion produces ({', '.join(derived)})")
+    else:
+        lines.append("  tracks: none (no trajectory control)")
     lines.extend(f"    {_describe_track(track, shot)}" for track in shot.tracks)
     changed = changed_method_settings(shot.method)
     lines.append("  method: " + ("; ".join(changed) if changed else "AnyI2V paper defaults"))

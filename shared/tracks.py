@@ -33,6 +33,23 @@ BoxField = Annotated[Box, AfterValidator(_valid_box)]
 Point = tuple[Annotated[float, Field(ge=0.0, le=1.0)], Annotated[float, Field(ge=0.0, le=1.0)]]
 
 
+def check_frame_in_clip(frame: int, info: ValidationInfo) -> int:
+    """A validator body: ``frame`` must be below ``n_frames`` when the document context knows it."""
+    n_frames = info.context.get("n_frames") if isinstance(info.context, dict) else None
+    if isinstance(n_frames, int) and frame >= n_frames:
+        raise ValueError(f"frame {frame} is outside the clip (output.n_frames = {n_frames}: frames 0..{n_frames - 1})")
+    return frame
+
+
+def check_unique_frames(frames: list[int], what: str = "keyframes") -> None:
+    """Raise naming the first two keys that share a frame."""
+    first_at: dict[int, int] = {}
+    for index, frame in enumerate(frames):
+        if frame in first_at:
+            raise ValueError(f"{what}[{first_at[frame]}] and {what}[{index}] are both at frame {frame}")
+        first_at[frame] = index
+
+
 class Keyframe(DocumentModel):
     """A box at a frame; ``interpolation`` shapes the segment from this key to the next."""
 
@@ -46,12 +63,7 @@ class Keyframe(DocumentModel):
     @field_validator("frame")
     @classmethod
     def _frame_inside_clip(cls, frame: int, info: ValidationInfo) -> int:
-        n_frames = info.context.get("n_frames") if isinstance(info.context, dict) else None
-        if isinstance(n_frames, int) and frame >= n_frames:
-            raise ValueError(
-                f"frame {frame} is outside the clip (output.n_frames = {n_frames}: frames 0..{n_frames - 1})"
-            )
-        return frame
+        return check_frame_in_clip(frame, info)
 
 
 class Track(DocumentModel):
@@ -70,13 +82,7 @@ class Track(DocumentModel):
 
     @model_validator(mode="after")
     def _check_keys(self) -> Track:
-        first_at: dict[int, int] = {}
-        for index, key in enumerate(self.keyframes):
-            if key.frame in first_at:
-                raise ValueError(
-                    f"keyframes[{first_at[key.frame]}] and keyframes[{index}] are both at frame {key.frame}"
-                )
-            first_at[key.frame] = index
+        check_unique_frames([key.frame for key in self.keyframes])
         ordered = tuple(sorted(self.keyframes, key=lambda key: key.frame))
         first_box = ordered[0].box
         if not overlaps_frame(first_box):

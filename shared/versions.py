@@ -9,6 +9,8 @@ History:
 1. The first draft of the format: keyframe boxes and query points in output pixels (the convention
    of the AnyI2V authors' trajectory files).
 2. Boxes and points normalized to the frame (0..1), so a shot keeps its motion when its size changes.
+3. Motion directed in 3D: a scene may have a camera path, moving objects and anchors. Nothing of
+   version 2 changes meaning, so the upgrade only bumps the version.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 JSONObject = dict[str, Any]
 
-CURRENT_VERSION = 2
+CURRENT_VERSION = 3
 _V1_DEFAULT_SIZE = 512
 
 
@@ -64,7 +66,12 @@ def upgrade_1_to_2(document: JSONObject) -> JSONObject:
     return upgraded
 
 
-UPGRADES: dict[int, Callable[[JSONObject], JSONObject]] = {1: upgrade_1_to_2}
+def upgrade_2_to_3(document: JSONObject) -> JSONObject:
+    """3D motion is new and optional: a version 2 shot means the same in version 3."""
+    return {**document, "schema_version": 3}
+
+
+UPGRADES: dict[int, Callable[[JSONObject], JSONObject]] = {1: upgrade_1_to_2, 2: upgrade_2_to_3}
 
 
 def upgrade(document: JSONObject) -> JSONObject:

@@ -47,6 +47,28 @@ def test_render_every_example_shot(shot_path: Path, tmp_path: Path) -> None:
         for box in boxes["objects"].values():
             assert box[0] < box[2]
             assert box[1] < box[3]
+    tracks = json.loads((tmp_path / "tracks.json").read_text())
+    expected = [track.id for track in shot.tracks]
+    expected += list(shot.scene.derived_track_ids) if shot.scene is not None else []
+    assert [track["id"] for track in tracks["tracks"]] == expected
+    for track in tracks["tracks"]:
+        sampled = np.asarray(track["boxes"])
+        assert sampled.shape == (shot.output.n_frames, 4)
+        assert np.all(sampled[:, 0] < sampled[:, 2])
+        assert np.all(sampled[:, 1] < sampled[:, 3])
+
+
+def test_3d_directed_car_and_floor_move_apart_as_the_camera_orbits(tmp_path: Path) -> None:
+    assert main(["render", str(EXAMPLES / "car_orbit_drive.json"), "--out", str(tmp_path)]) == 0
+    tracks = {track["id"]: track for track in json.loads((tmp_path / "tracks.json").read_text())["tracks"]}
+    car, floor = np.asarray(tracks["car"]["boxes"]), np.asarray(tracks["floor"]["boxes"])
+    assert tracks["car"]["role"] == "object"
+    assert tracks["floor"]["role"] == "anchor"
+    assert len(tracks["car"]["query_points"]) == 1
+    car_x = (car[:, 0] + car[:, 2]) / 2
+    floor_y = (floor[:, 1] + floor[:, 3]) / 2
+    assert car_x[-1] - car_x[0] > 0.1  # the car drives right across the frame
+    assert floor_y[-1] < floor_y[0] - 0.05  # the camera rises and turns: the floor patch moves up the frame
 
 
 def test_mixed_modality_draws_edges_only_on_the_car(tmp_path: Path) -> None:

@@ -60,7 +60,7 @@ def test_there_are_at_least_three_examples() -> None:
 @pytest.mark.parametrize("path", EXAMPLE_SHOTS, ids=lambda path: path.stem)
 def test_examples_load_and_their_files_exist(path: Path) -> None:
     shot = load_shot(path)
-    assert shot.tracks
+    assert shot.tracks or (shot.scene is not None and shot.scene.derived_track_ids)  # every example moves
     assert missing_files(shot, path.parent) == []
 
 
