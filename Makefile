@@ -24,8 +24,11 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
 
 # Dependencies are (re)installed when pyproject.toml changes.
+# torch is pinned to its CPU build first: a bare torch requirement would pull gigabytes of CUDA.
+TORCH ?= torch==2.13.0
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[render,dev]" --config-settings editable_mode=strict
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[render,daemon,dev]" --config-settings editable_mode=strict
 	touch $(STAMP)
 
 # The package itself is relinked on every run (a second or two), so new modules are always seen:
