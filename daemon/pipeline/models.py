@@ -14,7 +14,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, MotionAdapter, UNet2DConditionModel, UNetMotionModel
@@ -48,11 +48,13 @@ class Models:
 
     @property
     def device(self) -> torch.device:
-        return self.unet.device
+        device: torch.device = self.unet.device
+        return device
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.unet.dtype
+        dtype: torch.dtype = self.unet.dtype
+        return dtype
 
     @property
     def vae_scale_factor(self) -> int:
@@ -97,10 +99,13 @@ def byte_tokenizer(folder: Path, max_length: int = 77) -> CLIPTokenizer:
 Size = Literal["tiny", "sd15"]
 
 
-def _configs(size: Size) -> tuple[dict[str, object], dict[str, object], dict[str, object], dict[str, object]]:
+Config = dict[str, Any]
+
+
+def _configs(size: Size) -> tuple[Config, Config, Config, Config]:
     """UNet 2D, motion adapter, VAE and text encoder configs."""
     if size == "sd15":
-        unet = {
+        unet: Config = {
             "sample_size": 64,
             "block_out_channels": (320, 640, 1280, 1280),
             "layers_per_block": 2,
@@ -166,17 +171,17 @@ def random_parts(
     unet = UNet2DConditionModel(
         down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
         up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-        **unet_config,  # type: ignore[arg-type]
+        **unet_config,
     )
-    adapter = MotionAdapter(**adapter_config)  # type: ignore[arg-type]
-    vae = AutoencoderKL(**vae_config)  # type: ignore[arg-type]
+    adapter = MotionAdapter(**adapter_config)
+    vae = AutoencoderKL(**vae_config)
     text_cfg = CLIPTextConfig(
         vocab_size=2 + 2 * 256,
         max_position_embeddings=77,
         bos_token_id=0,
         eos_token_id=1,
         pad_token_id=1,
-        **text_config,  # type: ignore[arg-type]
+        **text_config,
     )
     text = CLIPTextModel(text_cfg)
     return unet, adapter, vae, text
@@ -188,6 +193,6 @@ def random_models(size: Size = "tiny", seed: int = 0, tokenizer_dir: Path | None
     unet = UNetMotionModel.from_unet2d(unet2d, adapter)
     folder = tokenizer_dir if tokenizer_dir is not None else Path(tempfile.mkdtemp(prefix="anyi2v-tokenizer-"))
     tokenizer = byte_tokenizer(folder)
-    scheduler = DDIMScheduler(**ANIMATEDIFF_SCHEDULER)  # type: ignore[arg-type]
+    scheduler = DDIMScheduler(**ANIMATEDIFF_SCHEDULER)
     models = Models(unet, vae, text, tokenizer, scheduler, identity=f"random-{size}-seed{seed}")
     return models.to("cpu", torch.float32)

@@ -1,0 +1,303 @@
+"""The method's hooks into the UNet: attention processors and forward hooks installed by module path.
+
+:func:`install_controls` is a context manager. It resolves every configured layer path (failing loudly,
+naming the missing ones), swaps our processor into each controlled self-attention layer, hooks each
+controlled ResNet block's ``conv2`` (its output is the residual branch, before the skip is added), and
+on exit puts back the exact original processors and removes every hook.
+
+What the hooks do is decided per UNet call by a :class:`ControlState` the sampler sets explicitly
+(the step index and mode travel with it; nothing is inferred from timesteps):
+
+- ``record``: keep each layer's query and residual state in the :class:`FeatureBank` (inversion);
+- ``inject``: write the banked features into frame 0 of the conditional batch item (queries as they
+  are, residual states through patch AdaIN) and, with ``kv_copy``, give every frame frame 0's keys and
+  values in those layers;
+- ``capture``: keep the listed layers' features with their gradient (trajectory optimization), and
+  stop the forward pass once ``stop_after`` has run.
+
+Batch layout inside the UNet: ``(batch * frames, ...)``, batch-major, so frame ``f`` of batch item
+``b`` is row ``b * frames + f``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as functional
+from torch import nn
+
+from .features import patch_adain
+
+
+class LayerNotFoundError(ValueError):
+    """A configured layer path is not a module of the loaded UNet."""
+
+
+class StopForward(Exception):  # noqa: N818 (a control-flow signal, not an error)
+    """Raised by the hook after ``stop_after`` to end a forward pass whose later layers are not needed."""
+
+
+@dataclass
+class FeatureBank:
+    """Features of the inverted condition image, by layer path.
+
+    queries : (1, N, C) per attention layer; residuals : (1, C, h, w) per ResNet block.
+    """
+
+    queries: dict[str, torch.Tensor] = field(default_factory=dict)
+    residuals: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def nbytes(self) -> int:
+        tensors = [*self.queries.values(), *self.residuals.values()]
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+    def to(self, device: torch.device | str) -> FeatureBank:
+        return FeatureBank(
+            {k: v.to(device) for k, v in self.queries.items()}, {k: v.to(device) for k, v in self.residuals.items()}
+        )
+
+
+@dataclass
+class ControlState:
+    """What the hooks do during the next UNet call; the sampler sets it before every call."""
+
+    frames: int = 1
+    conditional_index: int = 0  # which batch item is the conditional one (1 in an [uncond, cond] batch)
+    step: int = -1
+    record: bool = False
+    inject: bool = False
+    inject_query: bool = True
+    inject_residual: bool = True
+    residual_adain: bool = True
+    adain_patch: int = 4
+    kv_copy: bool = True
+    capture: frozenset[str] = frozenset()
+    stop_after: str | None = None
+    captured: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def reset(self, **changes: Any) -> None:
+        """Back to doing nothing, then apply ``changes``."""
+        fresh = ControlState()
+        for name in fresh.__dataclass_fields__:
+            setattr(self, name, getattr(fresh, name))
+        for name, value in changes.items():
+            if name not in fresh.__dataclass_fields__:
+                raise AttributeError(f"ControlState has no field {name!r}")
+            setattr(self, name, value)
+
+
+def resolve(
+    model: nn.Module, paths: tuple[str, ...] | list[str], kind: type[nn.Module] | None = None
+) -> dict[str, nn.Module]:
+    """Module by path; raises :class:`LayerNotFoundError` listing every missing or mistyped path."""
+    modules = dict(model.named_modules())
+    found: dict[str, nn.Module] = {}
+    problems: list[str] = []
+    for path in paths:
+        module = modules.get(path)
+        if module is None:
+            problems.append(f"{path!r} does not exist")
+        elif kind is not None and not isinstance(module, kind):
+            problems.append(f"{path!r} is a {type(module).__name__}, not a {kind.__name__}")
+        else:
+            found[path] = module
+    if problems:
+        raise LayerNotFoundError(f"{type(model).__name__}: " + "; ".join(problems))
+    return found
+
+
+def _frame0_rows(state: ControlState, batch_frames: int) -> tuple[int, int]:
+    """(first row of the conditional item, frames) checked against the tensor's batch size."""
+    frames = state.frames
+    if batch_frames % frames:
+        raise RuntimeError(f"batch of {batch_frames} rows is not a whole number of {frames}-frame clips")
+    if not 0 <= state.conditional_index < batch_frames // frames:
+        raise RuntimeError(f"conditional item {state.conditional_index} outside a batch of {batch_frames // frames}")
+    return state.conditional_index * frames, frames
+
+
+def _replace_rows(tensor: torch.Tensor, row: int, value: torch.Tensor) -> torch.Tensor:
+    """``tensor`` with row ``row`` replaced (out of place, so autograd sees it)."""
+    return torch.cat([tensor[:row], value[None].to(tensor.dtype), tensor[row + 1 :]], dim=0)
+
+
+def _copy_frame0(tensor: torch.Tensor, frames: int) -> torch.Tensor:
+    """Every frame of every batch item gets its item's frame 0."""
+    clips = tensor.reshape(-1, frames, *tensor.shape[1:])
+    return clips[:, :1].expand_as(clips).reshape(tensor.shape)
+
+
+class ControlledSelfAttention:
+    """A self-attention processor with the method's query injection, K/V copy and query capture.
+
+    It computes what diffusers' ``AttnProcessor2_0`` computes for 3D (token) inputs without masks, the
+    only kind the controlled ``attn1`` layers receive.
+    """
+
+    def __init__(
+        self, path: str, state: ControlState, bank: FeatureBank, inject_query: bool, controlled_kv: bool
+    ) -> None:
+        self.path = path
+        self.state = state
+        self.bank = bank
+        self.inject_query = inject_query  # this layer is one of the query layers
+        self.controlled_kv = controlled_kv
+
+    def __call__(
+        self,
+        attn: Any,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> torch.Tensor:
+        if encoder_hidden_states is not None or attention_mask is not None or hidden_states.dim() != 3:
+            raise RuntimeError(f"{self.path}: controlled layers must be plain self-attention over tokens")
+        if attn.spatial_norm is not None or attn.group_norm is not None:
+            raise RuntimeError(f"{self.path}: spatial or group norm in a controlled self-attention is not supported")
+        state = self.state
+        residual = hidden_states
+        query = attn.to_q(hidden_states)
+        key = attn.to_k(hidden_states)
+        value = attn.to_v(hidden_states)
+
+        if state.record:
+            self.bank.queries[self.path] = query[:1].detach().clone()
+        if state.inject:
+            row, frames = _frame0_rows(state, query.shape[0])
+            if self.inject_query and state.inject_query and self.path in self.bank.queries:
+                query = _replace_rows(query, row, self.bank.queries[self.path][0].to(query.device))
+            if state.kv_copy and self.controlled_kv:
+                key, value = _copy_frame0(key, frames), _copy_frame0(value, frames)
+        if self.path in state.capture:
+            state.captured[self.path] = query
+
+        batch = query.shape[0]
+        head_dim = key.shape[-1] // attn.heads
+        q = query.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
+        k = key.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
+        v = value.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
+        if attn.norm_q is not None:
+            q = attn.norm_q(q)
+        if attn.norm_k is not None:
+            k = attn.norm_k(k)
+        out = functional.scaled_dot_product_attention(q, k, v, dropout_p=0.0, is_causal=False)
+        out = out.transpose(1, 2).reshape(batch, -1, attn.heads * head_dim).to(q.dtype)
+        out = attn.to_out[1](attn.to_out[0](out))
+        if attn.residual_connection:
+            out = out + residual
+        result: torch.Tensor = out / attn.rescale_output_factor
+        return result
+
+
+def _residual_hook(path: str, state: ControlState, bank: FeatureBank, injected: bool) -> Any:
+    """A forward hook on a ResNet block's ``conv2``: record, inject (patch AdaIN) or capture its output."""
+
+    def hook(module: nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor | None:
+        changed = False
+        if state.record:
+            bank.residuals[path] = output[:1].detach().clone()
+        if state.inject and injected and state.inject_residual and path in bank.residuals:
+            row, _ = _frame0_rows(state, output.shape[0])
+            saved = bank.residuals[path][0].to(output.device)
+            current = output[row]
+            new = patch_adain(saved, current, state.adain_patch) if state.residual_adain else saved
+            output = _replace_rows(output, row, new)
+            changed = True
+        if path in state.capture:
+            state.captured[path] = output
+        return output if changed else None
+
+    return hook
+
+
+def _stop_hook(state: ControlState, path: str) -> Any:
+    def hook(module: nn.Module, args: Any, output: Any) -> None:
+        if state.stop_after == path:
+            raise StopForward(path)
+
+    return hook
+
+
+def motion_modules(unet: nn.Module) -> list[nn.Module]:
+    """The temporal transformers of an AnimateDiff UNet."""
+    return [m for name, m in unet.named_modules() if type(m).__name__ == "AnimateDiffTransformer3D"]
+
+
+@contextmanager
+def motion_disabled(unet: nn.Module) -> Iterator[None]:
+    """Run the UNet as a per-frame image model: every motion module passes its input through unchanged
+    (they add their output to a residual, so skipping them is exactly "no temporal layers")."""
+    modules = motion_modules(unet)
+
+    def identity(hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return hidden_states
+
+    for module in modules:
+        module.forward = identity
+    try:
+        yield
+    finally:
+        for module in modules:
+            del module.forward
+
+
+@dataclass(frozen=True)
+class ControlLayers:
+    """Which layers each control touches (module paths of the UNet)."""
+
+    query_layers: tuple[str, ...]
+    residual_layers: tuple[str, ...]
+    captured: tuple[str, ...] = ()
+    stop_after: str | None = None
+
+
+@contextmanager
+def install_controls(unet: nn.Module, layers: ControlLayers, state: ControlState, bank: FeatureBank) -> Iterator[None]:
+    """Install the processors and hooks; restore the model exactly on exit (also after an exception)."""
+    captured_attention = [p for p in layers.captured if p not in layers.residual_layers and ".attentions." in p]
+    attention_paths = tuple(dict.fromkeys([*layers.query_layers, *captured_attention]))
+    residual_paths = tuple(
+        dict.fromkeys([*layers.residual_layers, *(p for p in layers.captured if p not in attention_paths)])
+    )
+    attentions = resolve(unet, attention_paths)
+    resnets = resolve(unet, residual_paths)
+    for path, module in attentions.items():
+        if not hasattr(module, "set_processor") or getattr(module, "is_cross_attention", False):
+            raise LayerNotFoundError(f"{path!r} is not a self-attention layer ({type(module).__name__})")
+    for path, module in resnets.items():
+        if not isinstance(getattr(module, "conv2", None), nn.Conv2d):
+            raise LayerNotFoundError(f"{path!r} is not a ResNet block with a conv2 ({type(module).__name__})")
+    stop_module = resolve(unet, [layers.stop_after])[layers.stop_after] if layers.stop_after else None
+
+    originals: dict[str, Any] = {}
+    handles: list[torch.utils.hooks.RemovableHandle] = []
+    try:
+        for path, module in attentions.items():
+            originals[path] = module.processor
+            module.set_processor(  # type: ignore[operator]
+                ControlledSelfAttention(
+                    path,
+                    state,
+                    bank,
+                    inject_query=path in layers.query_layers,
+                    controlled_kv=path in layers.query_layers,
+                )
+            )
+        for path, module in resnets.items():
+            hook = _residual_hook(path, state, bank, injected=path in layers.residual_layers)
+            conv2: nn.Module = module.get_submodule("conv2")
+            handles.append(conv2.register_forward_hook(hook))
+        if stop_module is not None and layers.stop_after is not None:
+            handles.append(stop_module.register_forward_hook(_stop_hook(state, layers.stop_after)))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+        for path, processor in originals.items():
+            attentions[path].set_processor(processor)  # type: ignore[operator]

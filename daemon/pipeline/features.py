@@ -1,0 +1,126 @@
+"""The method's tensor operations, in torch on the model's device (no CPU round trips in hot paths).
+
+- :func:`patch_adain`: patch-wise AdaIN that debiases injected residual states.
+- :func:`pca_project`: project features on their top principal components (fit without gradient,
+  projection with it).
+- :func:`two_means_foreground`: 1-D 2-means that splits similarity values into foreground and background.
+- :func:`semantic_mask`: the per-frame semantic mask of an object from salient points.
+- :func:`gaussian_weight`, :func:`butterworth_lowpass`, :func:`mix_frequencies`: the SG-I2V options.
+
+Shapes: C channels, h x w spatial, F frames, N tokens.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as functional
+
+EPSILON = 1e-6
+
+
+def patch_adain(source: torch.Tensor, target: torch.Tensor, patch: int) -> torch.Tensor:
+    """Give ``source`` the per-patch, per-channel mean and standard deviation of ``target``.
+
+    source, target : (C, h, w), the same shape; patch : side of the square patches (p x p), which must
+    divide h and w (a patch size that does not is reduced to the largest one that does both).
+    returns : (C, h, w) = (source - mean_s) / (std_s + 1e-6) * std_t + mean_t, statistics per patch.
+    Standard deviations are population ones (divide by p * p).
+    """
+    if source.shape != target.shape or source.dim() != 3:
+        raise ValueError(f"patch_adain needs two (C, h, w) tensors of one shape, got {source.shape} and {target.shape}")
+    channels, height, width = source.shape
+    patch = math.gcd(math.gcd(height, width), patch)
+
+    def patches(x: torch.Tensor) -> torch.Tensor:  # (C, h/p, w/p, p*p)
+        x = x.reshape(channels, height // patch, patch, width // patch, patch)
+        return x.permute(0, 1, 3, 2, 4).reshape(channels, height // patch, width // patch, patch * patch)
+
+    src, tgt = patches(source.float()), patches(target.float())
+    src_mean, tgt_mean = src.mean(-1, keepdim=True), tgt.mean(-1, keepdim=True)
+    src_std = src.std(-1, keepdim=True, unbiased=False)
+    tgt_std = tgt.std(-1, keepdim=True, unbiased=False)
+    out = (src - src_mean) / (src_std + EPSILON) * tgt_std + tgt_mean
+    out = out.reshape(channels, height // patch, width // patch, patch, patch).permute(0, 1, 3, 2, 4)
+    return out.reshape(channels, height, width).to(source.dtype)
+
+
+def pca_project(features: torch.Tensor, components: int | None) -> torch.Tensor:
+    """Project token features on their top principal components, fitted jointly over all tokens.
+
+    features : (..., N, C); returns (..., N, k) with k = min(components, C, tokens). The basis and mean
+    are fitted without gradient; the projection keeps it, so the loss reaches the latent.
+    ``components=None`` returns the features unchanged (the "w/o PCA" ablation).
+    """
+    if components is None:
+        return features
+    flat = features.reshape(-1, features.shape[-1])
+    with torch.no_grad():
+        data = flat.detach().float()
+        mean = data.mean(0, keepdim=True)
+        # Right singular vectors of the centred data are the principal axes, strongest first.
+        _, _, vh = torch.linalg.svd(data - mean, full_matrices=False)
+        basis = vh[: min(components, vh.shape[0])].T  # (C, k)
+    projected: torch.Tensor = (flat.float() - mean) @ basis
+    return projected.reshape(*features.shape[:-1], basis.shape[1])
+
+
+def two_means_foreground(values: torch.Tensor, iterations: int = 20) -> torch.Tensor:
+    """Split values into two clusters (1-D k-means, k = 2, started at the min and the max) and return
+    the boolean mask of the cluster with the larger centre. Constant input is all foreground."""
+    flat = values.detach().float().reshape(-1)
+    low, high = flat.min(), flat.max()
+    if float(high - low) <= EPSILON:
+        return torch.ones_like(values, dtype=torch.bool)
+    for _ in range(iterations):
+        upper = (flat - low).abs() > (flat - high).abs()
+        new_low = flat[~upper].mean() if bool((~upper).any()) else low
+        new_high = flat[upper].mean() if bool(upper.any()) else high
+        if bool(torch.isclose(new_low, low)) and bool(torch.isclose(new_high, high)):
+            break
+        low, high = new_low, new_high
+    return ((values.float() - low).abs() > (values.float() - high).abs()).reshape(values.shape)
+
+
+def semantic_mask(point_features: torch.Tensor, box_features: torch.Tensor) -> torch.Tensor:
+    """The object's mask inside a box: cosine similarity of every pixel to the salient points' features
+    (max over points), split by 2-means.
+
+    point_features : (P, C) features of the salient points in frame 0
+    box_features : (C, h, w) the box's features in some frame
+    returns : (h, w) float mask of 0 and 1
+    """
+    pixels = functional.normalize(box_features.detach().float().flatten(1).T, dim=1)  # (h*w, C)
+    points = functional.normalize(point_features.detach().float(), dim=1)  # (P, C)
+    similarity = (pixels @ points.T).amax(dim=1).reshape(box_features.shape[1:])
+    return two_means_foreground(similarity).float()
+
+
+def gaussian_weight(height: int, width: int, device: torch.device) -> torch.Tensor:
+    """(h, w) Gaussian heatmap over a box, 1 at its centre, sigma a quarter of each side (SG-I2V weights
+    the loss this way so the box's centre matters most)."""
+    ys = torch.arange(height, device=device, dtype=torch.float32) - (height - 1) / 2
+    xs = torch.arange(width, device=device, dtype=torch.float32) - (width - 1) / 2
+    sigma_y, sigma_x = max(height / 4, 0.5), max(width / 4, 0.5)
+    return torch.exp(-(ys[:, None] ** 2) / (2 * sigma_y**2) - (xs[None, :] ** 2) / (2 * sigma_x**2))
+
+
+def butterworth_lowpass(height: int, width: int, cutoff: float, order: int, device: torch.device) -> torch.Tensor:
+    """(h, w) Butterworth low-pass response on the (unshifted) 2D FFT grid; ``cutoff`` is a fraction of
+    the Nyquist frequency."""
+    fy = torch.fft.fftfreq(height, device=device) * 2  # in units of Nyquist: -1 .. 1
+    fx = torch.fft.fftfreq(width, device=device) * 2
+    radius = torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)
+    response: torch.Tensor = 1.0 / (1.0 + (radius / cutoff) ** (2 * order))
+    return response
+
+
+def mix_frequencies(optimized: torch.Tensor, original: torch.Tensor, cutoff: float, order: int) -> torch.Tensor:
+    """Low frequencies of ``optimized`` and high ones of ``original``, per frame and channel (FFT over the
+    last two dimensions)."""
+    lowpass = butterworth_lowpass(optimized.shape[-2], optimized.shape[-1], cutoff, order, optimized.device)
+    low = torch.fft.fft2(optimized.float()) * lowpass
+    high = torch.fft.fft2(original.float()) * (1.0 - lowpass)
+    mixed: torch.Tensor = torch.fft.ifft2(low + high).real
+    return mixed.to(optimized.dtype)

@@ -1,0 +1,344 @@
+"""AnyI2V generation: inversion (cached), injection, trajectory optimization, sampling, streamed decode.
+
+:func:`generate` is the one entry point the CLI and the daemon share. It checks the inputs before any
+model work, then:
+
+1. encodes the prompts; inverts the condition image unless the cache has its features;
+2. samples with DDIM from seeded noise. Before the UNet call of steps ``0 .. optimization_steps - 1``
+   the latent is optimized so each track's box content follows its path (conditional embedding only,
+   no guidance, the forward stopped after the last optimized layer's block); during steps
+   ``0 .. injection_steps - 1`` (and in every optimization pass) the inverted features are injected
+   into frame 0 of the conditional half;
+3. decodes and hands over one frame at a time.
+
+A ``Progress`` callback gets every step (with a cheap latent preview) and every decoded frame. A
+:class:`CancelToken` is checked before every UNet call, optimizer iteration and decode; cancelling
+raises :class:`Cancelled` and nothing more is decoded.
+
+Optimizer: like the reference, a new AdamW is created at every iteration by default (so each update
+is close to ``lr * sign(grad)``: a fixed-size step, robust to the loss's scale); with
+``fresh_optimizer_each_iteration = false`` one AdamW lives through a step's iterations.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from anyi2v.shared.settings import MethodSettings
+from anyi2v.shared.shot import Shot
+
+from .controls import ControlLayers, ControlState, FeatureBank, StopForward, install_controls
+from .features import mix_frequencies
+from .inversion import InversionCache, InversionKey, invert
+from .models import Models
+from .trajectory import feature_grid, grid_size, track_boxes, trajectory_loss
+
+# A fixed linear map from SD latent channels to RGB: a preview costs a matrix product, not a decode.
+LATENT_RGB = torch.tensor(
+    [[0.298, 0.207, 0.208], [0.187, 0.286, 0.173], [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473]]
+)
+
+
+class Cancelled(Exception):  # noqa: N818 (the user's request, not a failure)
+    """The run was cancelled; no more frames are decoded."""
+
+
+class InputError(ValueError):
+    """The shot or the condition image cannot run on these models; checked before any model work."""
+
+
+class CancelToken:
+    """Thread-safe cancel flag, checked by the pipeline at every step and iteration."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def check(self) -> None:
+        if self._event.is_set():
+            raise Cancelled("cancelled")
+
+
+@dataclass(frozen=True)
+class StepEvent:
+    """stage : "inversion", "optimization", "sampling" or "decode"; done / total within the stage;
+    preview : (frames, h, w, 3) uint8 latent preview for sampling steps, else None."""
+
+    stage: str
+    done: int
+    total: int
+    preview: NDArray[np.uint8] | None = None
+
+
+@dataclass
+class Progress:
+    on_step: Callable[[StepEvent], None] | None = None
+    on_frame: Callable[[int, NDArray[np.uint8]], None] | None = None
+
+
+@dataclass
+class Result:
+    frames: list[NDArray[np.uint8]]
+    timings: dict[str, float] = field(default_factory=dict)
+    losses: list[float] = field(default_factory=list)
+    inversion_cached: bool = False
+
+
+def check_inputs(models: Models, shot: Shot, condition: NDArray[np.uint8] | None, control: bool) -> None:
+    """Every check that needs no model work; raises :class:`InputError` naming the problem."""
+    out = shot.output
+    factor = models.vae_scale_factor
+    if out.width % factor or out.height % factor:
+        raise InputError(
+            f"output {out.width}x{out.height}: width and height must be multiples of {factor} for this VAE"
+        )
+    if out.n_frames > models.max_frames:
+        raise InputError(
+            f"output.n_frames = {out.n_frames}: the loaded motion adapter handles at most {models.max_frames} frames"
+        )
+    if not control:
+        return
+    if condition is None:
+        raise InputError("no condition image: AnyI2V needs one (or run without control)")
+    if condition.dtype != np.uint8 or condition.ndim != 3 or condition.shape[2] != 3:
+        raise InputError(
+            f"condition image must be (height, width, 3) uint8 RGB, got {condition.dtype} {condition.shape}"
+        )
+    if condition.shape[:2] != (out.height, out.width):
+        raise InputError(
+            f"condition image is {condition.shape[1]}x{condition.shape[0]},"
+            f" the shot's output is {out.width}x{out.height}"
+        )
+    modules = dict(models.unet.named_modules())
+    method = shot.method
+    wanted = [*method.query_layers, *method.residual_layers, *optimized_layers(method)]
+    missing = [path for path in dict.fromkeys(wanted) if path not in modules]
+    if missing:
+        raise InputError(f"layers not in the loaded UNet: {', '.join(missing)}")
+
+
+def optimized_layers(method: MethodSettings) -> tuple[str, ...]:
+    """The layers whose features the loss aligns: attention layers for queries; for residual states, the
+    ResNet block at the same place (``up_blocks.X.attentions.Y...`` -> ``up_blocks.X.resnets.Y``)."""
+    if method.optimize_features == "query":
+        return tuple(method.optimized_layers)
+    out = []
+    for path in method.optimized_layers:
+        parts = path.split(".")
+        if len(parts) >= 4 and parts[2] == "attentions":
+            out.append(".".join([parts[0], parts[1], "resnets", parts[3]]))
+        else:
+            out.append(path)
+    return tuple(out)
+
+
+def _block_of(path: str) -> str:
+    """``up_blocks.2.attentions.0...`` -> ``up_blocks.2``: where a forward may stop."""
+    parts = path.split(".")
+    return ".".join(parts[:2])
+
+
+def encode_prompt(models: Models, text: str) -> torch.Tensor:
+    tokens = models.tokenizer(
+        text, padding="max_length", max_length=models.tokenizer.model_max_length, truncation=True, return_tensors="pt"
+    )
+    with torch.no_grad():
+        embeds: torch.Tensor = models.text_encoder(tokens.input_ids.to(models.device))[0]
+    return embeds.to(models.dtype)
+
+
+def latent_preview(latents: torch.Tensor) -> NDArray[np.uint8]:
+    """(1, 4, F, h, w) latents to (F, h, w, 3) uint8 through :data:`LATENT_RGB`."""
+    rgb = torch.einsum("cfhw,cr->fhwr", latents[0].float().cpu(), LATENT_RGB)
+    return np.asarray(((rgb.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy())
+
+
+def generate(
+    models: Models,
+    shot: Shot,
+    condition: NDArray[np.uint8] | None,
+    *,
+    control: bool = True,
+    cache: InversionCache | None = None,
+    progress: Progress | None = None,
+    cancel: CancelToken | None = None,
+) -> Result:
+    """Run the shot. ``control=False`` is plain AnimateDiff from the same seed (the baseline)."""
+    check_inputs(models, shot, condition, control)
+    progress = progress or Progress()
+    cancel = cancel or CancelToken()
+    method = shot.method
+    result = Result(frames=[])
+    started = time.perf_counter()
+
+    def stage_done(name: str, since: float) -> float:
+        if models.device.type == "cuda":
+            torch.cuda.synchronize(models.device)
+        now = time.perf_counter()
+        result.timings[name] = result.timings.get(name, 0.0) + now - since
+        return now
+
+    def report(stage: str, done: int, total: int, preview: NDArray[np.uint8] | None = None) -> None:
+        cancel.check()
+        if progress.on_step is not None:
+            progress.on_step(StepEvent(stage, done, total, preview))
+
+    cond_embeds = encode_prompt(models, shot.prompt)
+    guided = shot.sampling.guidance_scale > 1.0
+    uncond_embeds = encode_prompt(models, shot.negative_prompt) if guided else None
+    # The UNet folds frames into the batch, so the text embedding goes with every frame.
+    frames = shot.output.n_frames
+    cond_frames = cond_embeds.repeat_interleave(frames, dim=0)
+    embeds = (
+        torch.cat([uncond_embeds, cond_embeds]).repeat_interleave(frames, dim=0)
+        if uncond_embeds is not None
+        else cond_frames
+    )
+
+    inject_any = control and method.structure_injection and method.injection_steps > 0
+    optimize_any = control and method.trajectory_control and method.optimization_steps > 0 and bool(shot.tracks)
+    bank = FeatureBank()
+    mark = time.perf_counter()
+    if inject_any or optimize_any:
+        assert condition is not None
+        key = InversionKey.of(models, condition, shot.prompt, method)
+        cached = cache.get(key, models.device) if cache is not None else None
+        if cached is not None:
+            bank, result.inversion_cached = cached, True
+        else:
+            bank = invert(models, condition, cond_embeds, method, on_step=lambda d, t: report("inversion", d, t))
+            if cache is not None:
+                cache.put(key, bank)
+    mark = stage_done("inversion", mark)
+
+    factor = models.vae_scale_factor
+    shape = (1, models.unet.config.in_channels, frames, shot.output.height // factor, shot.output.width // factor)
+    generator = torch.Generator("cpu").manual_seed(shot.sampling.seed)
+    scheduler = models.scheduler
+    scheduler.set_timesteps(shot.sampling.steps, device=models.device)
+    latents = torch.randn(shape, generator=generator, dtype=torch.float32).to(models.device)
+    latents = latents * scheduler.init_noise_sigma
+
+    layers = ControlLayers(
+        query_layers=tuple(method.query_layers) if method.inject_query or method.kv_copy else (),
+        residual_layers=tuple(method.residual_layers) if method.inject_residual else (),
+        captured=optimized_layers(method) if optimize_any else (),
+        stop_after=_block_of(optimized_layers(method)[-1]) if optimize_any else None,
+    )
+    state = ControlState()
+    tracks = track_boxes(shot) if optimize_any else []
+    timesteps = scheduler.timesteps
+    with install_controls(models.unet, layers, state, bank) if control else _nothing():
+        for index, t in enumerate(timesteps):
+            inject = inject_any and index < method.injection_steps
+            if optimize_any and index < method.optimization_steps:
+                latents = _optimize(models, shot, latents, t, cond_frames, state, tracks, inject, index, result, report)
+                mark = stage_done("optimization", mark)
+            report("sampling", index, len(timesteps))
+            batch = torch.cat([latents, latents]) if guided else latents
+            _set(state, method, frames, conditional_index=1 if guided else 0, inject=inject, step=index)
+            with torch.no_grad():
+                noise = models.unet(batch.to(models.dtype), t, encoder_hidden_states=embeds).sample.float()
+            state.reset()
+            if guided:
+                uncond, cond = noise.chunk(2)
+                noise = uncond + shot.sampling.guidance_scale * (cond - uncond)
+            latents = scheduler.step(noise, t, latents).prev_sample
+            mark = stage_done("injection" if inject else "sampling", mark)
+            report("sampling", index + 1, len(timesteps), latent_preview(latents))
+
+    scaling = models.vae.config.scaling_factor
+    for frame in range(frames):
+        report("decode", frame, frames)
+        with torch.no_grad():
+            image = models.vae.decode((latents[:, :, frame] / scaling).to(models.dtype)).sample
+        pixels = ((image[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        result.frames.append(np.ascontiguousarray(pixels))
+        if progress.on_frame is not None:
+            progress.on_frame(frame, result.frames[-1])
+    stage_done("decode", mark)
+    result.timings["total"] = time.perf_counter() - started
+    return result
+
+
+class _nothing:  # noqa: N801 (a tiny null context manager)
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *args: object) -> None:
+        return None
+
+
+def _set(state: ControlState, method: MethodSettings, frames: int, **changes: object) -> None:
+    state.reset(
+        frames=frames,
+        inject_query=method.inject_query,
+        inject_residual=method.inject_residual,
+        residual_adain=method.residual_adain,
+        adain_patch=method.adain_patch_size,
+        kv_copy=method.kv_copy,
+        **changes,
+    )
+
+
+def _optimize(
+    models: Models,
+    shot: Shot,
+    latents: torch.Tensor,
+    t: torch.Tensor,
+    cond_embeds: torch.Tensor,
+    state: ControlState,
+    tracks: list,  # type: ignore[type-arg]
+    inject: bool,
+    step: int,
+    result: Result,
+    report: Callable[..., None],
+) -> torch.Tensor:
+    """Optimize the latent before one denoising step; returns the new latent (no gradient)."""
+    method = shot.method
+    original = latents.detach()
+    latent = original.clone().requires_grad_(True)
+    scaler = torch.amp.GradScaler(models.device.type, enabled=models.dtype == torch.float16)
+    optimizer = torch.optim.AdamW([latent], lr=method.learning_rate)
+    captured_paths = optimized_layers(method)
+    size = grid_size(shot)
+    for iteration in range(method.optimization_iterations):
+        report("optimization", step * method.optimization_iterations + iteration,
+               method.optimization_steps * method.optimization_iterations)  # fmt: skip
+        if method.fresh_optimizer_each_iteration:
+            optimizer = torch.optim.AdamW([latent], lr=method.learning_rate)
+        optimizer.zero_grad(set_to_none=True)
+        _set(
+            state, method, shot.output.n_frames, conditional_index=0, inject=inject or method.structure_injection,
+            step=step, capture=frozenset(captured_paths), stop_after=_block_of(captured_paths[-1]),
+        )  # fmt: skip
+        with contextlib.suppress(StopForward):
+            models.unet(latent.to(models.dtype), t, encoder_hidden_states=cond_embeds)
+        captured = [state.captured[path] for path in captured_paths]
+        state.reset()
+        grids = feature_grid(captured, shot.output.n_frames, size, method.pca_components)
+        loss = trajectory_loss(grids, tracks, method)
+        result.losses.append(float(loss.detach()))
+        if loss.requires_grad:
+            scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
+            scaler.step(optimizer)
+            scaler.update()
+    new = latent.detach()
+    if method.high_frequency_filter:
+        new = mix_frequencies(new.transpose(1, 2), original.transpose(1, 2), method.filter_cutoff, method.filter_order)
+        new = new.transpose(1, 2)
+    return new
