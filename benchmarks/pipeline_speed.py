@@ -1,0 +1,113 @@
+"""AnyI2V pipeline speed and memory at SD 1.5 + AnimateDiff size (random weights), on a CUDA GPU.
+
+    python benchmarks/pipeline_speed.py [--size 512] [--frames 16] [--steps 25] [--repeats 2]
+
+In one process, on the same seeded random models (fp16): plain AnimateDiff sampling (no control), the
+full AnyI2V run with an empty inversion cache, and the AnyI2V run with the inversion cached. For each:
+the pipeline's own stage timings (inversion, optimization, injection steps, sampling, decode), the
+total, and the peak GPU memory. Prints the ratios the issue-4 targets are stated in. The last run of
+each kind is reported (after a warm-up run of each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from anyi2v.daemon.pipeline.generate import generate
+from anyi2v.daemon.pipeline.inversion import InversionCache
+from anyi2v.daemon.pipeline.models import random_models
+from anyi2v.shared.document import parse_shot
+
+
+def make_shot(size: int, frames: int, steps: int) -> object:
+    document = {
+        "schema_version": 3,
+        "prompt": "a red ball rolling across a wooden table",
+        "negative_prompt": "blurry",
+        "output": {"width": size, "height": size, "n_frames": frames, "fps": 8},
+        "sampling": {"seed": 0, "steps": steps, "guidance_scale": 8.0},
+        "conditions": [{"source": {"kind": "image", "path": "condition.png"}, "modality": "depth"}],
+        "tracks": [
+            {
+                "id": "ball",
+                "keyframes": [
+                    {"frame": 0, "box": [0.1, 0.35, 0.35, 0.6]},
+                    {"frame": frames - 1, "box": [0.6, 0.35, 0.85, 0.6]},
+                ],
+            },
+            {
+                "id": "cup",
+                "keyframes": [
+                    {"frame": 0, "box": [0.55, 0.1, 0.75, 0.3]},
+                    {"frame": frames - 1, "box": [0.5, 0.15, 0.75, 0.4]},
+                ],
+            },
+        ],
+    }
+    return parse_shot(document, source="benchmark")
+
+
+def condition_image(size: int) -> np.ndarray:
+    ys, xs = np.mgrid[0:size, 0:size] / size
+    depth = np.clip(1.0 - np.hypot(xs - 0.3, ys - 0.45) * 3, 0, 1) * 0.7 + 0.3 * ys
+    return np.repeat((depth * 255).astype(np.uint8)[..., None], 3, axis=2)
+
+
+def run(label: str, work, device: torch.device) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    torch.cuda.reset_peak_memory_stats(device)
+    torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    result = work()
+    torch.cuda.synchronize(device)
+    wall = time.perf_counter() - start
+    figures = {k: round(v, 3) for k, v in result.timings.items()}
+    figures["wall"] = round(wall, 3)
+    figures["peak_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+    print(f"{label}: {json.dumps(figures)}", flush=True)
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--repeats", type=int, default=2)
+    arguments = parser.parse_args()
+    device = torch.device("cuda")
+    print(f"device: {torch.cuda.get_device_name(device)}, torch {torch.__version__}", flush=True)
+    started = time.perf_counter()
+    models = random_models("sd15", seed=0, tokenizer_dir=Path(tempfile.mkdtemp())).to(device, torch.float16)
+    print(f"models built and moved in {time.perf_counter() - started:.1f} s", flush=True)
+    shot = make_shot(arguments.size, arguments.frames, arguments.steps)
+    image = condition_image(arguments.size)
+    results: dict[str, dict[str, float]] = {}
+    for repeat in range(arguments.repeats):
+        tag = "warm-up " if repeat < arguments.repeats - 1 else ""
+        results["plain"] = run(f"{tag}plain AnimateDiff", lambda: generate(models, shot, None, control=False), device)
+        results["anyi2v"] = run(
+            f"{tag}AnyI2V, inversion run", lambda: generate(models, shot, image, cache=InversionCache()), device
+        )
+        cache = InversionCache()
+        generate(models, shot, image, cache=cache)  # fill the cache
+        results["cached"] = run(
+            f"{tag}AnyI2V, inversion cached", lambda filled=cache: generate(models, shot, image, cache=filled), device
+        )
+    plain = results["plain"]["total"]
+    print(
+        f"ratios to plain sampling: with inversion {results['anyi2v']['total'] / plain:.2f}x (target < 3),"
+        f" cached {results['cached']['total'] / plain:.2f}x (target < 2);"
+        f" inversion {results['anyi2v']['inversion']:.2f} s (target < 4);"
+        f" peak {max(r['peak_gib'] for r in results.values()):.1f} GiB (target < 40 GB)"
+    )
+
+
+if __name__ == "__main__":
+    main()
