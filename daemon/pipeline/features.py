@@ -37,7 +37,8 @@ def patch_adain(source: torch.Tensor, target: torch.Tensor, patch: int) -> torch
         x = x.reshape(channels, height // patch, patch, width // patch, patch)
         return x.permute(0, 1, 3, 2, 4).reshape(channels, height // patch, width // patch, patch * patch)
 
-    src, tgt = patches(source.float()), patches(target.float())
+    work = torch.promote_types(source.dtype, torch.float32)  # half precision in, float32 statistics
+    src, tgt = patches(source.to(work)), patches(target.to(work))
     src_mean, tgt_mean = src.mean(-1, keepdim=True), tgt.mean(-1, keepdim=True)
     src_std = src.std(-1, keepdim=True, unbiased=False)
     tgt_std = tgt.std(-1, keepdim=True, unbiased=False)
@@ -49,9 +50,10 @@ def patch_adain(source: torch.Tensor, target: torch.Tensor, patch: int) -> torch
 def pca_project(features: torch.Tensor, components: int | None) -> torch.Tensor:
     """Project token features on their top principal components, fitted jointly over all tokens.
 
-    features : (..., N, C); returns (..., N, k) with k = min(components, C, tokens). The basis and mean
-    are fitted without gradient; the projection keeps it, so the loss reaches the latent.
-    ``components=None`` returns the features unchanged (the "w/o PCA" ablation).
+    features : (..., N, C); returns (..., N, k) with k = min(components, C). The basis and mean are fitted
+    without gradient (eigenvectors of the C x C covariance: far cheaper than an SVD of every token); the
+    projection keeps the gradient, so the loss reaches the latent. ``components=None`` returns the
+    features unchanged (the "w/o PCA" ablation).
     """
     if components is None:
         return features
@@ -59,28 +61,30 @@ def pca_project(features: torch.Tensor, components: int | None) -> torch.Tensor:
     with torch.no_grad():
         data = flat.detach().float()
         mean = data.mean(0, keepdim=True)
-        # Right singular vectors of the centred data are the principal axes, strongest first.
-        _, _, vh = torch.linalg.svd(data - mean, full_matrices=False)
-        basis = vh[: min(components, vh.shape[0])].T  # (C, k)
+        centred = data - mean
+        covariance = centred.T @ centred / max(1, data.shape[0] - 1)
+        _, vectors = torch.linalg.eigh(covariance)  # ascending eigenvalues
+        basis = vectors.flip(1)[:, : min(components, vectors.shape[1])]  # (C, k), strongest first
     projected: torch.Tensor = (flat.float() - mean) @ basis
     return projected.reshape(*features.shape[:-1], basis.shape[1])
 
 
-def two_means_foreground(values: torch.Tensor, iterations: int = 20) -> torch.Tensor:
-    """Split values into two clusters (1-D k-means, k = 2, started at the min and the max) and return
-    the boolean mask of the cluster with the larger centre. Constant input is all foreground."""
+def two_means_foreground(values: torch.Tensor, iterations: int = 10) -> torch.Tensor:
+    """Split values into two clusters (1-D k-means, k = 2, started at the min and the max, a fixed number
+    of iterations so the GPU never waits on the CPU) and return the boolean mask of the cluster with the
+    larger centre. Constant input is all foreground."""
     flat = values.detach().float().reshape(-1)
     low, high = flat.min(), flat.max()
-    if float(high - low) <= EPSILON:
-        return torch.ones_like(values, dtype=torch.bool)
+    constant = (high - low) <= EPSILON
     for _ in range(iterations):
         upper = (flat - low).abs() > (flat - high).abs()
-        new_low = flat[~upper].mean() if bool((~upper).any()) else low
-        new_high = flat[upper].mean() if bool(upper.any()) else high
-        if bool(torch.isclose(new_low, low)) and bool(torch.isclose(new_high, high)):
-            break
+        upper_count = upper.sum()
+        lower_count = flat.numel() - upper_count
+        new_high = torch.where(upper_count > 0, (flat * upper).sum() / upper_count.clamp_min(1), high)
+        new_low = torch.where(lower_count > 0, (flat * ~upper).sum() / lower_count.clamp_min(1), low)
         low, high = new_low, new_high
-    return ((values.float() - low).abs() > (values.float() - high).abs()).reshape(values.shape)
+    foreground = (values.float() - low).abs() > (values.float() - high).abs()
+    return torch.where(constant, torch.ones_like(foreground), foreground)
 
 
 def semantic_mask(point_features: torch.Tensor, box_features: torch.Tensor) -> torch.Tensor:

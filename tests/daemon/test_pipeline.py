@@ -1,0 +1,319 @@
+"""The AnyI2V pipeline on a seeded tiny model: controls, injection, optimization, cache, cancel, determinism."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+
+from anyi2v.daemon.pipeline.controls import (
+    ControlLayers,
+    ControlledSelfAttention,
+    ControlState,
+    FeatureBank,
+    LayerNotFoundError,
+    install_controls,
+)
+from anyi2v.daemon.pipeline.features import patch_adain, pca_project, semantic_mask
+from anyi2v.daemon.pipeline.generate import Cancelled, CancelToken, InputError, Progress, StepEvent, generate
+from anyi2v.daemon.pipeline.inversion import InversionCache
+from anyi2v.daemon.pipeline.models import Models, random_models
+from anyi2v.shared.document import parse_shot
+from anyi2v.shared.settings import DEFAULT_QUERY_LAYERS, DEFAULT_RESIDUAL_LAYERS
+from anyi2v.shared.shot import Shot
+
+SIZE, FRAMES = 64, 4
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
+    return random_models("tiny", seed=0, tokenizer_dir=tmp_path_factory.mktemp("tokenizer"))
+
+
+def make_shot(
+    method: dict[str, Any] | None = None, frames: int = FRAMES, size: int = SIZE, max_frames: int = 32, **extra: Any
+) -> Shot:
+    document: dict[str, Any] = {
+        "schema_version": 3,
+        "prompt": "a red ball",
+        "output": {"width": size, "height": size, "n_frames": frames},
+        "sampling": {"seed": 7, "steps": 3, "guidance_scale": 7.5},
+        "conditions": [{"source": {"kind": "image", "path": "c.png"}, "modality": "depth"}],
+        "tracks": [
+            {"id": "ball", "query_points": [[0.3, 0.4]],
+             "keyframes": [{"frame": 0, "box": [0.1, 0.2, 0.5, 0.6]},
+                           {"frame": frames - 1, "box": [0.4, 0.3, 0.9, 0.8]}]},
+            {"id": "bg", "role": "anchor",
+             "keyframes": [{"frame": 0, "box": [0.6, 0.0, 1.0, 0.3]},
+                           {"frame": frames - 1, "box": [0.5, 0.0, 0.9, 0.3]}]},
+        ],
+        "method": {"inversion_timestep": 5, "injection_steps": 2, "optimization_steps": 2, "optimization_iterations": 3,
+                   **(method or {})},
+        **extra,
+    }  # fmt: skip
+    return parse_shot(document, source="test", max_frames=max_frames)
+
+
+def condition(size: int = SIZE) -> np.ndarray:
+    ys, xs = np.mgrid[0:size, 0:size] / size
+    image = np.stack([xs, ys, np.hypot(xs - 0.3, ys - 0.4) < 0.2], axis=2) * 255
+    return image.astype(np.uint8)
+
+
+class UNetCalls:
+    def __init__(self, models: Models) -> None:
+        self.count = 0
+        self.handle = models.unet.register_forward_pre_hook(self._hook)
+
+    def _hook(self, *args: Any) -> None:
+        self.count += 1
+
+
+def hooks_of(models: Models) -> dict[str, int]:
+    return {name: len(m._forward_hooks) + len(m._forward_pre_hooks) for name, m in models.unet.named_modules()}
+
+
+def test_controls_resolve_and_leave_the_model_exactly_as_found(models: Models) -> None:
+    processors = dict(models.unet.attn_processors)
+    hooks = hooks_of(models)
+    layers = ControlLayers(DEFAULT_QUERY_LAYERS, DEFAULT_RESIDUAL_LAYERS, captured=(DEFAULT_QUERY_LAYERS[1],),
+                           stop_after="up_blocks.2")  # fmt: skip
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        install_controls(models.unet, layers, ControlState(), FeatureBank()),
+    ):
+        installed = models.unet.attn_processors
+        ours = [k for k, v in installed.items() if isinstance(v, ControlledSelfAttention)]
+        assert sorted(ours) == sorted(f"{p}.processor" for p in DEFAULT_QUERY_LAYERS)
+        assert hooks_of(models) != hooks
+        raise RuntimeError("boom")
+    after = models.unet.attn_processors
+    assert all(after[k] is processors[k] for k in processors)
+    assert hooks_of(models) == hooks
+
+
+def test_a_missing_layer_fails_loudly_naming_it(models: Models) -> None:
+    layers = ControlLayers(("up_blocks.9.attentions.0.transformer_blocks.0.attn1",), ("up_blocks.1.attentions.0",))
+    with (
+        pytest.raises(LayerNotFoundError, match=r"up_blocks\.9\.attentions.*does not exist"),
+        install_controls(models.unet, layers, ControlState(), FeatureBank()),
+    ):
+        pass
+    shot = make_shot({"query_layers": ["up_blocks.1.attentions.0.transformer_blocks.0.attn9"]})
+    with pytest.raises(InputError, match="attn9"):
+        generate(models, shot, condition())
+
+
+def _attention() -> Attention:
+    torch.manual_seed(0)
+    return Attention(query_dim=8, heads=2, dim_head=4)
+
+
+def test_controlled_attention_equals_diffusers_when_idle_and_copies_frame0_kv_when_injecting() -> None:
+    attn = _attention()
+    frames, tokens = 3, 5
+    hidden = torch.randn(2 * frames, tokens, 8)
+    reference = AttnProcessor2_0()(attn, hidden)
+    state, bank = ControlState(frames=frames), FeatureBank()
+    processor = ControlledSelfAttention("a", state, bank, inject_query=True, controlled_kv=True)
+    torch.testing.assert_close(processor(attn, hidden), reference)
+
+    bank.queries["a"] = torch.randn(1, tokens, 8)
+    state.reset(frames=frames, conditional_index=1, inject=True, kv_copy=True)
+    out = processor(attn, hidden)
+    for item in range(2):
+        k0 = attn.to_k(hidden[item * frames])
+        v0 = attn.to_v(hidden[item * frames])
+        for frame in range(frames):
+            row = item * frames + frame
+            q = bank.queries["a"][0] if row == frames else attn.to_q(hidden[row])
+            heads = [
+                torch.softmax(q[:, h * 4 : h * 4 + 4] @ k0[:, h * 4 : h * 4 + 4].T / 2.0, dim=-1)
+                @ v0[:, h * 4 : h * 4 + 4]
+                for h in range(2)
+            ]
+            expected = attn.to_out[0](torch.cat(heads, dim=1))
+            torch.testing.assert_close(out[row], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_injection_touches_frame0_of_the_conditional_half_only(models: Models) -> None:
+    bank = FeatureBank()
+    first = "up_blocks.1.resnets.0"  # the first controlled layer the forward reaches
+    layers = ControlLayers(DEFAULT_QUERY_LAYERS, DEFAULT_RESIDUAL_LAYERS)
+    state = ControlState()
+    torch.manual_seed(1)
+    image_latent = torch.randn(1, 4, 1, 8, 8)
+    text = torch.randn(1, 77, 32)
+    with torch.no_grad(), install_controls(models.unet, layers, state, bank):
+        state.reset(frames=1, record=True)
+        models.unet(image_latent, 5, encoder_hidden_states=text)
+    seen: list[torch.Tensor] = []
+    sample = torch.randn(2, 4, FRAMES, 8, 8)
+    embeds = torch.randn(2, 77, 32).repeat_interleave(FRAMES, dim=0)
+    with torch.no_grad(), install_controls(models.unet, layers, state, bank):
+        # Registered after the controls' hook, so it sees what the injection wrote.
+        conv2 = models.unet.get_submodule(first).conv2
+        handle = conv2.register_forward_hook(lambda m, a, out: seen.append(out.clone()))
+        try:
+            for inject in (False, True):
+                state.reset(frames=FRAMES, conditional_index=1, inject=inject)
+                models.unet(sample, 500, encoder_hidden_states=embeds)
+        finally:
+            handle.remove()
+    plain, injected = seen
+    changed = [row for row in range(2 * FRAMES) if not torch.equal(plain[row], injected[row])]
+    assert changed == [FRAMES]  # batch item 1 (conditional), frame 0
+    saved = bank.residuals[first][0]
+    torch.testing.assert_close(injected[FRAMES], patch_adain(saved, plain[FRAMES], 4))
+
+
+def test_patch_adain_matches_a_direct_computation_and_the_target_statistics() -> None:
+    generator = torch.Generator().manual_seed(0)
+    source = torch.randn(3, 8, 12, generator=generator, dtype=torch.float64) * 3 + 1
+    target = torch.randn(3, 8, 12, generator=generator, dtype=torch.float64) * 0.5 - 2
+    out = patch_adain(source, target, 4)
+    for c in range(3):
+        for y in range(0, 8, 4):
+            for x in range(0, 12, 4):
+                s, t, o = (a[c, y : y + 4, x : x + 4] for a in (source, target, out))
+                expected = (s - s.mean()) / (s.std(unbiased=False) + 1e-6) * t.std(unbiased=False) + t.mean()
+                torch.testing.assert_close(o, expected)
+                assert float(o.mean()) == pytest.approx(float(t.mean()), abs=1e-9)
+                assert float(o.std(unbiased=False)) == pytest.approx(float(t.std(unbiased=False)), rel=1e-5)
+
+
+def test_pca_keeps_the_gradient_and_orders_components_by_variance() -> None:
+    generator = torch.Generator().manual_seed(0)
+    scales = torch.tensor([5.0, 3.0, 1.0, 0.1])
+    features = (torch.randn(2, 200, 4, generator=generator) * scales).requires_grad_(True)
+    projected = pca_project(features, 2)
+    assert projected.shape == (2, 200, 2)
+    variances = projected.detach().reshape(-1, 2).var(0)
+    assert float(variances[0]) > float(variances[1]) > 1.0
+    projected.sum().backward()
+    assert features.grad is not None
+    assert float(features.grad.abs().sum()) > 0
+    assert pca_project(features, None) is features
+
+
+def test_semantic_masks_follow_each_object() -> None:
+    grid = torch.zeros(4, 10, 10)
+    grid[0, 2:5, 2:5] = 1.0  # object A's feature
+    grid[1, 6:9, 6:9] = 1.0  # object B's feature
+    grid[2] = 0.1  # background
+    mask_a = semantic_mask(grid[:, 3, 3][None], grid)
+    mask_b = semantic_mask(grid[:, 7, 7][None], grid)
+    assert mask_a.shape == (10, 10)
+    assert int(mask_a.sum()) == 9
+    assert bool(mask_a[2:5, 2:5].all())
+    assert bool(mask_b[6:9, 6:9].all())
+    assert not torch.equal(mask_a, mask_b)
+
+
+def test_the_loss_decreases_and_only_the_latent_moves(models: Models) -> None:
+    before = {k: v.clone() for k, v in models.unet.state_dict().items()}
+    result = generate(models, make_shot(), condition())
+    per_step = np.reshape(result.losses, (2, 3))
+    assert np.all(per_step[:, -1] < per_step[:, 0])
+    after = models.unet.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(p.grad is None for p in models.unet.parameters())
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        {"kv_copy": False},
+        {"pca_components": None},
+        {"mask": "static"},
+        {"mask": "none"},
+        {"optimize_features": "residual"},
+        {"gaussian_weighting": True, "high_frequency_filter": True},
+        {"fresh_optimizer_each_iteration": False, "residual_adain": False},
+    ],
+    ids=lambda m: ",".join(m),
+)
+def test_every_ablation_runs_and_changes_the_result(models: Models, method: dict[str, Any]) -> None:
+    base = generate(models, make_shot(), condition())
+    ablated = generate(models, make_shot(method), condition())
+    assert len(ablated.frames) == FRAMES
+    assert ablated.frames[0].shape == (SIZE, SIZE, 3)
+    assert any(not np.array_equal(a, b) for a, b in zip(base.frames, ablated.frames, strict=True))
+
+
+def test_the_inversion_cache_skips_inversion(models: Models, tmp_path: Any) -> None:
+    shot = make_shot()
+    cache = InversionCache(folder=tmp_path)
+    calls = UNetCalls(models)
+    try:
+        first = generate(models, shot, condition(), cache=cache)
+        first_calls, calls.count = calls.count, 0
+        again = generate(models, make_shot(sampling={"seed": 9, "steps": 3}), condition(), cache=cache)
+        assert again.inversion_cached
+        assert first_calls - calls.count == shot.method.inversion_timestep + 1
+        calls.count = 0
+        from_disk = generate(models, shot, condition(), cache=InversionCache(folder=tmp_path))
+        assert from_disk.inversion_cached
+        assert all(np.array_equal(a, b) for a, b in zip(first.frames, from_disk.frames, strict=True))
+    finally:
+        calls.handle.remove()
+
+
+def test_same_seed_same_video_and_no_control_is_the_baseline(models: Models) -> None:
+    one = generate(models, make_shot(), condition())
+    two = generate(models, make_shot(), condition())
+    assert all(np.array_equal(a, b) for a, b in zip(one.frames, two.frames, strict=True))
+    plain = generate(models, make_shot(), None, control=False)
+    assert not plain.losses
+    assert any(not np.array_equal(a, b) for a, b in zip(one.frames, plain.frames, strict=True))
+
+
+def test_cancel_stops_within_a_step_and_decodes_nothing(models: Models) -> None:
+    token = CancelToken()
+    decoded: list[int] = []
+    calls = UNetCalls(models)
+
+    def on_step(event: StepEvent) -> None:
+        if event.stage == "sampling" and event.done == 1:
+            token.cancel()
+            calls.count = 0
+
+    try:
+        with pytest.raises(Cancelled):
+            generate(models, make_shot(), condition(), progress=Progress(on_step, lambda i, f: decoded.append(i)),
+                     cancel=token)  # fmt: skip
+    finally:
+        calls.handle.remove()
+    assert calls.count == 0
+    assert decoded == []
+
+
+def test_previews_and_frames_stream_in_order(models: Models) -> None:
+    events: list[StepEvent] = []
+    frames: list[int] = []
+    generate(models, make_shot(), condition(), progress=Progress(events.append, lambda i, f: frames.append(i)))
+    stages = [e.stage for e in events]
+    assert stages.index("inversion") < stages.index("optimization") < stages.index("decode")
+    previews = [e.preview for e in events if e.preview is not None]
+    assert len(previews) == 3
+    assert previews[0].shape == (FRAMES, SIZE // 8, SIZE // 8, 3)
+    assert frames == list(range(FRAMES))
+
+
+def test_inputs_are_checked_before_any_model_work(models: Models) -> None:
+    calls = UNetCalls(models)
+    try:
+        with pytest.raises(InputError, match="motion adapter handles at most 32 frames"):
+            generate(models, make_shot(frames=40, max_frames=64), condition())
+        with pytest.raises(InputError, match="condition image is 32x32, the shot's output is 64x64"):
+            generate(models, make_shot(), condition(32))
+        with pytest.raises(InputError, match="uint8"):
+            generate(models, make_shot(), condition().astype(np.float32))  # type: ignore[arg-type]
+        with pytest.raises(InputError, match="needs one"):
+            generate(models, make_shot(), None)
+    finally:
+        calls.handle.remove()
+    assert calls.count == 0
