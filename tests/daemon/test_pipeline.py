@@ -81,15 +81,19 @@ def test_controls_resolve_and_leave_the_model_exactly_as_found(models: Models) -
     hooks = hooks_of(models)
     layers = ControlLayers(DEFAULT_QUERY_LAYERS, DEFAULT_RESIDUAL_LAYERS, captured=(DEFAULT_QUERY_LAYERS[1],),
                            stop_after="up_blocks.2")  # fmt: skip
-    with (
-        pytest.raises(RuntimeError, match="boom"),
-        install_controls(models.unet, layers, ControlState(), FeatureBank()),
-    ):
-        installed = models.unet.attn_processors
-        ours = [k for k, v in installed.items() if isinstance(v, ControlledSelfAttention)]
-        assert sorted(ours) == sorted(f"{p}.processor" for p in DEFAULT_QUERY_LAYERS)
-        assert hooks_of(models) != hooks
-        raise RuntimeError("boom")
+    seen: dict[str, Any] = {}
+
+    def use_then_fail() -> None:
+        with install_controls(models.unet, layers, ControlState(), FeatureBank()):
+            seen["processors"] = dict(models.unet.attn_processors)
+            seen["hooks"] = hooks_of(models)
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        use_then_fail()
+    ours = [k for k, v in seen["processors"].items() if isinstance(v, ControlledSelfAttention)]
+    assert sorted(ours) == sorted(f"{p}.processor" for p in DEFAULT_QUERY_LAYERS)
+    assert seen["hooks"] != hooks
     after = models.unet.attn_processors
     assert all(after[k] is processors[k] for k in processors)
     assert hooks_of(models) == hooks
@@ -97,11 +101,9 @@ def test_controls_resolve_and_leave_the_model_exactly_as_found(models: Models) -
 
 def test_a_missing_layer_fails_loudly_naming_it(models: Models) -> None:
     layers = ControlLayers(("up_blocks.9.attentions.0.transformer_blocks.0.attn1",), ("up_blocks.1.attentions.0",))
-    with (
-        pytest.raises(LayerNotFoundError, match=r"up_blocks\.9\.attentions.*does not exist"),
-        install_controls(models.unet, layers, ControlState(), FeatureBank()),
-    ):
-        pass
+    controls = install_controls(models.unet, layers, ControlState(), FeatureBank())
+    with pytest.raises(LayerNotFoundError, match=r"up_blocks\.9\.attentions.*does not exist"):
+        controls.__enter__()
     shot = make_shot({"query_layers": ["up_blocks.1.attentions.0.transformer_blocks.0.attn9"]})
     with pytest.raises(InputError, match="attn9"):
         generate(models, shot, condition())
