@@ -193,6 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--splat-radius", type=int, default=1, help="point radius in pixels (default 1)")
     render.set_defaults(handler=_render)
 
+    from anyi2v.animate import add_parser as add_animate
+
+    add_animate(commands)
+
     schema = commands.add_parser(
         "schema",
         help="print the JSON Schema of shot files",

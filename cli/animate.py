@@ -1,0 +1,139 @@
+"""`anyi2v animate`: run a shot end to end in this process, with the same pipeline the daemon runs.
+
+Conditions are rendered and composed on this side (``anyi2v.render``), tracks derived from the
+scene's 3D motion are added to the shot's own, then ``anyi2v.daemon.pipeline.generate`` runs and the
+frames are written as they are decoded into a video (or PNG frames) with the shot beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+TINY_RANDOM = "tiny-random"
+
+
+def _progress_printer(stream: Any) -> Any:
+    from anyi2v.daemon.pipeline.generate import StepEvent
+
+    last: dict[str, Any] = {"stage": "", "at": 0.0}
+
+    def show(event: StepEvent) -> None:
+        now = time.monotonic()
+        finished = event.done == event.total
+        if event.stage == last["stage"] and not finished and now - float(last["at"]) < 0.25:
+            return
+        last.update(stage=event.stage, at=now)
+        width = 30
+        filled = int(width * event.done / max(event.total, 1))
+        bar = "#" * filled + "-" * (width - filled)
+        stream.write(f"\r{event.stage:>12} [{bar}] {event.done}/{event.total}")
+        if finished:
+            stream.write("\n")
+        stream.flush()
+
+    return show
+
+
+def run_animate(arguments: argparse.Namespace) -> int:
+    from anyi2v.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+    from anyi2v.render.assets import AssetError
+    from anyi2v.render.condition import RenderError, to_uint8
+    from anyi2v.render.shot_conditions import render_shot_conditions
+    from anyi2v.shared.document import dump_shot, load_shot, missing_files
+    from anyi2v.shared.errors import ShotError
+
+    try:
+        shot = load_shot(arguments.shot, max_frames=arguments.max_frames)
+        missing = missing_files(shot, arguments.shot.parent)
+        if missing:
+            raise ShotError(str(arguments.shot), missing)
+    except ShotError as error:
+        print(error.render(), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        conditions = render_shot_conditions(shot, arguments.shot.parent)
+    except (AssetError, RenderError) as error:
+        print(f"anyi2v animate: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    shot = shot.model_copy(update={"tracks": conditions.tracks})
+
+    from anyi2v.daemon.pipeline.generate import Cancelled, CancelToken, InputError, Progress, generate
+    from anyi2v.daemon.pipeline.inversion import InversionCache
+    from anyi2v.daemon.pipeline.loading import ModelLoadError, load_models, resolve_device, resolve_dtype
+    from anyi2v.daemon.pipeline.models import random_models
+    from anyi2v.daemon.pipeline.video import VideoError, VideoWriter
+
+    try:
+        if arguments.model == TINY_RANDOM:
+            device = resolve_device(arguments.device)
+            models = random_models("tiny", seed=0).to(device, resolve_dtype(arguments.dtype, device))
+        else:
+            models = load_models(
+                arguments.model,
+                motion_adapter=arguments.motion_adapter,
+                tokenizer=arguments.tokenizer,
+                device=arguments.device,
+                dtype=arguments.dtype,
+            )
+    except (ModelLoadError, ValueError) as error:
+        print(f"anyi2v animate: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+    print(f"model {models.identity} on {models.device} ({models.dtype})", file=sys.stderr)
+    cache = InversionCache(folder=arguments.cache) if arguments.cache else InversionCache()
+    token = CancelToken()
+    target_folder = arguments.out if not arguments.out.suffix else arguments.out.parent
+    target_folder.mkdir(parents=True, exist_ok=True)
+    try:
+        with VideoWriter(arguments.out, shot.output.fps, shot_json=dump_shot(shot)) as writer:
+            progress = Progress(_progress_printer(sys.stderr), lambda index, frame: writer.add(frame))
+            result = generate(
+                models,
+                shot,
+                to_uint8(conditions.image),
+                control=not arguments.no_control,
+                cache=cache,
+                progress=progress,
+                cancel=token,
+            )
+            paths = writer.close()
+        sys.stderr.write("\n")
+    except (InputError, VideoError) as error:
+        print(f"anyi2v animate: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Cancelled:
+        print("anyi2v animate: cancelled; nothing written", file=sys.stderr)
+        return EXIT_FAILED
+    timings = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in result.timings.items())
+    print(f"timings: {timings}", file=sys.stderr)
+    for path in paths:
+        print(f"wrote {path}")
+    return EXIT_OK
+
+
+def add_parser(commands: Any) -> None:
+    animate = commands.add_parser(
+        "animate",
+        help="make the video of a shot in this process",
+        description=(
+            "Render the shot's conditions, run AnyI2V on the model and write the video (.mp4 .webm .gif, or a"
+            " folder of PNG frames) with the shot beside it. --model takes a diffusers SD 1.5 folder, an"
+            f" AnimateDiff folder or a single SD 1.5 checkpoint; '{TINY_RANDOM}' runs a seeded tiny random model"
+            " (a smoke test until the embedded default model ships: its video is noise)."
+        ),
+    )
+    animate.add_argument("shot", type=Path, metavar="SHOT")
+    animate.add_argument("--model", required=True, help=f"model folder or checkpoint, or '{TINY_RANDOM}'")
+    animate.add_argument("--motion-adapter", type=Path, help="AnimateDiff motion adapter (folder or file)")
+    animate.add_argument("--tokenizer", type=Path, help="CLIP tokenizer folder (for single-file checkpoints)")
+    animate.add_argument("--out", type=Path, required=True, help="result.mp4, .webm, .gif or a folder for PNG frames")
+    animate.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    animate.add_argument("--dtype", help="fp16, bf16 or fp32 (default: fp16 on CUDA, fp32 on CPU)")
+    animate.add_argument("--no-control", action="store_true", help="plain AnimateDiff from the same seed (baseline)")
+    animate.add_argument("--cache", type=Path, help="folder that keeps inversions between runs")
+    animate.add_argument("--max-frames", type=int, default=32, help="the motion module's frame limit (default 32)")
+    animate.set_defaults(handler=run_animate)

@@ -1,0 +1,36 @@
+"""`anyi2v animate` end to end on the CPU with the seeded tiny random model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import av
+import pytest
+
+from anyi2v.cli import main
+from tests.conftest import EXAMPLES
+
+SHOT = EXAMPLES / "quick_preview.json"
+
+
+def test_animate_writes_a_video_and_the_shot_it_came_from(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "result" / "clip.gif"
+    assert main(["animate", str(SHOT), "--model", "tiny-random", "--out", str(out)]) == 0
+    with av.open(str(out)) as container:
+        frames = list(container.decode(video=0))
+    assert len(frames) == 16
+    assert (frames[0].width, frames[0].height) == (128, 128)
+    traced = json.loads(out.with_name("clip.gif.shot.json").read_text())
+    assert traced["prompt"] == json.loads(SHOT.read_text())["prompt"]
+    assert [track["id"] for track in traced["tracks"]] == ["ball"]
+    captured = capsys.readouterr()
+    assert "inversion" in captured.err
+    assert "timings:" in captured.err
+
+
+def test_animate_names_a_missing_model_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "clip.mp4"
+    assert main(["animate", str(SHOT), "--model", str(tmp_path / "no-such-model"), "--out", str(out)]) == 2
+    assert "no-such-model" in capsys.readouterr().err
+    assert not out.exists()
