@@ -39,18 +39,15 @@ def _progress_printer(stream: Any) -> Any:
 
 
 def run_animate(arguments: argparse.Namespace) -> int:
-    from anyi2v.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+    from anyi2v.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, load_checked_shot
     from anyi2v.render.assets import AssetError
     from anyi2v.render.condition import RenderError, to_uint8
     from anyi2v.render.shot_conditions import render_shot_conditions
-    from anyi2v.shared.document import dump_shot, load_shot, missing_files
+    from anyi2v.shared.document import dump_shot
     from anyi2v.shared.errors import ShotError
 
     try:
-        shot = load_shot(arguments.shot, max_frames=arguments.max_frames)
-        missing = missing_files(shot, arguments.shot.parent)
-        if missing:
-            raise ShotError(str(arguments.shot), missing)
+        shot = load_checked_shot(arguments.shot, max_frames=arguments.max_frames)
     except ShotError as error:
         print(error.render(), file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -12,31 +12,42 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from anyi2v.shared.shot import Shot
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 
 
-def _validate(arguments: argparse.Namespace) -> int:
+def load_checked_shot(path: str | Path, *, max_frames: int, check_files: bool = True) -> Shot:
+    """Read and validate a shot and, with ``check_files``, check the files it names exist beside it.
+    Raises :class:`ShotError` naming the file."""
     from anyi2v.shared.document import load_shot, missing_files
+    from anyi2v.shared.errors import ShotError
+
+    shot = load_shot(path, max_frames=max_frames)
+    if check_files:
+        missing = missing_files(shot, Path(path).parent)
+        if missing:
+            raise ShotError(str(path), missing)
+    return shot
+
+
+def _validate(arguments: argparse.Namespace) -> int:
     from anyi2v.shared.errors import ShotError
     from anyi2v.shared.summary import describe_shot
 
     status = EXIT_OK
     for path in arguments.shots:
         try:
-            shot = load_shot(path, max_frames=arguments.max_frames)
+            shot = load_checked_shot(path, max_frames=arguments.max_frames, check_files=arguments.check_files)
         except ShotError as error:
             print(error.render(), file=sys.stderr)
             status = EXIT_BAD_INPUT
             continue
-        if arguments.check_files:
-            missing = missing_files(shot, Path(path).parent)
-            if missing:
-                print(ShotError(path, missing).render(), file=sys.stderr)
-                status = EXIT_BAD_INPUT
-                continue
         if arguments.summary:
             print(f"{path}: valid")
             print(describe_shot(shot))
@@ -77,14 +88,11 @@ def _render(arguments: argparse.Namespace) -> int:
 
 def _render_shot(arguments: argparse.Namespace) -> int:
     from anyi2v.render.shot_conditions import render_shot_conditions, write_shot_conditions
-    from anyi2v.shared.document import load_shot, missing_files
     from anyi2v.shared.errors import ShotError
+    from anyi2v.shared.shot import DEFAULT_MAX_FRAMES
 
     try:
-        shot = load_shot(arguments.input)
-        missing = missing_files(shot, arguments.input.parent)
-        if missing:
-            raise ShotError(str(arguments.input), missing)
+        shot = load_checked_shot(arguments.input, max_frames=DEFAULT_MAX_FRAMES)
     except ShotError as error:
         print(error.render(), file=sys.stderr)
         return EXIT_BAD_INPUT
