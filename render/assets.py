@@ -174,7 +174,7 @@ def normalize(asset: Asset, up_axis: UpAxis = "y") -> Asset:
 
 def _coords(item: SceneObject) -> NDArray[np.float64]:
     """(n, 3) float64: a mesh's vertices or a cloud's points."""
-    return np.asarray(item.vertices if isinstance(item, MeshObject) else item.points, dtype=np.float64)
+    return np.asarray(item.points, dtype=np.float64)
 
 
 # --- the file itself ---------------------------------------------------------------------------------

@@ -141,8 +141,7 @@ class SceneView:
         Objects entirely behind the camera are left out."""
         boxes: dict[str, tuple[float, float, float, float]] = {}
         for item in self.asset.objects:
-            points = item.vertices if isinstance(item, MeshObject) else item.points
-            pixels, depth = self.camera.project(points, self.width, self.height)
+            pixels, depth = self.camera.project(item.points, self.width, self.height)
             front = depth > 1e-6
             if not np.any(front):
                 continue

@@ -51,6 +51,12 @@ class MeshObject:
     faces: NDArray[np.int64]
     vertex_colors: NDArray[np.float64] | None = None
 
+    @property
+    def points(self) -> NDArray[np.float64]:
+        """The vertices: the (n, 3) positions, named as a point cloud's are, so code that only needs
+        where an object is can read ``item.points`` of either kind."""
+        return self.vertices
+
     @cached_property
     def vertex_normals(self) -> NDArray[np.float64]:
         """(n, 3) angle-weighted unit vertex normals, computed once per mesh."""
@@ -94,7 +100,5 @@ class Asset:
 
     def bounds(self) -> NDArray[np.float64]:
         """(2, 3): the min and max corner over every object."""
-        stacked = np.concatenate(
-            [item.vertices if isinstance(item, MeshObject) else item.points for item in self.objects]
-        )
+        stacked = np.concatenate([item.points for item in self.objects])
         return np.stack([stacked.min(axis=0), stacked.max(axis=0)])

@@ -31,10 +31,6 @@ Box = tuple[float, float, float, float]
 NEAR = 1e-3  # geometry closer to the eye than this (along the view axis) is not projected
 
 
-def _points(item: SceneObject) -> NDArray[np.float64]:
-    return item.vertices if isinstance(item, MeshObject) else item.points
-
-
 def _spherical(offset: NDArray[np.float64]) -> tuple[float, float, float]:
     """An eye offset from its target as (azimuth, elevation, distance), Y up, the convention of
     :meth:`Camera.orbit`."""
@@ -104,7 +100,7 @@ def _transform(points: NDArray[np.float64], matrix: NDArray[np.float64]) -> NDAr
 
 
 def _group_pivot(items: Sequence[SceneObject]) -> NDArray[np.float64]:
-    stacked = np.concatenate([_points(item) for item in items])
+    stacked = np.concatenate([item.points for item in items])
     pivot: NDArray[np.float64] = (stacked.min(axis=0) + stacked.max(axis=0)) / 2.0
     return pivot
 
@@ -112,7 +108,7 @@ def _group_pivot(items: Sequence[SceneObject]) -> NDArray[np.float64]:
 def _outline(items: Sequence[SceneObject]) -> NDArray[np.float64]:
     """The points whose projection bounds the group's: its convex hull's vertices (all points when the
     group is flat or tiny), so projecting every frame stays cheap for big meshes and clouds."""
-    stacked = np.concatenate([_points(item) for item in items])
+    stacked = np.concatenate([item.points for item in items])
     if len(stacked) <= 64:
         return stacked
     try:
