@@ -39,7 +39,7 @@ from .controls import ControlLayers, ControlState, FeatureBank, StopForward, ins
 from .features import mix_frequencies
 from .inversion import InversionCache, InversionKey, invert
 from .models import Models
-from .trajectory import feature_grid, grid_size, track_boxes, trajectory_loss
+from .trajectory import TrackBoxes, feature_grid, grid_size, track_boxes, trajectory_loss
 
 # A fixed linear map from SD latent channels to RGB: a preview costs a matrix product, not a decode.
 LATENT_RGB = torch.tensor(
@@ -242,7 +242,7 @@ def generate(
     state = ControlState()
     tracks = track_boxes(shot) if optimize_any else []
     timesteps = scheduler.timesteps
-    with install_controls(models.unet, layers, state, bank) if control else _nothing():
+    with install_controls(models.unet, layers, state, bank) if control else contextlib.nullcontext():
         for index, t in enumerate(timesteps):
             inject = inject_any and index < method.injection_steps
             if optimize_any and index < method.optimization_steps:
@@ -275,14 +275,6 @@ def generate(
     return result
 
 
-class _nothing:  # noqa: N801 (a tiny null context manager)
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *args: object) -> None:
-        return None
-
-
 def _set(state: ControlState, method: MethodSettings, frames: int, **changes: object) -> None:
     state.reset(
         frames=frames,
@@ -302,7 +294,7 @@ def _optimize(
     t: torch.Tensor,
     cond_embeds: torch.Tensor,
     state: ControlState,
-    tracks: list,  # type: ignore[type-arg]
+    tracks: list[TrackBoxes],
     inject: bool,
     step: int,
     result: Result,

@@ -166,7 +166,8 @@ class InversionCache:
         assert self.folder is not None
         self.folder.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
-        torch.save({"queries": bank.to("cpu").queries, "residuals": bank.to("cpu").residuals}, buffer)
+        on_cpu = bank.to("cpu")
+        torch.save({"queries": on_cpu.queries, "residuals": on_cpu.residuals}, buffer)
         final = self.folder / f"{digest}.pt"
         partial = final.with_suffix(".pt.partial")
         partial.write_bytes(buffer.getvalue())
