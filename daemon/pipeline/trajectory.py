@@ -11,6 +11,7 @@ camera motion) use no semantic mask.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -21,7 +22,7 @@ from anyi2v.shared.settings import MethodSettings
 from anyi2v.shared.shot import Shot
 from anyi2v.shared.tracks import sample_track
 
-from .features import gaussian_weight, pca_project, semantic_mask
+from .features import bicubic_resize, gaussian_profile, pca_project, resize_matrix, two_means_foreground
 
 GRID_DIVISOR = 4  # the loss's feature grid is the output size / 4 (128 x 128 at 512)
 AUTO_POINTS = 3
@@ -80,7 +81,7 @@ def feature_grid(
             height, width = _token_shape(tokens.shape[1], size)
         projected = pca_project(tokens.float(), components)  # (frames, N, k)
         maps = projected.transpose(1, 2).reshape(frames, -1, height, width)
-        grids.append(functional.interpolate(maps, size=size, mode="bicubic", align_corners=False))
+        grids.append(bicubic_resize(maps, size))
     return grids
 
 
@@ -94,54 +95,118 @@ def _token_shape(tokens: int, size: tuple[int, int]) -> tuple[int, int]:
     raise RuntimeError(f"cannot lay {tokens} tokens out as a {size[0]}x{size[1]} map")
 
 
-def _auto_points(box_features: torch.Tensor, box: tuple[int, int, int, int]) -> tuple[tuple[int, int], ...]:
-    """Salient points for a track without query points: the box centre and the pixels whose features are
-    most like the box's mean feature."""
-    x0, y0, x1, y1 = box
-    centre = ((x0 + x1 - 1) // 2, (y0 + y1 - 1) // 2)
-    flat = functional.normalize(box_features.detach().float().flatten(1).T, dim=1)
-    mean = functional.normalize(flat.mean(0, keepdim=True), dim=1)
-    order = torch.argsort((flat @ mean.T).squeeze(1), descending=True)[: AUTO_POINTS - 1]
+def _point_features(reference: torch.Tensor, track: TrackBoxes) -> torch.Tensor:
+    """(P, k) frame-0 features of the track's salient points. A track without query points gets the box
+    centre and the pixels whose features are most like the box's mean feature (picked on the device:
+    no index comes back to the CPU)."""
+    x0, y0, x1, y1 = track.boxes[0] or (0, 0, 0, 0)
+    flat = reference.flatten(1).T  # (h*w, k)
     width = x1 - x0
-    picked = [(x0 + int(i) % width, y0 + int(i) // width) for i in order.tolist()]
-    return (centre, *picked)
+    if track.points:
+        indices = torch.tensor([(y - y0) * width + (x - x0) for x, y in track.points], device=reference.device)
+        return flat[indices]
+    centre = ((y1 - y0 - 1) // 2) * width + (width - 1) // 2
+    unit = functional.normalize(flat.float(), dim=1)
+    mean = functional.normalize(unit.mean(0, keepdim=True), dim=1)
+    similar = torch.topk((unit @ mean.T).squeeze(1), min(AUTO_POINTS - 1, flat.shape[0])).indices
+    return torch.cat([flat[centre : centre + 1], flat[similar]])
 
 
-def _crop(grid: torch.Tensor, box: tuple[int, int, int, int]) -> torch.Tensor:
-    x0, y0, x1, y1 = box
-    return grid[..., y0:y1, x0:x1]
+@dataclass(frozen=True)
+class _Placement:
+    """Where frame 0's box content goes in frames 1..F-1, as per-frame matrices along each axis: a product
+    ``rows[j] @ box @ columns[j].T`` resizes a (h0, w0) map of frame 0's box to frame j's box and places
+    it there on the (H, W) grid, zero outside (a frame whose box has left is all zero)."""
+
+    bicubic_rows: torch.Tensor  # (F-1, H, h0)
+    bicubic_columns: torch.Tensor  # (F-1, W, w0)
+    nearest_rows: torch.Tensor  # (F-1, H, h0)
+    nearest_columns: torch.Tensor  # (F-1, W, w0)
+    inside: torch.Tensor  # (F, H, W) 1 inside each frame's box (frame 0 too), else 0
+    gaussian: torch.Tensor  # (F-1, H, W) each later box's Gaussian weight, 0 outside it
+
+
+@functools.lru_cache(maxsize=64)
+def _placement(track: TrackBoxes, height: int, width: int, device: torch.device) -> _Placement:
+    """Built once per track, grid and device: the boxes do not change during a run."""
+    x0, y0, x1, y1 = track.boxes[0] or (0, 0, 0, 0)
+    first_h, first_w = y1 - y0, x1 - x0
+    frames = len(track.boxes)
+
+    def zeros(*shape: int) -> torch.Tensor:
+        return torch.zeros(shape, device=device)
+
+    rows, columns = zeros(frames - 1, height, first_h), zeros(frames - 1, width, first_w)
+    near_rows, near_columns = zeros(frames - 1, height, first_h), zeros(frames - 1, width, first_w)
+    row_in, column_in = zeros(frames, height), zeros(frames, width)
+    row_gauss, column_gauss = zeros(frames - 1, height), zeros(frames - 1, width)
+    for frame, box in enumerate(track.boxes):
+        if box is None:
+            continue
+        bx0, by0, bx1, by1 = box
+        row_in[frame, by0:by1], column_in[frame, bx0:bx1] = 1.0, 1.0
+        if frame == 0:
+            continue
+        j = frame - 1
+        rows[j, by0:by1] = resize_matrix(first_h, by1 - by0, "bicubic", device)
+        columns[j, bx0:bx1] = resize_matrix(first_w, bx1 - bx0, "bicubic", device)
+        near_rows[j, by0:by1] = resize_matrix(first_h, by1 - by0, "nearest", device)
+        near_columns[j, bx0:bx1] = resize_matrix(first_w, bx1 - bx0, "nearest", device)
+        row_gauss[j, by0:by1] = gaussian_profile(by1 - by0, device)
+        column_gauss[j, bx0:bx1] = gaussian_profile(bx1 - bx0, device)
+    inside = row_in[:, :, None] * column_in[:, None, :]
+    gaussian = row_gauss[:, :, None] * column_gauss[:, None, :]
+    return _Placement(rows, columns, near_rows, near_columns, inside, gaussian)
+
+
+def _place(rows: torch.Tensor, maps: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+    """rows (F-1, H, h0), maps (..., h0, w0), columns (F-1, W, w0) -> (F-1, ..., H, W)."""
+    extra = maps.dim() - 2
+    rows = rows.reshape(rows.shape[0], *([1] * extra), *rows.shape[1:])
+    columns = columns.reshape(columns.shape[0], *([1] * extra), *columns.shape[1:])
+    placed: torch.Tensor = rows @ maps @ columns.transpose(-1, -2)
+    return placed
 
 
 def trajectory_loss(grids: list[torch.Tensor], tracks: list[TrackBoxes], settings: MethodSettings) -> torch.Tensor:
     """Sum over layers, tracks and frames j >= 1 of the masked MSE between frame 0's box content (no
-    gradient, resized to frame j's box) and frame j's."""
-    device = grids[0].device
-    total = torch.zeros((), device=device)
+    gradient, resized to frame j's box) and frame j's.
+
+    Per frame j: mean over channels of the squared difference, weighted by M_0 (frame 0's semantic mask,
+    resized to the box) times M_j (frame j's own mask for dynamic masks, M_0 again for static ones) and
+    optionally a Gaussian over the box, summed and divided by the weights' sum.
+
+    All frames are computed at once on the full grid: frame 0's box content is resized into every later
+    box by matrix products (:class:`_Placement`), and weights are zero outside the boxes. That is the
+    same arithmetic as cutting out and resizing box by box, with a few dozen kernel launches per track
+    instead of thousands.
+    """
+    total = torch.zeros((), device=grids[0].device)
     for grid in grids:
-        frames = grid.shape[0]
         for track in tracks:
-            first = track.boxes[0]
-            if first is None:
-                continue
-            reference = _crop(grid[0], first).detach()  # (k, h0, w0)
-            use_mask = settings.mask != "none" and not track.anchor
-            points = track.points or _auto_points(reference, first)
-            point_features = torch.stack([grid[0, :, y, x] for x, y in points]).detach() if use_mask else None
-            first_mask = semantic_mask(point_features, reference) if point_features is not None else None
-            for frame in range(1, frames):
-                box = track.boxes[frame]
-                if box is None:
-                    continue
-                current = _crop(grid[frame], box)  # (k, hj, wj)
-                size = current.shape[-2:]
-                target = functional.interpolate(reference[None], size=size, mode="bicubic", align_corners=False)[0]
-                weight = torch.ones(size, device=device)
-                if first_mask is not None and point_features is not None:
-                    resized = functional.interpolate(first_mask[None, None], size=size, mode="nearest")[0, 0]
-                    frame_mask = semantic_mask(point_features, current) if settings.mask == "dynamic" else resized
-                    weight = weight * resized * frame_mask
-                if settings.gaussian_weighting:
-                    weight = weight * gaussian_weight(size[0], size[1], device)
-                error = ((target - current) ** 2).mean(0)
-                total = total + (error * weight).sum() / weight.sum().clamp_min(1.0)
+            total = total + _track_loss(grid, track, settings)
     return total
+
+
+def _track_loss(grid: torch.Tensor, track: TrackBoxes, settings: MethodSettings) -> torch.Tensor:
+    first = track.boxes[0]
+    if first is None or grid.shape[0] < 2:
+        return torch.zeros((), device=grid.device)
+    x0, y0, x1, y1 = first
+    place = _placement(track, grid.shape[2], grid.shape[3], grid.device)
+    reference = grid[0, :, y0:y1, x0:x1].detach()  # (k, h0, w0)
+    with torch.no_grad():
+        target = _place(place.bicubic_rows, reference, place.bicubic_columns)  # (F-1, k, H, W)
+        weight = place.inside[1:]
+        if settings.mask != "none" and not track.anchor:
+            points = functional.normalize(_point_features(reference, track).float(), dim=1)  # (P, k)
+            unit = functional.normalize(grid.detach().float(), dim=1)  # (F, k, H, W)
+            similarity = torch.einsum("fkyx,pk->fpyx", unit, points).amax(1)  # (F, H, W)
+            masks = two_means_foreground(similarity, start_dim=1, valid=place.inside > 0).float()
+            resized = _place(place.nearest_rows, masks[0, y0:y1, x0:x1], place.nearest_columns)  # (F-1, H, W)
+            weight = resized * (masks[1:] if settings.mask == "dynamic" else resized)
+        if settings.gaussian_weighting:
+            weight = weight * place.gaussian
+        normaliser = weight.sum((1, 2)).clamp_min(1.0)
+    error = ((target - grid[1:]) ** 2).mean(1)  # (F-1, H, W)
+    return ((error * weight).sum((1, 2)) / normaliser).sum()
