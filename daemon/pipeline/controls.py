@@ -12,8 +12,9 @@ What the hooks do is decided per UNet call by a :class:`ControlState` the sample
 - ``inject``: write the banked features into frame 0 of the conditional batch item (queries as they
   are, residual states through patch AdaIN) and, with ``kv_copy``, give every frame frame 0's keys and
   values in those layers;
-- ``capture``: keep the listed layers' features with their gradient (trajectory optimization), and
-  stop the forward pass once ``stop_after`` has run.
+- ``capture``: keep the listed layers' features with their gradient (trajectory optimization); with
+  ``stop_when_captured``, end the forward pass (:class:`StopForward`) as soon as all of them are kept,
+  since nothing after them reaches the loss.
 
 Batch layout inside the UNet: ``(batch * frames, ...)``, batch-major, so frame ``f`` of batch item
 ``b`` is row ``b * frames + f``.
@@ -38,7 +39,7 @@ class LayerNotFoundError(ValueError):
 
 
 class StopForward(Exception):  # noqa: N818 (a control-flow signal, not an error)
-    """Raised by the hook after ``stop_after`` to end a forward pass whose later layers are not needed."""
+    """Raised once every captured feature is kept, to end a forward pass whose later layers are not needed."""
 
 
 @dataclass
@@ -76,8 +77,14 @@ class ControlState:
     adain_patch: int = 4
     kv_copy: bool = True
     capture: frozenset[str] = frozenset()
-    stop_after: str | None = None
+    stop_when_captured: bool = False
     captured: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def keep(self, path: str, features: torch.Tensor) -> None:
+        """Keep a captured layer's features; stop the forward pass when that was the last one wanted."""
+        self.captured[path] = features
+        if self.stop_when_captured and self.capture <= self.captured.keys():
+            raise StopForward(path)
 
     def reset(self, **changes: Any) -> None:
         """Back to doing nothing, then apply ``changes``."""
@@ -175,7 +182,7 @@ class ControlledSelfAttention:
             if state.kv_copy and self.controlled_kv:
                 key, value = _copy_frame0(key, frames), _copy_frame0(value, frames)
         if self.path in state.capture:
-            state.captured[self.path] = query
+            state.keep(self.path, query)
 
         batch = query.shape[0]
         head_dim = key.shape[-1] // attn.heads
@@ -210,16 +217,8 @@ def _residual_hook(path: str, state: ControlState, bank: FeatureBank, injected: 
             output = _replace_rows(output, row, new)
             changed = True
         if path in state.capture:
-            state.captured[path] = output
+            state.keep(path, output)
         return output if changed else None
-
-    return hook
-
-
-def _stop_hook(state: ControlState, path: str) -> Any:
-    def hook(module: nn.Module, args: Any, output: Any) -> None:
-        if state.stop_after == path:
-            raise StopForward(path)
 
     return hook
 
@@ -254,7 +253,6 @@ class ControlLayers:
     query_layers: tuple[str, ...]
     residual_layers: tuple[str, ...]
     captured: tuple[str, ...] = ()
-    stop_after: str | None = None
 
 
 @contextmanager
@@ -273,7 +271,6 @@ def install_controls(unet: nn.Module, layers: ControlLayers, state: ControlState
     for path, module in resnets.items():
         if not isinstance(getattr(module, "conv2", None), nn.Conv2d):
             raise LayerNotFoundError(f"{path!r} is not a ResNet block with a conv2 ({type(module).__name__})")
-    stop_module = resolve(unet, [layers.stop_after])[layers.stop_after] if layers.stop_after else None
 
     originals: dict[str, Any] = {}
     handles: list[torch.utils.hooks.RemovableHandle] = []
@@ -293,8 +290,6 @@ def install_controls(unet: nn.Module, layers: ControlLayers, state: ControlState
             hook = _residual_hook(path, state, bank, injected=path in layers.residual_layers)
             conv2: nn.Module = module.get_submodule("conv2")
             handles.append(conv2.register_forward_hook(hook))
-        if stop_module is not None and layers.stop_after is not None:
-            handles.append(stop_module.register_forward_hook(_stop_hook(state, layers.stop_after)))
         yield
     finally:
         for handle in handles:

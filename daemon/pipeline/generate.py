@@ -146,12 +146,6 @@ def optimized_layers(method: MethodSettings) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _block_of(path: str) -> str:
-    """``up_blocks.2.attentions.0...`` -> ``up_blocks.2``: where a forward may stop."""
-    parts = path.split(".")
-    return ".".join(parts[:2])
-
-
 def encode_prompt(models: Models, text: str) -> torch.Tensor:
     tokens = models.tokenizer(
         text, padding="max_length", max_length=models.tokenizer.model_max_length, truncation=True, return_tensors="pt"
@@ -237,7 +231,6 @@ def generate(
         query_layers=tuple(method.query_layers) if method.inject_query or method.kv_copy else (),
         residual_layers=tuple(method.residual_layers) if method.inject_residual else (),
         captured=optimized_layers(method) if optimize_any else (),
-        stop_after=_block_of(optimized_layers(method)[-1]) if optimize_any else None,
     )
     state = ControlState()
     tracks = track_boxes(shot) if optimize_any else []
@@ -305,30 +298,37 @@ def _optimize(
     original = latents.detach()
     latent = original.clone().requires_grad_(True)
     scaler = torch.amp.GradScaler(models.device.type, enabled=models.dtype == torch.float16)
-    optimizer = torch.optim.AdamW([latent], lr=method.learning_rate)
+    # The fused AdamW takes the scaler's inf check on the device: no host sync per iteration.
+    fused = models.device.type == "cuda"
+    optimizer = torch.optim.AdamW([latent], lr=method.learning_rate, fused=fused)
     captured_paths = optimized_layers(method)
     size = grid_size(shot)
+    losses: list[torch.Tensor] = []
     for iteration in range(method.optimization_iterations):
         report("optimization", step * method.optimization_iterations + iteration,
                method.optimization_steps * method.optimization_iterations)  # fmt: skip
         if method.fresh_optimizer_each_iteration:
-            optimizer = torch.optim.AdamW([latent], lr=method.learning_rate)
+            optimizer = torch.optim.AdamW([latent], lr=method.learning_rate, fused=fused)
         optimizer.zero_grad(set_to_none=True)
         _set(
             state, method, shot.output.n_frames, conditional_index=0, inject=inject or method.structure_injection,
-            step=step, capture=frozenset(captured_paths), stop_after=_block_of(captured_paths[-1]),
+            step=step, capture=frozenset(captured_paths), stop_when_captured=True,
         )  # fmt: skip
         with contextlib.suppress(StopForward):
             models.unet(latent.to(models.dtype), t, encoder_hidden_states=cond_embeds)
+        missing = [path for path in captured_paths if path not in state.captured]
+        if missing:
+            raise RuntimeError(f"the UNet's forward pass never ran {', '.join(missing)}")
         captured = [state.captured[path] for path in captured_paths]
         state.reset()
         grids = feature_grid(captured, shot.output.n_frames, size, method.pca_components)
         loss = trajectory_loss(grids, tracks, method)
-        result.losses.append(float(loss.detach()))
+        losses.append(loss.detach())
         if loss.requires_grad:
             scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
             scaler.step(optimizer)
             scaler.update()
+    result.losses.extend(float(value) for value in torch.stack(losses).cpu())
     new = latent.detach()
     if method.high_frequency_filter:
         new = mix_frequencies(new.transpose(1, 2), original.transpose(1, 2), method.filter_cutoff, method.filter_order)

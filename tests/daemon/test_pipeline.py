@@ -15,6 +15,7 @@ from anyi2v.daemon.pipeline.controls import (
     ControlState,
     FeatureBank,
     LayerNotFoundError,
+    StopForward,
     install_controls,
 )
 from anyi2v.daemon.pipeline.features import patch_adain, pca_project, semantic_mask
@@ -79,8 +80,7 @@ def hooks_of(models: Models) -> dict[str, int]:
 def test_controls_resolve_and_leave_the_model_exactly_as_found(models: Models) -> None:
     processors = dict(models.unet.attn_processors)
     hooks = hooks_of(models)
-    layers = ControlLayers(DEFAULT_QUERY_LAYERS, DEFAULT_RESIDUAL_LAYERS, captured=(DEFAULT_QUERY_LAYERS[1],),
-                           stop_after="up_blocks.2")  # fmt: skip
+    layers = ControlLayers(DEFAULT_QUERY_LAYERS, DEFAULT_RESIDUAL_LAYERS, captured=(DEFAULT_QUERY_LAYERS[1],))
     seen: dict[str, Any] = {}
 
     def use_then_fail() -> None:
@@ -97,6 +97,28 @@ def test_controls_resolve_and_leave_the_model_exactly_as_found(models: Models) -
     after = models.unet.attn_processors
     assert all(after[k] is processors[k] for k in processors)
     assert hooks_of(models) == hooks
+
+
+def test_a_capturing_forward_stops_right_after_the_last_captured_feature(models: Models) -> None:
+    ran: list[str] = []
+    watched = ["up_blocks.1.attentions.1", "up_blocks.2.resnets.0", "up_blocks.2.attentions.0", "up_blocks.2.resnets.1"]
+    handles = [
+        models.unet.get_submodule(path).register_forward_pre_hook(lambda *_, p=path: ran.append(p)) for path in watched
+    ]
+    captured = (DEFAULT_QUERY_LAYERS[1], DEFAULT_QUERY_LAYERS[2])  # up_blocks.1.attentions.1, up_blocks.2.attentions.0
+    state = ControlState(frames=2, capture=frozenset(captured), stop_when_captured=True)
+    latent = torch.randn(1, 4, 2, 8, 8)
+    embeds = torch.randn(2, 77, models.text_encoder.config.hidden_size)
+    try:
+        controls = install_controls(models.unet, ControlLayers((), (), captured), state, FeatureBank())
+        with controls, pytest.raises(StopForward):
+            models.unet(latent, 10, encoder_hidden_states=embeds)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert ran == watched[:3]  # stopped inside up_blocks.2.attentions.0, before up_blocks.2.resnets.1
+    assert set(state.captured) == set(captured)
+    assert state.captured[captured[1]].shape[0] == 2
 
 
 def test_a_missing_layer_fails_loudly_naming_it(models: Models) -> None:
