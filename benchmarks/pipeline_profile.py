@@ -75,9 +75,9 @@ def compare_randomized_pca(captured, frames, size, tracks, method, figures) -> N
     for iterations in (2, 4, 8):
         trajectory.pca_project = lambda f, k, i=iterations: randomized_project(f, k, i)  # type: ignore[assignment]
         try:
-            for index, features in enumerate(captured):
+            for index, features in enumerate(c.detach().float() for c in captured):
                 figures[f"PCA layer {index}, randomized, {iterations} iterations"] = timed(
-                    lambda f=features.detach().float(), i=iterations: randomized_project(f, 64, i)
+                    lambda f=features, i=iterations: randomized_project(f, 64, i)
                 )
             loss, grads = loss_and_grad()
         finally:
