@@ -41,56 +41,30 @@ def timed(work: Callable[[], object], repeats: int = 5) -> float:
     return statistics.median(samples)
 
 
-def randomized_project(features: torch.Tensor, components: int | None, iterations: int = 3) -> torch.Tensor:
-    """pca_project with the basis from seeded subspace iteration on the covariance (an experiment)."""
-    assert components is not None
-    flat = features.reshape(-1, features.shape[-1])
-    with torch.no_grad():
-        data = flat.detach().float()
-        mean = data.mean(0, keepdim=True)
-        centred = data - mean
-        covariance = centred.T @ centred / max(1, data.shape[0] - 1)
-        generator = torch.Generator(features.device).manual_seed(0)
-        width = min(components + 16, covariance.shape[0])
-        basis = torch.randn(covariance.shape[0], width, generator=generator, device=features.device)
-        for _ in range(iterations):
-            basis, _ = torch.linalg.qr(covariance @ basis)
-        _, vectors = torch.linalg.eigh(basis.T @ covariance @ basis)
-        basis = basis @ vectors.flip(1)[:, :components]
-    projected: torch.Tensor = (flat.float() - mean) @ basis
-    return projected.reshape(*features.shape[:-1], components)
+def compare_pca_solvers(captured, frames, size, tracks, method, figures) -> None:  # type: ignore[no-untyped-def]
+    """Time both PCA solvers and compare the loss and its gradient under each."""
 
-
-def compare_randomized_pca(captured, frames, size, tracks, method, figures) -> None:  # type: ignore[no-untyped-def]
-    """Time the randomized basis and compare the loss and its gradient with the exact PCA's."""
-    from anyi2v.daemon.pipeline import trajectory
-
-    def loss_and_grad() -> tuple[float, list[torch.Tensor]]:
+    def loss_and_grad(solver: str) -> tuple[float, list[torch.Tensor]]:
         leaves = [c.detach().requires_grad_(True) for c in captured]
-        loss = trajectory_loss(feature_grid(leaves, frames, size, 64), tracks, method)
-        return float(loss), list(torch.autograd.grad(loss, leaves))
+        loss = trajectory_loss(feature_grid(leaves, frames, size, 64, solver), tracks, method)
+        return float(loss.detach()), list(torch.autograd.grad(loss, leaves))
 
-    exact_loss, exact_grads = loss_and_grad()
-    original = trajectory.pca_project
-    for iterations in (2, 4, 8):
-        trajectory.pca_project = lambda f, k, i=iterations: randomized_project(f, k, i)  # type: ignore[assignment]
-        try:
-            for index, features in enumerate(c.detach().float() for c in captured):
-                figures[f"PCA layer {index}, randomized, {iterations} iterations"] = timed(
-                    lambda f=features, i=iterations: randomized_project(f, 64, i)
-                )
-            loss, grads = loss_and_grad()
-        finally:
-            trajectory.pca_project = original
-        cosines = [
-            float(torch.nn.functional.cosine_similarity(a.flatten().float(), b.flatten().float(), dim=0))
-            for a, b in zip(grads, exact_grads, strict=True)
-        ]
-        print(
-            f"randomized PCA, {iterations} iterations: loss {loss:.6g} vs exact {exact_loss:.6g}"
-            f" (relative {abs(loss - exact_loss) / abs(exact_loss):.2e}); gradient cosine per layer {cosines}",
-            flush=True,
-        )
+    exact_loss, exact_grads = loss_and_grad("exact")
+    for solver in ("exact", "randomized"):
+        for index, features in enumerate(c.detach().float() for c in captured):
+            figures[f"PCA layer {index} ({features.shape[-1]} channels), {solver}"] = timed(
+                lambda f=features, s=solver: pca_project(f, 64, s)
+            )
+    loss, grads = loss_and_grad("randomized")
+    cosines = [
+        round(float(torch.nn.functional.cosine_similarity(a.flatten().float(), b.flatten().float(), dim=0)), 6)
+        for a, b in zip(grads, exact_grads, strict=True)
+    ]
+    print(
+        f"randomized PCA: loss {loss:.6g} vs exact {exact_loss:.6g} (relative"
+        f" {abs(loss - exact_loss) / abs(exact_loss):.2e}); gradient cosine to exact, per layer {cosines}",
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -154,18 +128,7 @@ def main() -> None:
             loss.backward()
 
         figures["whole pass (forward, grid, loss, backward)"] = timed(whole_pass)
-        tokens = [c.detach().float() for c in detached]
-        for index, features in enumerate(tokens):
-            figures[f"PCA layer {index} ({features.shape[-1]} channels), eigh"] = timed(
-                lambda f=features: pca_project(f, 64)
-            )
-        compare_randomized_pca(detached, frames, size, tracks, method, figures)
-        torch.backends.cuda.preferred_linalg_library("magma")
-        for index, features in enumerate(tokens):
-            figures[f"PCA layer {index} ({features.shape[-1]} channels), eigh through MAGMA"] = timed(
-                lambda f=features: pca_project(f, 64)
-            )
-        torch.backends.cuda.preferred_linalg_library("default")
+        compare_pca_solvers(detached, frames, size, tracks, method, figures)
         if arguments.table:
             from torch.profiler import ProfilerActivity, profile
 

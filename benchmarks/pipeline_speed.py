@@ -1,18 +1,19 @@
 """AnyI2V pipeline speed and memory at SD 1.5 + AnimateDiff size (random weights), on a CUDA GPU.
 
-    python benchmarks/pipeline_speed.py [--size 512] [--frames 16] [--steps 25] [--repeats 2]
+    python benchmarks/pipeline_speed.py [--size 512] [--frames 16] [--steps 25] [--repeats 3]
 
 In one process, on the same seeded random models (fp16): plain AnimateDiff sampling (no control), the
 full AnyI2V run with an empty inversion cache, and the AnyI2V run with the inversion cached. For each:
 the pipeline's own stage timings (inversion, optimization, injection steps, sampling, decode), the
-total, and the peak GPU memory. Prints the ratios the issue-4 targets are stated in. The last run of
-each kind is reported (after a warm-up run of each).
+total, and the peak GPU memory. Prints the ratios the issue-4 targets are stated in. After one
+warm-up round, the kinds run in turn ``--repeats`` times and each figure's median is reported.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -60,18 +61,22 @@ def condition_image(size: int) -> np.ndarray:
     return np.repeat((depth * 255).astype(np.uint8)[..., None], 3, axis=2)
 
 
-def run(label: str, work, device: torch.device) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def run(work, device: torch.device) -> dict[str, float]:  # type: ignore[no-untyped-def]
     torch.cuda.reset_peak_memory_stats(device)
     torch.cuda.synchronize(device)
     start = time.perf_counter()
     result = work()
     torch.cuda.synchronize(device)
-    wall = time.perf_counter() - start
-    figures = {k: round(v, 3) for k, v in result.timings.items()}
-    figures["wall"] = round(wall, 3)
-    figures["peak_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
-    print(f"{label}: {json.dumps(figures)}", flush=True)
+    figures = dict(result.timings)
+    figures["wall"] = time.perf_counter() - start
+    figures["peak_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
     return figures
+
+
+def median_figures(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Per figure, the median over the runs (a figure missing from a run counts as 0)."""
+    names = dict.fromkeys(name for figures in runs for name in figures)
+    return {name: round(statistics.median(f.get(name, 0.0) for f in runs), 3) for name in names}
 
 
 def main() -> None:
@@ -79,7 +84,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--steps", type=int, default=25)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3, help="measured runs of each kind, after one warm-up")
     arguments = parser.parse_args()
     device = torch.device("cuda")
     print(f"device: {torch.cuda.get_device_name(device)}, torch {torch.__version__}", flush=True)
@@ -88,23 +93,29 @@ def main() -> None:
     print(f"models built and moved in {time.perf_counter() - started:.1f} s", flush=True)
     shot = make_shot(arguments.size, arguments.frames, arguments.steps)
     image = condition_image(arguments.size)
-    results: dict[str, dict[str, float]] = {}
-    for repeat in range(arguments.repeats):
-        tag = "warm-up " if repeat < arguments.repeats - 1 else ""
-        results["plain"] = run(f"{tag}plain AnimateDiff", lambda: generate(models, shot, None, control=False), device)
-        results["anyi2v"] = run(
-            f"{tag}AnyI2V, inversion run", lambda: generate(models, shot, image, cache=InversionCache()), device
-        )
-        cache = InversionCache()
-        generate(models, shot, image, cache=cache)  # fill the cache
-        results["cached"] = run(
-            f"{tag}AnyI2V, inversion cached", lambda filled=cache: generate(models, shot, image, cache=filled), device
-        )
-    plain = results["plain"]["total"]
+    filled = InversionCache()
+    kinds = {
+        "plain AnimateDiff": lambda: generate(models, shot, None, control=False),
+        "AnyI2V, inversion run": lambda: generate(models, shot, image, cache=InversionCache()),
+        "AnyI2V, inversion cached": lambda: generate(models, shot, image, cache=filled),
+    }
+    generate(models, shot, image, cache=filled)  # fill the cache
+    runs: dict[str, list[dict[str, float]]] = {label: [] for label in kinds}
+    for repeat in range(arguments.repeats + 1):
+        for label, work in kinds.items():  # interleaved, so a slow spell of the machine hits every kind
+            figures = run(work, device)
+            print(f"{'warm-up ' if repeat == 0 else ''}{label}: {json.dumps(median_figures([figures]))}", flush=True)
+            if repeat > 0:
+                runs[label].append(figures)
+    results = {label: median_figures(measured) for label, measured in runs.items()}
+    for label, figures in results.items():
+        print(f"median of {arguments.repeats}, {label}: {json.dumps(figures)}", flush=True)
+    plain = results["plain AnimateDiff"]["total"]
+    inverted, cached = results["AnyI2V, inversion run"], results["AnyI2V, inversion cached"]
     print(
-        f"ratios to plain sampling: with inversion {results['anyi2v']['total'] / plain:.2f}x (target < 3),"
-        f" cached {results['cached']['total'] / plain:.2f}x (target < 2);"
-        f" inversion {results['anyi2v']['inversion']:.2f} s (target < 4);"
+        f"ratios to plain sampling: with inversion {inverted['total'] / plain:.2f}x (target < 3),"
+        f" cached {cached['total'] / plain:.2f}x (target < 2);"
+        f" inversion {inverted['inversion']:.2f} s (target < 4);"
         f" peak {max(r['peak_gib'] for r in results.values()):.1f} GiB (target < 40 GB)"
     )
 

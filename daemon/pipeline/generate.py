@@ -321,7 +321,7 @@ def _optimize(
             raise RuntimeError(f"the UNet's forward pass never ran {', '.join(missing)}")
         captured = [state.captured[path] for path in captured_paths]
         state.reset()
-        grids = feature_grid(captured, shot.output.n_frames, size, method.pca_components)
+        grids = feature_grid(captured, shot.output.n_frames, size, method.pca_components, method.pca_solver)
         loss = trajectory_loss(grids, tracks, method)
         losses.append(loss.detach())
         if loss.requires_grad:

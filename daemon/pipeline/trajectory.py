@@ -65,7 +65,11 @@ def track_boxes(shot: Shot) -> list[TrackBoxes]:
 
 
 def feature_grid(
-    captured: list[torch.Tensor], frames: int, size: tuple[int, int], components: int | None
+    captured: list[torch.Tensor],
+    frames: int,
+    size: tuple[int, int],
+    components: int | None,
+    solver: str = "randomized",
 ) -> list[torch.Tensor]:
     """Each optimized layer's features as (frames, k, grid_h, grid_w), PCA-projected and resized bicubically.
 
@@ -79,7 +83,7 @@ def feature_grid(
         else:
             tokens = features
             height, width = _token_shape(tokens.shape[1], size)
-        projected = pca_project(tokens.float(), components)  # (frames, N, k)
+        projected = pca_project(tokens.float(), components, solver)  # (frames, N, k)
         maps = projected.transpose(1, 2).reshape(frames, -1, height, width)
         grids.append(bicubic_resize(maps, size))
     return grids

@@ -11,6 +11,8 @@ import torch.nn.functional as functional
 from anyi2v.daemon.pipeline.features import (
     bicubic_resize,
     gaussian_weight,
+    pca_project,
+    principal_basis,
     semantic_mask,
     two_means_foreground,
 )
@@ -150,3 +152,24 @@ def test_two_means_ignores_values_outside_the_valid_region() -> None:
     assert not bool(split[0, :, 3].any())
     assert torch.equal(split[1], two_means_foreground(values[1]))
     assert not bool(split[2].any())
+
+
+def test_the_randomized_pca_finds_the_exact_principal_subspace() -> None:
+    generator = torch.Generator().manual_seed(4)
+    channels, components = 320, 16
+    rotation, _ = torch.linalg.qr(torch.randn(channels, channels, generator=generator))
+    spectrum = 0.98 ** torch.arange(channels, dtype=torch.float32)  # a decaying spectrum, as features have
+    tokens = torch.randn(2000, channels, generator=generator) * spectrum.sqrt() @ rotation.T
+    covariance = torch.cov(tokens.T)
+    exact = principal_basis(covariance, components, "exact")
+    randomized = principal_basis(covariance, components, "randomized")
+    assert randomized.shape == exact.shape == (channels, components)
+    torch.testing.assert_close(randomized.T @ randomized, torch.eye(components), atol=1e-4, rtol=0)
+    overlap = float((exact.T @ randomized).pow(2).sum()) / components  # 1 when the subspaces agree
+    assert overlap > 1 - 1e-5
+    assert torch.equal(randomized, principal_basis(covariance, components, "randomized"))  # seeded: repeats
+    projected = pca_project(tokens[None], components, "randomized")
+    variances = projected[0].var(0)
+    assert bool((variances[:-1] >= variances[1:]).all())  # strongest first
+    with pytest.raises(ValueError, match="unknown PCA solver"):
+        principal_basis(covariance, components, "magic")
