@@ -129,6 +129,15 @@ def main() -> None:
 
         figures["whole pass (forward, grid, loss, backward)"] = timed(whole_pass)
         compare_pca_solvers(detached, frames, size, tracks, method, figures)
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        for backend in (SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION):
+            with sdpa_kernel([backend]):
+                figures[f"whole pass, attention by {backend.name}"] = timed(whole_pass)
+                with torch.no_grad():
+                    figures[f"sampling step, attention by {backend.name}"] = timed(
+                        lambda: unet(torch.cat([latent, latent]).half(), t, encoder_hidden_states=both)
+                    )
         if arguments.table:
             from torch.profiler import ProfilerActivity, profile
 
