@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
+from anyi2v.daemon.pipeline import controls
 from anyi2v.daemon.pipeline.controls import (
     ControlLayers,
     ControlledSelfAttention,
@@ -266,6 +268,36 @@ def test_every_ablation_runs_and_changes_the_result(models: Models, method: dict
     assert len(ablated.frames) == FRAMES
     assert ablated.frames[0].shape == (SIZE, SIZE, 3)
     assert any(not np.array_equal(a, b) for a, b in zip(base.frames, ablated.frames, strict=True))
+
+
+def test_kv_is_copied_from_frame0_in_the_injected_calls_only_over_a_whole_run(
+    models: Models, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shot = make_shot({"kv_copy": True})
+    method = shot.method
+    calls = UNetCalls(models)
+    seen: list[tuple[int, bool]] = []  # (UNet call, frames 1..F carry frame 0's K and V)
+    real = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **options: Any) -> torch.Tensor:
+        if k.shape[0] > 1:  # inversion runs one frame: nothing to compare
+            clips_k, clips_v = (x.reshape(-1, FRAMES, *x.shape[1:]) for x in (k, v))
+            copied = bool((clips_k == clips_k[:, :1]).all()) and bool((clips_v == clips_v[:, :1]).all())
+            seen.append((calls.count, copied))
+        return real(q, k, v, **options)
+
+    monkeypatch.setattr(controls, "functional", SimpleNamespace(scaled_dot_product_attention=spy))
+    try:
+        generate(models, shot, condition())
+    finally:
+        calls.handle.remove()
+    copied_calls = sorted({call for call, copied in seen if copied})
+    plain_calls = sorted({call for call, copied in seen if not copied})
+    passes = method.optimization_steps * method.optimization_iterations
+    assert len(copied_calls) == passes + method.injection_steps  # every optimization pass, injected steps
+    assert len(plain_calls) == shot.sampling.steps - method.injection_steps  # the later steps copy nothing
+    assert max(copied_calls) < min(plain_calls)
+    assert not set(copied_calls) & set(plain_calls)  # within a call, every controlled layer agrees
 
 
 def test_the_inversion_cache_skips_inversion(models: Models, tmp_path: Any) -> None:
