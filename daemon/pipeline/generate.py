@@ -263,6 +263,8 @@ def generate(
         result.frames.append(np.ascontiguousarray(pixels))
         if progress.on_frame is not None:
             progress.on_frame(frame, result.frames[-1])
+    if progress.on_step is not None:  # every stage ends with done == total
+        progress.on_step(StepEvent("decode", frames, frames))
     stage_done("decode", mark)
     result.timings["total"] = time.perf_counter() - started
     return result

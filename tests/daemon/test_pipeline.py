@@ -357,6 +357,9 @@ def test_previews_and_frames_stream_in_order(models: Models) -> None:
     assert len(previews) == 3
     assert previews[0].shape == (FRAMES, SIZE // 8, SIZE // 8, 3)
     assert frames == list(range(FRAMES))
+    decode = [e.done for e in events if e.stage == "decode"]
+    assert decode == [*range(FRAMES), FRAMES]
+    assert events[-1] == StepEvent("decode", FRAMES, FRAMES)
 
 
 def test_inputs_are_checked_before_any_model_work(models: Models) -> None:
