@@ -1,7 +1,8 @@
 """Condition passes: ray-cast hits to the images AnyI2V consumes.
 
 Every pass returns float64 images in ``0..1``: ``(h, w)`` for grey passes, ``(h, w, 3)`` for colour.
-Conventions (the toy world's renderer follows the same ones):
+Conventions (``anyi2v.shared.conventions`` holds their constants; the toy world's renderer follows the
+same ones):
 
 - depth: near is bright, the way depth ControlNets (MiDaS-style relative inverse depth) expect.
   Inverse depth of the hit pixels is normalized per image to ``DEPTH_RANGE``; background is 0.
@@ -22,26 +23,15 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
+from anyi2v.shared.conventions import AMBIENT, DEPTH_EDGE_RELATIVE, DEPTH_RANGE, NORMAL_EDGE, SOFT_EDGE_SIGMA_PX
+from anyi2v.shared.conventions import PALETTE as _PALETTE
+
 from .camera import Camera
 from .geometry import MeshObject
 from .raycast import RaycastHits
 
-DEPTH_RANGE = (0.15, 1.0)
-AMBIENT = 0.15
-# Discontinuity thresholds for edges: relative depth jump and normal angle (as 1 - cos).
-DEPTH_EDGE_RELATIVE = 0.04
-NORMAL_EDGE = 1.0 - np.cos(np.radians(40.0))
-SOFT_EDGE_SIGMA_PX = 1.2
-
-# Segmentation palette: distinct, saturated colours, background black. Object i gets PALETTE[i % n].
-PALETTE = np.array(
-    [
-        (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
-        (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (220, 190, 255),
-        (170, 110, 40), (255, 250, 200), (128, 0, 0), (170, 255, 195),
-    ],
-    dtype=np.float64,
-) / 255.0  # fmt: skip
+# The conventions live in shared so the toy world's torch renderer draws alike.
+PALETTE = np.array(_PALETTE, dtype=np.float64) / 255.0
 
 
 def depth_image(hits: RaycastHits) -> NDArray[np.float64]:
