@@ -175,7 +175,7 @@ def _object(rng: np.random.Generator, frames: int, moving: bool) -> SceneObject:
         "cone": [radius * 0.8, radius * 0.9, 0.0],
         "cylinder": [radius * 0.7, radius * 0.8, 0.0],
         "capsule": [radius * 0.45, radius * 0.6, 0.0],
-        "blob": [radius, 0.25, 0.0],
+        "blob": [radius, radius * 0.3, 0.0],
     }[kind]
     blob = np.zeros((BLOB_BALLS, 4))
     if kind == "blob":

@@ -1,0 +1,259 @@
+"""Train the toy world's model on a GPU: the VAE first, then the UNet, motion modules and text encoder.
+
+    python -m anyi2v.daemon.toyworld.train vae --out runs/toy --minutes 4
+    python -m anyi2v.daemon.toyworld.train diffusion --out runs/toy --minutes 20
+
+Every batch is rendered on the fly from scene seeds that depend only on ``--seed``, the step and the
+position in the batch (training seeds stay below :data:`HELD_OUT_SEEDS`, where the evaluation's
+scenes start), and every random draw of a step comes from a generator seeded the same way, so a run
+is reproducible and a resumed run continues where it stopped. Checkpoints are the diffusers layout
+(``vae/``, ``unet/`` holding the ``UNetMotionModel``, ``text_encoder/``, ``tokenizer/``, safetensors in
+shards of at most 15 MB) plus ``train_state.json`` (stage, step, seed, the exponential moving average's decay); the
+optimizer's moments are kept only with ``--keep-optimizer`` (they triple the size), otherwise a
+resumed run restarts them with a short warm-up. Each step's loss goes to ``log.jsonl``.
+
+Diffusion training is joint: a fraction of the steps trains on videos with the motion modules on, the
+rest on single images (condition renders in every modality and single video frames) with the motion
+modules off, so that inverting one condition image, as AnyI2V does, is in distribution. One caption
+in ten is dropped (empty prompt) so classifier-free guidance works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as functional
+from diffusers import AutoencoderKL, DDIMScheduler, UNetMotionModel
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from anyi2v.daemon.pipeline.controls import motion_disabled
+from anyi2v.daemon.pipeline.models import ANIMATEDIFF_SCHEDULER
+
+from .dataset import MODALITIES, Batch, render_clips, render_conditions
+from .model import SIZE, new_parts
+from .scenes import sample_scene
+
+HELD_OUT_SEEDS = 1_000_000_000  # training scenes use seeds below this; evaluation scenes start here
+SHARD = "15MB"
+
+
+def scene_seed(seed: int, step: int, index: int) -> int:
+    return (seed * 7_919 + step * 1_031 + index) % HELD_OUT_SEEDS
+
+
+def step_generator(seed: int, step: int, device: torch.device) -> torch.Generator:
+    return torch.Generator(device).manual_seed(seed * 1_000_003 + step)
+
+
+def image_batch(seed: int, step: int, count: int, device: torch.device, generator: torch.Generator) -> Batch:
+    """Half condition renders (a modality per scene, cycling), half single frames of videos."""
+    conditions = count // 2
+    scenes = [sample_scene(scene_seed(seed, step, i)) for i in range(count)]
+    modalities = [MODALITIES[(step + i) % len(MODALITIES)] for i in range(conditions)]
+    first = render_conditions(scenes[:conditions], modalities, SIZE, device, generator=generator)
+    clips = render_clips(scenes[conditions:], SIZE, device)
+    frame = int(torch.randint(0, clips.pixels.shape[2], (1,), generator=generator, device=device))
+    pixels = torch.cat([first.pixels, clips.pixels[:, :, frame : frame + 1]])
+    return Batch(
+        pixels, first.captions + clips.captions, torch.cat([first.boxes, clips.boxes[:, :, frame : frame + 1]])
+    )
+
+
+class Run:
+    """A training run's folder: checkpoints, state and log."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        out.mkdir(parents=True, exist_ok=True)
+        self.state_path = out / "train_state.json"
+        self.state: dict[str, Any] = json.loads(self.state_path.read_text()) if self.state_path.is_file() else {}
+
+    def log(self, record: dict[str, Any]) -> None:
+        with (self.out / "log.jsonl").open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def save_state(self) -> None:
+        partial = self.state_path.with_suffix(".partial")
+        partial.write_text(json.dumps(self.state, indent=1))
+        partial.replace(self.state_path)
+
+
+def _warmup(step: int, warmup: int) -> float:
+    return min(1.0, (step + 1) / warmup)
+
+
+def train_vae(run: Run, arguments: argparse.Namespace, device: torch.device) -> None:
+    tokenizer_dir = run.out / "tokenizer"
+    if (run.out / "vae").is_dir():
+        vae = AutoencoderKL.from_pretrained(run.out / "vae", local_files_only=True)
+        new_parts(tokenizer_dir, arguments.seed)  # (re)writes the tokenizer only
+    else:
+        _, _, vae, _ = new_parts(tokenizer_dir, arguments.seed)
+    vae.to(device).train()
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=arguments.lr, weight_decay=0.0)
+    start = int(run.state.get("vae_step", 0))
+    started = time.monotonic()
+    step = start
+    while step < start + arguments.steps and time.monotonic() - started < arguments.minutes * 60:
+        generator = step_generator(arguments.seed, step, device)
+        batch = image_batch(arguments.seed, step, arguments.batch, device, generator)
+        pixels = batch.pixels[:, :, 0]
+        for group in optimizer.param_groups:
+            group["lr"] = arguments.lr * _warmup(step - start, 100)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            posterior = vae.encode(pixels).latent_dist
+            latent = posterior.mean + posterior.std * torch.randn(
+                posterior.mean.shape, generator=generator, device=device
+            )
+            reconstruction = vae.decode(latent).sample
+        error = reconstruction.float() - pixels
+        loss = error.abs().mean() + error.square().mean() + 1e-6 * posterior.kl().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        optimizer.step()
+        if step % arguments.log_every == 0:
+            record = {
+                "stage": "vae",
+                "step": step,
+                "loss": float(loss.detach()),
+                "seconds": round(time.monotonic() - started, 1),
+            }
+            run.log(record)
+            print(json.dumps(record), flush=True)
+        step += 1
+    vae.eval()
+    with torch.no_grad():  # the scaling factor that gives the latents unit variance
+        generator = step_generator(arguments.seed, HELD_OUT_SEEDS, device)
+        sample = image_batch(arguments.seed, HELD_OUT_SEEDS, 64, device, generator).pixels[:, :, 0]
+        scaling = 1.0 / float(vae.encode(sample).latent_dist.mean.std())
+    vae.register_to_config(scaling_factor=scaling)
+    vae.save_pretrained(run.out / "vae", max_shard_size=SHARD)
+    run.state.update(vae_step=step, scaling_factor=scaling, seed=arguments.seed)
+    run.save_state()
+    print(f"vae: step {step}, scaling factor {scaling:.4f}", flush=True)
+
+
+def _load_diffusion(run: Run, seed: int) -> tuple[UNetMotionModel, CLIPTextModel]:
+    unet2d, adapter, _, text = new_parts(run.out / "tokenizer", seed)
+    if (run.out / "unet").is_dir():
+        unet = UNetMotionModel.from_pretrained(run.out / "unet", local_files_only=True)
+        text = CLIPTextModel.from_pretrained(run.out / "text_encoder", local_files_only=True)
+        return unet, text
+    return UNetMotionModel.from_unet2d(unet2d, adapter), text
+
+
+def _save_diffusion(run: Run, unet: UNetMotionModel, text: CLIPTextModel) -> None:
+    """``unet/`` holds the UNetMotionModel (the 2D UNet with its motion modules, as AnimateDiff pipelines save)."""
+    unet.save_pretrained(run.out / "unet", max_shard_size=SHARD)
+    text.save_pretrained(run.out / "text_encoder", max_shard_size=SHARD)
+
+
+def train_diffusion(run: Run, arguments: argparse.Namespace, device: torch.device) -> None:
+    if not (run.out / "vae").is_dir():
+        raise SystemExit(f"{run.out}: no vae/ yet; train the VAE first")
+    vae = AutoencoderKL.from_pretrained(run.out / "vae", local_files_only=True).to(device).eval().requires_grad_(False)
+    unet, text = _load_diffusion(run, arguments.seed)
+    tokenizer = CLIPTokenizer.from_pretrained(run.out / "tokenizer", model_max_length=77, local_files_only=True)
+    unet.to(device).train()
+    text.to(device).train()
+    ema = copy.deepcopy(unet).requires_grad_(False)
+    parameters = [*unet.parameters(), *text.parameters()]
+    optimizer = torch.optim.AdamW(parameters, lr=arguments.lr, weight_decay=0.01)
+    scheduler = DDIMScheduler(**ANIMATEDIFF_SCHEDULER)
+    alphas = scheduler.alphas_cumprod.to(device)
+    scaling = float(vae.config.scaling_factor)
+    start = int(run.state.get("diffusion_step", 0))
+    started = time.monotonic()
+    step = start
+    while step < start + arguments.steps and time.monotonic() - started < arguments.minutes * 60:
+        generator = step_generator(arguments.seed, step, device)
+        video = float(torch.rand((), generator=generator, device=device)) < arguments.video_fraction
+        if video:
+            scenes = [sample_scene(scene_seed(arguments.seed, step, i)) for i in range(arguments.batch)]
+            batch = render_clips(scenes, SIZE, device)
+        else:
+            batch = image_batch(arguments.seed, step, arguments.batch * 4, device, generator)
+        pixels = batch.pixels  # (B, 3, F, H, W)
+        clips, _, frames = pixels.shape[:3]
+        with torch.no_grad():
+            flat = pixels.transpose(1, 2).reshape(clips * frames, 3, SIZE, SIZE)
+            latents = vae.encode(flat).latent_dist.mean * scaling
+            latents = latents.reshape(clips, frames, *latents.shape[1:]).transpose(1, 2)
+        captions = [
+            "" if float(torch.rand((), generator=generator, device=device)) < 0.1 else caption
+            for caption in batch.captions
+        ]
+        ids = tokenizer(captions, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+        noise = torch.randn(latents.shape, generator=generator, device=device)
+        timesteps = torch.randint(0, len(alphas), (clips,), generator=generator, device=device)
+        alpha = alphas[timesteps].view(-1, 1, 1, 1, 1)
+        noisy = alpha.sqrt() * latents + (1 - alpha).sqrt() * noise
+        for group in optimizer.param_groups:
+            group["lr"] = arguments.lr * _warmup(step - start, arguments.warmup)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            embeds = text(ids.to(device))[0].repeat_interleave(frames, dim=0)
+            if video:
+                prediction = unet(noisy, timesteps, encoder_hidden_states=embeds).sample
+            else:
+                with motion_disabled(unet):
+                    prediction = unet(noisy, timesteps, encoder_hidden_states=embeds).sample
+        loss = functional.mse_loss(prediction.float(), noise)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+        optimizer.step()
+        with torch.no_grad():
+            decay = min(arguments.ema, (step - start + 1) / (step - start + 10))
+            torch._foreach_lerp_(list(ema.parameters()), list(unet.parameters()), 1.0 - decay)
+        if step % arguments.log_every == 0:
+            record = {
+                "stage": "diffusion", "step": step, "loss": float(loss.detach()), "video": video,
+                "seconds": round(time.monotonic() - started, 1),
+            }  # fmt: skip
+            run.log(record)
+            print(json.dumps(record), flush=True)
+        step += 1
+        if arguments.save_every and step % arguments.save_every == 0:
+            _save_diffusion(run, ema, text)
+            run.state.update(diffusion_step=step, seed=arguments.seed)
+            run.save_state()
+    _save_diffusion(run, ema, text)
+    run.state.update(diffusion_step=step, seed=arguments.seed, ema=arguments.ema)
+    run.save_state()
+    print(f"diffusion: step {step}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Train the toy world's model (resumes from --out).")
+    parser.add_argument("stage", choices=["vae", "diffusion"])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--minutes", type=float, default=math.inf, help="stop and save after this long")
+    parser.add_argument("--steps", type=int, default=1_000_000)
+    parser.add_argument("--batch", type=int, default=8, help="clips per video step (images: 4x, VAE: this many)")
+    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--video-fraction", type=float, default=0.6)
+    parser.add_argument("--ema", type=float, default=0.999)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--log-every", type=int, default=25)
+    parser.add_argument("--save-every", type=int, default=0)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    arguments = parser.parse_args(argv)
+    device = torch.device(arguments.device)
+    run = Run(arguments.out)
+    if arguments.stage == "vae":
+        train_vae(run, arguments, device)
+    else:
+        train_diffusion(run, arguments, device)
+
+
+if __name__ == "__main__":
+    main()

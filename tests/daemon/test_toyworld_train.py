@@ -1,0 +1,74 @@
+"""Toy-world batches and the training script, on the CPU at the smallest settings."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from anyi2v.daemon.pipeline.loading import load_models
+from anyi2v.daemon.toyworld import train
+from anyi2v.daemon.toyworld.dataset import MODALITIES, render_clips, render_conditions
+from anyi2v.daemon.toyworld.scenes import sample_scene
+
+CPU = torch.device("cpu")
+
+
+def test_clips_have_pixels_in_range_captions_and_boxes_that_follow_the_objects() -> None:
+    scenes = [sample_scene(seed, frames=4) for seed in (3, 4)]
+    batch = render_clips(scenes, 48, CPU)
+    assert batch.pixels.shape == (2, 3, 4, 48, 48)
+    assert float(batch.pixels.min()) >= -1.0
+    assert float(batch.pixels.max()) <= 1.0
+    assert batch.captions == [scene.caption() for scene in scenes]
+    assert batch.boxes.shape == (2, 3, 4, 4)
+    for index, scene in enumerate(scenes):
+        for k in range(3):
+            boxes = batch.boxes[index, k]
+            if k >= len(scene.objects):
+                assert bool(torch.isnan(boxes).all())  # no such object
+                continue
+            seen = boxes[~torch.isnan(boxes).any(1)]
+            assert bool((seen[:, 0] < seen[:, 2]).all())
+            assert bool((seen[:, 1] < seen[:, 3]).all())
+
+
+def test_conditions_come_in_every_modality_with_their_captions() -> None:
+    scenes = [sample_scene(seed, frames=2) for seed in range(len(MODALITIES))]
+    batch = render_conditions(scenes, list(MODALITIES), 40, CPU, generator=torch.Generator().manual_seed(0))
+    assert batch.pixels.shape == (len(MODALITIES), 3, 1, 40, 40)
+    for index, modality in enumerate(MODALITIES):
+        image = batch.pixels[index, :, 0]
+        assert float(image.max()) > float(image.min())  # something was drawn
+        assert batch.captions[index].startswith({"depth": "a depth", "normal": "a normal", "edges": "an edge",
+                                                 "splat": "a point"}[modality])  # fmt: skip
+    with pytest.raises(ValueError, match="unknown modalities"):
+        render_conditions(scenes[:1], ["sketch"], 40, CPU)
+
+
+def test_training_runs_resumes_and_saves_a_model_the_pipeline_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(train, "SIZE", 32)
+    monkeypatch.setattr("anyi2v.daemon.toyworld.train.sample_scene", lambda seed: sample_scene(seed, frames=2))
+    out = tmp_path / "run"
+    common = ["--out", str(out), "--device", "cpu", "--batch", "2", "--log-every", "1"]
+    train.main(["vae", "--steps", "2", *common])
+    state = json.loads((out / "train_state.json").read_text())
+    assert state["vae_step"] == 2
+    assert math.isfinite(state["scaling_factor"])
+    assert state["scaling_factor"] > 0
+    train.main(["diffusion", "--steps", "2", "--video-fraction", "0.5", *common])
+    train.main(["diffusion", "--steps", "1", *common])  # resumes
+    state = json.loads((out / "train_state.json").read_text())
+    assert state["diffusion_step"] == 3
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["stage"] == "diffusion"] == [0, 1, 2]
+    assert all(math.isfinite(r["loss"]) for r in records)
+    models = load_models(out)  # the pipeline's own loader, from the diffusers layout the run wrote
+    assert models.vae.config.scaling_factor == pytest.approx(state["scaling_factor"])
+    tokens = models.tokenizer.convert_ids_to_tokens(models.tokenizer("a shiny red cube").input_ids)
+    assert tokens == ["<|startoftext|>", "a</w>", "shiny</w>", "red</w>", "cube</w>", "<|endoftext|>"]
