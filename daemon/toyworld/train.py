@@ -248,6 +248,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     arguments = parser.parse_args(argv)
     device = torch.device(arguments.device)
+    if device.type == "cuda":
+        # torch 2.11's cuDNN attention backward failed through the motion modules (FIELD-NOTES).
+        torch.backends.cuda.enable_cudnn_sdp(False)
     run = Run(arguments.out)
     if arguments.stage == "vae":
         train_vae(run, arguments, device)
