@@ -55,7 +55,8 @@ def _soft_noise(seed: int, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     # grid_sample wants coordinates in -1..1; wrap so a pan keeps sliding over the pattern.
     gx = torch.remainder(x / 2.0, 1.0) * 2.0 - 1.0  # (F, 1, W)
     gy = torch.remainder(y / 2.0, 1.0) * 2.0 - 1.0  # (F, H, 1)
-    coordinates = torch.stack(torch.broadcast_tensors(gx, gy), dim=-1)  # (F, H, W, 2)
+    gx, gy = gx.expand(-1, y.shape[1], -1), gy.expand(-1, -1, x.shape[2])
+    coordinates = torch.stack([gx, gy], dim=-1)  # (F, H, W, 2)
     sampled = functional.grid_sample(
         grid.expand(frames, -1, -1, -1), coordinates, mode="bicubic", padding_mode="reflection", align_corners=False
     )

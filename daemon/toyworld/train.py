@@ -207,7 +207,7 @@ def train_diffusion(run: Run, arguments: argparse.Namespace, device: torch.devic
                     prediction = unet(noisy, timesteps, encoder_hidden_states=embeds).sample
         loss = functional.mse_loss(prediction.float(), noise)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
         optimizer.step()
         with torch.no_grad():
