@@ -89,3 +89,25 @@ def test_every_caption_word_is_one_token(tmp_path: Path) -> None:
     assert tokenizer.convert_ids_to_tokens(unknown) == ["a</w>", "z", "e", "b", "r", "a</w>"]
     with pytest.raises(ValueError, match="outside"):
         write_tokenizer(tmp_path / "bad", ["naïve"])
+
+
+def test_backgrounds_draw_every_pattern_in_its_colours_and_slide_with_a_pan() -> None:
+    import torch
+
+    from anyi2v.daemon.toyworld.backgrounds import background
+    from anyi2v.daemon.toyworld.scenes import Background
+
+    shifts = torch.tensor([[0.0, 0.0], [0.15, -0.1]])
+    for kind in BACKGROUNDS:
+        spec = Background(kind, "red", (1.0, 0.0, 0.0), (0.0, 0.0, 1.0), 0.4, 3.0, 7)
+        image = background(spec, shifts, 24, 32)
+        assert image.shape == (2, 24, 32, 3)
+        assert float(image.min()) >= 0.0
+        assert float(image.max()) <= 1.0
+        assert float(image[..., 1].abs().max()) == 0.0  # a mix of the two colours only
+        if kind == "solid":
+            assert bool((image == image[0, 0, 0]).all())
+        else:
+            assert float(image[..., 2].std()) > 0.05  # a pattern, not a flat colour
+            if kind != "gradient":  # a gradient is normalized per frame, the patterns slide
+                assert not torch.equal(image[0], image[1])
