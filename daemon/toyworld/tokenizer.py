@@ -4,7 +4,8 @@ Each word is one token. It is built from its characters by merges that join a ch
 word's already-merged ending (``e + d</w>``, then ``r + ed</w>``): every merge joins a single
 character to a word ending, so a word of the grammar always comes out whole, and any other lowercase
 text still tokenizes (as characters) instead of becoming unknown. Saved as ``vocab.json`` and
-``merges.txt`` in diffusers' layout, so ``CLIPTokenizer.from_pretrained`` loads it like SD 1.5's.
+``merges.txt`` (with ``tokenizer_config.json`` and ``tokenizer.json``) in diffusers' layout, so
+``CLIPTokenizer.from_pretrained`` loads it like SD 1.5's, 77 tokens long.
 """
 
 from __future__ import annotations
@@ -49,4 +50,5 @@ def write_tokenizer(folder: Path, words: list[str], max_length: int = 77) -> CLI
     lines = ["#version: 0.2", *(f"{left} {right}" for left, right in merges)]
     (folder / "merges.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     loaded: CLIPTokenizer = CLIPTokenizer.from_pretrained(folder, model_max_length=max_length, local_files_only=True)
+    loaded.save_pretrained(folder)  # adds tokenizer_config.json (model_max_length) and tokenizer.json
     return loaded

@@ -156,6 +156,65 @@ def _save_diffusion(run: Run, unet: UNetMotionModel, text: CLIPTextModel) -> Non
     text.save_pretrained(run.out / "text_encoder", max_shard_size=SHARD)
 
 
+POOL_STEP_OFFSET = 10_000_000  # pool chunks draw scene seeds as if they were steps from here on
+
+
+class LatentPool:
+    """Training examples rendered and VAE-encoded once and kept on the device, as a ring refreshed a
+    chunk at a time: rendering a clip costs far more than a training step on it, so each example serves
+    several steps. Chunk c is made from scene seeds of step ``POOL_STEP_OFFSET + c``, so a pool is
+    reproducible from the seed and the refresh schedule."""
+
+    def __init__(self, kind: str, capacity: int, chunk: int, seed: int, vae: AutoencoderKL, device: torch.device):
+        self.kind, self.capacity, self.chunk, self.seed = kind, capacity, min(chunk, capacity), seed
+        self.vae, self.device = vae, device
+        self.scaling = float(vae.config.scaling_factor)
+        self.latents: torch.Tensor | None = None
+        self.captions: list[str] = []
+        self.made = 0  # chunks rendered so far
+        self.filled = 0
+
+    def _make(self) -> tuple[torch.Tensor, list[str]]:
+        step = POOL_STEP_OFFSET + self.made + (0 if self.kind == "video" else POOL_STEP_OFFSET)
+        generator = step_generator(self.seed, step, self.device)
+        if self.kind == "video":
+            batch = render_clips(
+                [sample_scene(scene_seed(self.seed, step, i)) for i in range(self.chunk)], SIZE, self.device
+            )
+        else:
+            batch = image_batch(self.seed, step, self.chunk, self.device, generator)
+        pixels = batch.pixels
+        clips, _, frames = pixels.shape[:3]
+        with torch.no_grad():
+            flat = pixels.transpose(1, 2).reshape(clips * frames, 3, SIZE, SIZE)
+            latents = (
+                torch.cat([self.vae.encode(part).latent_dist.mean for part in torch.split(flat, 256)]) * self.scaling
+            )
+        self.made += 1
+        return latents.reshape(clips, frames, *latents.shape[1:]).transpose(1, 2).half(), batch.captions
+
+    def refresh(self) -> None:
+        """Render one more chunk into the ring (over the oldest examples once it is full)."""
+        latents, captions = self._make()
+        if self.latents is None:
+            self.latents = torch.empty((self.capacity, *latents.shape[1:]), dtype=torch.float16, device=self.device)
+            self.captions = [""] * self.capacity
+        start = ((self.made - 1) * self.chunk) % self.capacity
+        count = min(len(captions), self.capacity - start)
+        self.latents[start : start + count] = latents[:count]
+        self.captions[start : start + count] = captions[:count]
+        self.filled = min(self.capacity, self.filled + count)
+
+    def fill(self) -> None:
+        while self.filled < self.capacity:
+            self.refresh()
+
+    def sample(self, count: int, generator: torch.Generator) -> tuple[torch.Tensor, list[str]]:
+        assert self.latents is not None
+        picks = torch.randint(0, self.filled, (count,), generator=generator, device=self.device)
+        return self.latents[picks].float(), [self.captions[i] for i in picks.tolist()]
+
+
 def train_diffusion(run: Run, arguments: argparse.Namespace, device: torch.device) -> None:
     if not (run.out / "vae").is_dir():
         raise SystemExit(f"{run.out}: no vae/ yet; train the VAE first")
@@ -172,24 +231,41 @@ def train_diffusion(run: Run, arguments: argparse.Namespace, device: torch.devic
     scaling = float(vae.config.scaling_factor)
     start = int(run.state.get("diffusion_step", 0))
     started = time.monotonic()
+    pools: dict[bool, LatentPool] = {}
+    if arguments.pool:
+        pools = {
+            True: LatentPool("video", arguments.pool, 64, arguments.seed, vae, device),
+            False: LatentPool("image", arguments.pool * 4, 256, arguments.seed, vae, device),
+        }
+        for pool in pools.values():
+            pool.fill()
+        print(f"pools filled in {time.monotonic() - started:.1f} s", flush=True)
     step = start
     while step < start + arguments.steps and time.monotonic() - started < arguments.minutes * 60:
         generator = step_generator(arguments.seed, step, device)
         video = float(torch.rand((), generator=generator, device=device)) < arguments.video_fraction
-        if video:
-            scenes = [sample_scene(scene_seed(arguments.seed, step, i)) for i in range(arguments.batch)]
-            batch = render_clips(scenes, SIZE, device)
+        if pools:
+            if arguments.refresh_every and step % arguments.refresh_every == 0 and step > start:
+                for pool in pools.values():
+                    pool.refresh()
+            latents, batch_captions = pools[video].sample(arguments.batch * (1 if video else 4), generator)
+            clips, _, frames = latents.shape[:3]
         else:
-            batch = image_batch(arguments.seed, step, arguments.batch * 4, device, generator)
-        pixels = batch.pixels  # (B, 3, F, H, W)
-        clips, _, frames = pixels.shape[:3]
-        with torch.no_grad():
-            flat = pixels.transpose(1, 2).reshape(clips * frames, 3, SIZE, SIZE)
-            latents = vae.encode(flat).latent_dist.mean * scaling
-            latents = latents.reshape(clips, frames, *latents.shape[1:]).transpose(1, 2)
+            if video:
+                scenes = [sample_scene(scene_seed(arguments.seed, step, i)) for i in range(arguments.batch)]
+                batch = render_clips(scenes, SIZE, device)
+            else:
+                batch = image_batch(arguments.seed, step, arguments.batch * 4, device, generator)
+            pixels = batch.pixels  # (B, 3, F, H, W)
+            clips, _, frames = pixels.shape[:3]
+            with torch.no_grad():
+                flat = pixels.transpose(1, 2).reshape(clips * frames, 3, SIZE, SIZE)
+                latents = vae.encode(flat).latent_dist.mean * scaling
+                latents = latents.reshape(clips, frames, *latents.shape[1:]).transpose(1, 2)
+            batch_captions = batch.captions
         captions = [
             "" if float(torch.rand((), generator=generator, device=device)) < 0.1 else caption
-            for caption in batch.captions
+            for caption in batch_captions
         ]
         ids = tokenizer(captions, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
         noise = torch.randn(latents.shape, generator=generator, device=device)
@@ -245,6 +321,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--log-every", type=int, default=25)
     parser.add_argument("--save-every", type=int, default=0)
+    parser.add_argument("--pool", type=int, default=0, help="diffusion: keep this many encoded clips (and 4x images)")
+    parser.add_argument("--refresh-every", type=int, default=50, help="diffusion: render a new pool chunk this often")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     arguments = parser.parse_args(argv)
     device = torch.device(arguments.device)

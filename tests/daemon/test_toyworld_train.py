@@ -62,7 +62,7 @@ def test_training_runs_resumes_and_saves_a_model_the_pipeline_loads(
     assert math.isfinite(state["scaling_factor"])
     assert state["scaling_factor"] > 0
     train.main(["diffusion", "--steps", "2", "--video-fraction", "0.5", *common])
-    train.main(["diffusion", "--steps", "1", *common])  # resumes
+    train.main(["diffusion", "--steps", "1", "--pool", "2", "--refresh-every", "1", *common])  # resumes, pooled
     state = json.loads((out / "train_state.json").read_text())
     assert state["diffusion_step"] == 3
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
@@ -70,5 +70,6 @@ def test_training_runs_resumes_and_saves_a_model_the_pipeline_loads(
     assert all(math.isfinite(r["loss"]) for r in records)
     models = load_models(out)  # the pipeline's own loader, from the diffusers layout the run wrote
     assert models.vae.config.scaling_factor == pytest.approx(state["scaling_factor"])
+    assert models.tokenizer.model_max_length == 77
     tokens = models.tokenizer.convert_ids_to_tokens(models.tokenizer("a shiny red cube").input_ids)
     assert tokens == ["<|startoftext|>", "a</w>", "shiny</w>", "red</w>", "cube</w>", "<|endoftext|>"]
