@@ -28,7 +28,7 @@ $(BIN)/python:
 TORCH ?= torch==2.13.0
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[render,daemon,dev]" --config-settings editable_mode=strict
+	$(BIN)/python -m pip install --quiet -e ".[render,daemon,eval,dev]" --config-settings editable_mode=strict
 	touch $(STAMP)
 
 # The package itself is relinked on every run (a second or two), so new modules are always seen:

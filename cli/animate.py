@@ -38,6 +38,24 @@ def _progress_printer(stream: Any) -> Any:
     return show
 
 
+def load_cli_models(arguments: argparse.Namespace) -> Any:
+    """The models ``--model`` (and ``--motion-adapter``, ``--tokenizer``, ``--device``, ``--dtype``) name;
+    raises ``ModelLoadError`` or ``ValueError``."""
+    from anyi2v.daemon.pipeline.loading import load_models, resolve_device, resolve_dtype
+    from anyi2v.daemon.pipeline.models import random_models
+
+    if arguments.model == TINY_RANDOM:
+        device = resolve_device(arguments.device)
+        return random_models("tiny", seed=0).to(device, resolve_dtype(arguments.dtype, device))
+    return load_models(
+        arguments.model,
+        motion_adapter=getattr(arguments, "motion_adapter", None),
+        tokenizer=getattr(arguments, "tokenizer", None),
+        device=arguments.device,
+        dtype=arguments.dtype,
+    )
+
+
 def run_animate(arguments: argparse.Namespace) -> int:
     from anyi2v.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, load_checked_shot
     from anyi2v.render.assets import AssetError
@@ -60,22 +78,11 @@ def run_animate(arguments: argparse.Namespace) -> int:
 
     from anyi2v.daemon.pipeline.generate import Cancelled, CancelToken, InputError, Progress, generate
     from anyi2v.daemon.pipeline.inversion import InversionCache
-    from anyi2v.daemon.pipeline.loading import ModelLoadError, load_models, resolve_device, resolve_dtype
-    from anyi2v.daemon.pipeline.models import random_models
+    from anyi2v.daemon.pipeline.loading import ModelLoadError
     from anyi2v.daemon.pipeline.video import VideoError, VideoWriter
 
     try:
-        if arguments.model == TINY_RANDOM:
-            device = resolve_device(arguments.device)
-            models = random_models("tiny", seed=0).to(device, resolve_dtype(arguments.dtype, device))
-        else:
-            models = load_models(
-                arguments.model,
-                motion_adapter=arguments.motion_adapter,
-                tokenizer=arguments.tokenizer,
-                device=arguments.device,
-                dtype=arguments.dtype,
-            )
+        models = load_cli_models(arguments)
     except (ModelLoadError, ValueError) as error:
         print(f"anyi2v animate: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

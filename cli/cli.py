@@ -205,6 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_animate(commands)
 
+    from anyi2v.evaluate import add_parser as add_evaluate
+
+    add_evaluate(commands)
+
     schema = commands.add_parser(
         "schema",
         help="print the JSON Schema of shot files",
