@@ -145,7 +145,7 @@ def vocabulary() -> list[str]:
 def _path(rng: np.random.Generator, frames: int, moving: bool) -> NDArray[np.float64]:
     """(F, 3) positions: a monotone cubic through 2 to 4 control points spread over the clip."""
     start = np.array([rng.uniform(-1.2, 1.2), rng.uniform(-0.9, 0.9), rng.uniform(-0.6, 0.6)])
-    if not moving:
+    if not moving or frames < 2:  # a single frame is the clip's starting state
         return np.repeat(start[None], frames, axis=0)
     count = int(rng.integers(2, 5))
     travel = rng.uniform(0.6, 2.2)  # total distance of the first leg's direction, in world units

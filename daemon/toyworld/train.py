@@ -53,16 +53,18 @@ def step_generator(seed: int, step: int, device: torch.device) -> torch.Generato
 
 
 def image_batch(seed: int, step: int, count: int, device: torch.device, generator: torch.Generator) -> Batch:
-    """Half condition renders (a modality per scene, cycling), half single frames of videos."""
+    """Half condition renders (a modality per scene, cycling), half single shaded frames. Single-frame
+    scenes are sampled (a one-frame scene is a clip's random starting state), so no frame is rendered
+    only to be thrown away."""
     conditions = count // 2
-    scenes = [sample_scene(scene_seed(seed, step, i)) for i in range(count)]
+    scenes = [sample_scene(scene_seed(seed, step, i), frames=1) for i in range(count)]
     modalities = [MODALITIES[(step + i) % len(MODALITIES)] for i in range(conditions)]
     first = render_conditions(scenes[:conditions], modalities, SIZE, device, generator=generator)
-    clips = render_clips(scenes[conditions:], SIZE, device)
-    frame = int(torch.randint(0, clips.pixels.shape[2], (1,), generator=generator, device=device))
-    pixels = torch.cat([first.pixels, clips.pixels[:, :, frame : frame + 1]])
+    frames = render_clips(scenes[conditions:], SIZE, device)
     return Batch(
-        pixels, first.captions + clips.captions, torch.cat([first.boxes, clips.boxes[:, :, frame : frame + 1]])
+        torch.cat([first.pixels, frames.pixels]),
+        first.captions + frames.captions,
+        torch.cat([first.boxes, frames.boxes]),
     )
 
 
@@ -97,7 +99,7 @@ def train_vae(run: Run, arguments: argparse.Namespace, device: torch.device) -> 
     else:
         _, _, vae, _ = new_parts(tokenizer_dir, arguments.seed)
     vae.to(device).train()
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=arguments.lr, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=arguments.lr, weight_decay=0.0, fused=device.type == "cuda")
     start = int(run.state.get("vae_step", 0))
     started = time.monotonic()
     step = start
@@ -225,7 +227,7 @@ def train_diffusion(run: Run, arguments: argparse.Namespace, device: torch.devic
     text.to(device).train()
     ema = copy.deepcopy(unet).requires_grad_(False)
     parameters = [*unet.parameters(), *text.parameters()]
-    optimizer = torch.optim.AdamW(parameters, lr=arguments.lr, weight_decay=0.01)
+    optimizer = torch.optim.AdamW(parameters, lr=arguments.lr, weight_decay=0.01, fused=device.type == "cuda")
     scheduler = DDIMScheduler(**ANIMATEDIFF_SCHEDULER)
     alphas = scheduler.alphas_cumprod.to(device)
     scaling = float(vae.config.scaling_factor)

@@ -111,3 +111,10 @@ def test_backgrounds_draw_every_pattern_in_its_colours_and_slide_with_a_pan() ->
             assert float(image[..., 2].std()) > 0.05  # a pattern, not a flat colour
             if kind != "gradient":  # a gradient is normalized per frame, the patterns slide
                 assert not torch.equal(image[0], image[1])
+
+
+def test_a_one_frame_scene_is_a_still_starting_state() -> None:
+    scene = sample_scene(5, frames=1)
+    assert scene.frames == 1
+    assert all(thing.positions.shape == (1, 3) for thing in scene.objects)
+    assert scene.caption() == sample_scene(5, frames=1).caption()

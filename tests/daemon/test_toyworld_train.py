@@ -53,7 +53,9 @@ def test_training_runs_resumes_and_saves_a_model_the_pipeline_loads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(train, "SIZE", 32)
-    monkeypatch.setattr("anyi2v.daemon.toyworld.train.sample_scene", lambda seed: sample_scene(seed, frames=2))
+    monkeypatch.setattr(
+        "anyi2v.daemon.toyworld.train.sample_scene", lambda seed, frames=2: sample_scene(seed, frames=min(frames, 2))
+    )
     out = tmp_path / "run"
     common = ["--out", str(out), "--device", "cpu", "--batch", "2", "--log-every", "1"]
     train.main(["vae", "--steps", "2", *common])
