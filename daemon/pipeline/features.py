@@ -6,7 +6,7 @@
 - :func:`two_means_foreground`: 1-D 2-means that splits similarity values into foreground and background.
 - :func:`semantic_mask`: the per-frame semantic mask of an object from salient points.
 - :func:`bicubic_resize`: bicubic resampling as two matrix products.
-- :func:`gaussian_weight`, :func:`butterworth_lowpass`, :func:`mix_frequencies`: the SG-I2V options.
+- :func:`gaussian_profile`, :func:`butterworth_lowpass`, :func:`mix_frequencies`: the SG-I2V options.
 
 Shapes: C channels, h x w spatial, F frames, N tokens.
 """
@@ -136,18 +136,22 @@ def two_means_foreground(
     return foreground.reshape(values.shape)
 
 
-def semantic_mask(point_features: torch.Tensor, box_features: torch.Tensor) -> torch.Tensor:
+def semantic_mask(
+    point_features: torch.Tensor, box_features: torch.Tensor, valid: torch.Tensor | None = None
+) -> torch.Tensor:
     """The object's mask inside a box: cosine similarity of every pixel to the salient points' features
     (max over points), split by 2-means.
 
     point_features : (P, C) features of the salient points in frame 0
-    box_features : (..., C, h, w) the box's features in some frame (or a batch of same-sized boxes)
-    returns : (..., h, w) float mask of 0 and 1, one 2-means split per box
+    box_features : (..., C, h, w) the box's features in some frame (or a batch of maps)
+    valid : optional (..., h, w) bool, the pixels that take part (the box, within a whole frame); the
+        others come back 0
+    returns : (..., h, w) float mask of 0 and 1, one 2-means split per map
     """
     pixels = functional.normalize(box_features.detach().float().flatten(-2).transpose(-1, -2), dim=-1)  # (..., hw, C)
     points = functional.normalize(point_features.detach().float(), dim=1)  # (P, C)
     similarity = (pixels @ points.T).amax(dim=-1).reshape(*box_features.shape[:-3], *box_features.shape[-2:])
-    return two_means_foreground(similarity, start_dim=similarity.dim() - 2).float()
+    return two_means_foreground(similarity, start_dim=similarity.dim() - 2, valid=valid).float()
 
 
 def resize_matrix(size_in: int, size_out: int, mode: str, device: torch.device) -> torch.Tensor:
@@ -171,16 +175,12 @@ def bicubic_resize(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def gaussian_profile(length: int, device: torch.device) -> torch.Tensor:
-    """(length,) Gaussian along one side of a box, 1 at its centre, sigma a quarter of the side."""
+    """(length,) Gaussian along one side of a box, 1 at its centre, sigma a quarter of the side; a box's
+    weight is the outer product of its two sides' profiles (SG-I2V weights the loss this way so the
+    box's centre matters most)."""
     offsets = torch.arange(length, device=device, dtype=torch.float32) - (length - 1) / 2
     sigma = max(length / 4, 0.5)
     return torch.exp(-(offsets**2) / (2 * sigma**2))
-
-
-def gaussian_weight(height: int, width: int, device: torch.device) -> torch.Tensor:
-    """(h, w) Gaussian heatmap over a box (the outer product of the two sides' profiles): SG-I2V weights
-    the loss this way so the box's centre matters most."""
-    return gaussian_profile(height, device)[:, None] * gaussian_profile(width, device)[None, :]
 
 
 def butterworth_lowpass(height: int, width: int, cutoff: float, order: int, device: torch.device) -> torch.Tensor:

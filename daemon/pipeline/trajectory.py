@@ -22,7 +22,7 @@ from anyi2v.shared.settings import MethodSettings
 from anyi2v.shared.shot import Shot
 from anyi2v.shared.tracks import sample_track
 
-from .features import bicubic_resize, gaussian_profile, pca_project, resize_matrix, two_means_foreground
+from .features import bicubic_resize, gaussian_profile, pca_project, resize_matrix, semantic_mask
 
 GRID_DIVISOR = 4  # the loss's feature grid is the output size / 4 (128 x 128 at 512)
 AUTO_POINTS = 3
@@ -203,10 +203,7 @@ def _track_loss(grid: torch.Tensor, track: TrackBoxes, settings: MethodSettings)
         target = _place(place.bicubic_rows, reference, place.bicubic_columns)  # (F-1, k, H, W)
         weight = place.inside[1:]
         if settings.mask != "none" and not track.anchor:
-            points = functional.normalize(_point_features(reference, track).float(), dim=1)  # (P, k)
-            unit = functional.normalize(grid.detach().float(), dim=1)  # (F, k, H, W)
-            similarity = torch.einsum("fkyx,pk->fpyx", unit, points).amax(1)  # (F, H, W)
-            masks = two_means_foreground(similarity, start_dim=1, valid=place.inside > 0).float()
+            masks = semantic_mask(_point_features(reference, track), grid, valid=place.inside > 0)  # (F, H, W)
             resized = _place(place.nearest_rows, masks[0, y0:y1, x0:x1], place.nearest_columns)  # (F-1, H, W)
             weight = resized * (masks[1:] if settings.mask == "dynamic" else resized)
         if settings.gaussian_weighting:

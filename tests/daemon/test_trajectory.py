@@ -10,7 +10,6 @@ import torch.nn.functional as functional
 
 from anyi2v.daemon.pipeline.features import (
     bicubic_resize,
-    gaussian_weight,
     pca_project,
     principal_basis,
     semantic_mask,
@@ -45,8 +44,12 @@ def reference_loss(grids: list[torch.Tensor], tracks: list[TrackBoxes], settings
                     resized = functional.interpolate(first_mask[None, None], size=size, mode="nearest")[0, 0]
                     frame_mask = semantic_mask(points, current) if settings.mask == "dynamic" else resized
                     weight = weight * resized * frame_mask
-                if settings.gaussian_weighting:
-                    weight = weight * gaussian_weight(size[0], size[1], torch.device("cpu"))
+                if settings.gaussian_weighting:  # 1 at the centre, sigma a quarter of each side
+                    ys = torch.arange(size[0]) - (size[0] - 1) / 2
+                    xs = torch.arange(size[1]) - (size[1] - 1) / 2
+                    sigma_y, sigma_x = max(size[0] / 4, 0.5), max(size[1] / 4, 0.5)
+                    exponent = -(ys[:, None] ** 2) / (2 * sigma_y**2) - xs[None, :] ** 2 / (2 * sigma_x**2)
+                    weight = weight * torch.exp(exponent)
                 error = ((target - current) ** 2).mean(0)
                 total = total + (error * weight).sum() / weight.sum().clamp_min(1.0)
     return total
