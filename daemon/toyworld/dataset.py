@@ -140,17 +140,15 @@ def render_conditions(
         raise ValueError(f"unknown modalities {unknown}; known: {', '.join(MODALITIES)}")
     primitives, cameras = scene_views(scenes, device, frames=[frame])
     hits = render.cast(primitives, cameras, size, size)
-    depth = render.depth_image(hits)[..., None].expand(-1, -1, -1, 3)
-    normal = render.normal_image(hits, cameras)
-    edges = render.edges(hits)[..., None].expand(-1, -1, -1, 3)
+    passes = {
+        "depth": lambda: render.depth_image(hits)[..., None].expand(-1, -1, -1, 3),
+        "normal": lambda: render.normal_image(hits, cameras),
+        "edges": lambda: render.edges(hits)[..., None].expand(-1, -1, -1, 3),
+    }
     images = torch.zeros(len(scenes), size, size, 3, device=device)
-    for index, modality in enumerate(modalities):
-        if modality == "depth":
-            images[index] = depth[index]
-        elif modality == "normal":
-            images[index] = normal[index]
-        elif modality == "edges":
-            images[index] = edges[index]
+    for modality in set(modalities) & set(passes):  # only the passes asked for
+        picked_views = [i for i, m in enumerate(modalities) if m == modality]
+        images[picked_views] = passes[modality]()[picked_views]
     splats = [i for i, m in enumerate(modalities) if m == "splat"]
     if splats:
         picked = torch.tensor(splats, device=device)

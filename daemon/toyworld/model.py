@@ -19,10 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, MotionAdapter, UNet2DConditionModel, UNetMotionModel
+from diffusers import AutoencoderKL, MotionAdapter, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel
-
-from anyi2v.daemon.pipeline.models import ANIMATEDIFF_SCHEDULER, Models
 
 from .scenes import vocabulary
 from .tokenizer import write_tokenizer
@@ -88,15 +86,3 @@ def new_parts(
     vae = AutoencoderKL(**VAE_CONFIG)
     text = CLIPTextModel(CLIPTextConfig(vocab_size=len(tokenizer), **TEXT_CONFIG))
     return unet, adapter, vae, text
-
-
-def assemble(
-    unet: UNet2DConditionModel, adapter: MotionAdapter, vae: AutoencoderKL, text: CLIPTextModel, tokenizer_dir: Path,
-    identity: str,
-) -> Models:  # fmt: skip
-    """The parts as the pipeline's :class:`Models` (the UNet and adapter joined into a UNetMotionModel)."""
-    from transformers import CLIPTokenizer
-
-    tokenizer = CLIPTokenizer.from_pretrained(tokenizer_dir, model_max_length=77, local_files_only=True)
-    motion = UNetMotionModel.from_unet2d(unet, adapter)
-    return Models(motion, vae, text, tokenizer, DDIMScheduler(**ANIMATEDIFF_SCHEDULER), identity=identity)

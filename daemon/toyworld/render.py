@@ -64,16 +64,6 @@ class Primitives:
     blob: torch.Tensor
     present: torch.Tensor
 
-    def to(self, device: torch.device | str) -> Primitives:
-        return Primitives(
-            self.kind.to(device),
-            self.centre.to(device),
-            self.rotation.to(device),
-            self.size.to(device),
-            self.blob.to(device),
-            self.present.to(device),
-        )
-
 
 @dataclass
 class Cameras:
@@ -121,9 +111,6 @@ class Cameras:
     def focal(self, height: int) -> float:
         """Focal length in pixels for images ``height`` pixels tall."""
         return (height / 2.0) / math.tan(math.radians(self.fov_deg) / 2.0)
-
-    def to(self, device: torch.device | str) -> Cameras:
-        return Cameras(self.eye.to(device), self.rotation.to(device), self.fov_deg)
 
 
 @dataclass

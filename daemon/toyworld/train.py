@@ -38,7 +38,8 @@ from anyi2v.daemon.pipeline.models import ANIMATEDIFF_SCHEDULER
 
 from .dataset import MODALITIES, Batch, render_clips, render_conditions
 from .model import SIZE, new_parts
-from .scenes import sample_scene
+from .scenes import sample_scene, vocabulary
+from .tokenizer import write_tokenizer
 
 HELD_OUT_SEEDS = 1_000_000_000  # training scenes use seeds below this; evaluation scenes start here
 SHARD = "15MB"
@@ -95,7 +96,7 @@ def train_vae(run: Run, arguments: argparse.Namespace, device: torch.device) -> 
     tokenizer_dir = run.out / "tokenizer"
     if (run.out / "vae").is_dir():
         vae = AutoencoderKL.from_pretrained(run.out / "vae", local_files_only=True)
-        new_parts(tokenizer_dir, arguments.seed)  # (re)writes the tokenizer only
+        write_tokenizer(tokenizer_dir, vocabulary())
     else:
         _, _, vae, _ = new_parts(tokenizer_dir, arguments.seed)
     vae.to(device).train()
@@ -144,11 +145,11 @@ def train_vae(run: Run, arguments: argparse.Namespace, device: torch.device) -> 
 
 
 def _load_diffusion(run: Run, seed: int) -> tuple[UNetMotionModel, CLIPTextModel]:
-    unet2d, adapter, _, text = new_parts(run.out / "tokenizer", seed)
     if (run.out / "unet").is_dir():
         unet = UNetMotionModel.from_pretrained(run.out / "unet", local_files_only=True)
         text = CLIPTextModel.from_pretrained(run.out / "text_encoder", local_files_only=True)
         return unet, text
+    unet2d, adapter, _, text = new_parts(run.out / "tokenizer", seed)
     return UNetMotionModel.from_unet2d(unet2d, adapter), text
 
 
@@ -156,6 +157,16 @@ def _save_diffusion(run: Run, unet: UNetMotionModel, text: CLIPTextModel) -> Non
     """``unet/`` holds the UNetMotionModel (the 2D UNet with its motion modules, as AnimateDiff pipelines save)."""
     unet.save_pretrained(run.out / "unet", max_shard_size=SHARD)
     text.save_pretrained(run.out / "text_encoder", max_shard_size=SHARD)
+
+
+@torch.no_grad()
+def encode_clips(vae: AutoencoderKL, pixels: torch.Tensor) -> torch.Tensor:
+    """(B, 3, F, H, W) pixels to (B, C, F, h, w) scaled latents (the posterior means), 256 frames at a time."""
+    clips, _, frames, height, width = pixels.shape
+    flat = pixels.transpose(1, 2).reshape(clips * frames, 3, height, width)
+    latents = torch.cat([vae.encode(part).latent_dist.mean for part in torch.split(flat, 256)])
+    latents = latents * float(vae.config.scaling_factor)
+    return latents.reshape(clips, frames, *latents.shape[1:]).transpose(1, 2)
 
 
 POOL_STEP_OFFSET = 10_000_000  # pool chunks draw scene seeds as if they were steps from here on
@@ -170,7 +181,6 @@ class LatentPool:
     def __init__(self, kind: str, capacity: int, chunk: int, seed: int, vae: AutoencoderKL, device: torch.device):
         self.kind, self.capacity, self.chunk, self.seed = kind, capacity, min(chunk, capacity), seed
         self.vae, self.device = vae, device
-        self.scaling = float(vae.config.scaling_factor)
         self.latents: torch.Tensor | None = None
         self.captions: list[str] = []
         self.made = 0  # chunks rendered so far
@@ -185,15 +195,8 @@ class LatentPool:
             )
         else:
             batch = image_batch(self.seed, step, self.chunk, self.device, generator)
-        pixels = batch.pixels
-        clips, _, frames = pixels.shape[:3]
-        with torch.no_grad():
-            flat = pixels.transpose(1, 2).reshape(clips * frames, 3, SIZE, SIZE)
-            latents = (
-                torch.cat([self.vae.encode(part).latent_dist.mean for part in torch.split(flat, 256)]) * self.scaling
-            )
         self.made += 1
-        return latents.reshape(clips, frames, *latents.shape[1:]).transpose(1, 2).half(), batch.captions
+        return encode_clips(self.vae, batch.pixels).half(), batch.captions
 
     def refresh(self) -> None:
         """Render one more chunk into the ring (over the oldest examples once it is full)."""
@@ -230,7 +233,6 @@ def train_diffusion(run: Run, arguments: argparse.Namespace, device: torch.devic
     optimizer = torch.optim.AdamW(parameters, lr=arguments.lr, weight_decay=0.01, fused=device.type == "cuda")
     scheduler = DDIMScheduler(**ANIMATEDIFF_SCHEDULER)
     alphas = scheduler.alphas_cumprod.to(device)
-    scaling = float(vae.config.scaling_factor)
     start = int(run.state.get("diffusion_step", 0))
     started = time.monotonic()
     pools: dict[bool, LatentPool] = {}
@@ -258,12 +260,8 @@ def train_diffusion(run: Run, arguments: argparse.Namespace, device: torch.devic
                 batch = render_clips(scenes, SIZE, device)
             else:
                 batch = image_batch(arguments.seed, step, arguments.batch * 4, device, generator)
-            pixels = batch.pixels  # (B, 3, F, H, W)
-            clips, _, frames = pixels.shape[:3]
-            with torch.no_grad():
-                flat = pixels.transpose(1, 2).reshape(clips * frames, 3, SIZE, SIZE)
-                latents = vae.encode(flat).latent_dist.mean * scaling
-                latents = latents.reshape(clips, frames, *latents.shape[1:]).transpose(1, 2)
+            latents = encode_clips(vae, batch.pixels)
+            clips, _, frames = latents.shape[:3]
             batch_captions = batch.captions
         captions = [
             "" if float(torch.rand((), generator=generator, device=device)) < 0.1 else caption
