@@ -36,9 +36,13 @@ def run_evaluate(arguments: argparse.Namespace) -> int:
         sys.stderr.write(f"\r{mode:>30} {done + 1}/{total}")
         sys.stderr.flush()
 
-    results = run_evaluation(models, shots, modes, progress)
-    sys.stderr.write("\n")
     command = "anyi2v " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+    def finished(results: dict[str, Any]) -> None:  # the report so far, rewritten after each mode
+        write_report(arguments.out, results, shots, command, str(arguments.model))
+
+    results = run_evaluation(models, shots, modes, progress, finished)
+    sys.stderr.write("\n")
     report = write_report(arguments.out, results, shots, command, str(arguments.model))
     print(report.read_text(encoding="utf-8"))
     return EXIT_OK

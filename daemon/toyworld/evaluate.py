@@ -205,8 +205,10 @@ class ModeResult:
 def run_evaluation(
     models: Models, shots: Sequence[HeldOutShot], modes: Sequence[str],
     progress: Callable[[str, int, int], None] | None = None,
+    finished: Callable[[dict[str, ModeResult]], None] | None = None,
 ) -> dict[str, ModeResult]:  # fmt: skip
-    """Every shot in every mode; the inversion cache is shared across modes."""
+    """Every shot in every mode; the inversion cache is shared across modes. ``finished`` is called with
+    the results so far after each mode (so a long run can write its report as it goes)."""
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         raise ValueError(f"unknown modes {unknown}; known: {', '.join(MODES)}")
@@ -229,6 +231,8 @@ def run_evaluation(
             outcome.first_frames.append(frames[0])
             if index == 0:
                 outcome.sample = list(frames)
+        if finished is not None:
+            finished(results)
     return results
 
 

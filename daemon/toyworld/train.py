@@ -8,9 +8,10 @@ position in the batch (training seeds stay below :data:`HELD_OUT_SEEDS`, where t
 scenes start), and every random draw of a step comes from a generator seeded the same way, so a run
 is reproducible and a resumed run continues where it stopped. Checkpoints are the diffusers layout
 (``vae/``, ``unet/`` holding the ``UNetMotionModel``, ``text_encoder/``, ``tokenizer/``, safetensors in
-shards of at most 15 MB) plus ``train_state.json`` (stage, step, seed, the exponential moving average's decay); the
-optimizer's moments are kept only with ``--keep-optimizer`` (they triple the size), otherwise a
-resumed run restarts them with a short warm-up. Each step's loss goes to ``log.jsonl``.
+shards of at most 15 MB) plus ``train_state.json`` (stage, step, seed, the exponential moving average's
+decay). ``unet/`` holds the moving average of the weights, and a resumed run continues from it; the
+optimizer's moments are not kept (they would triple the size), so a resumed run restarts them with a
+short warm-up. Each step's loss goes to ``log.jsonl``.
 
 Diffusion training is joint: a fraction of the steps trains on videos with the motion modules on, the
 rest on single images (condition renders in every modality and single video frames) with the motion
@@ -25,11 +26,11 @@ import copy
 import json
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as functional
 from diffusers import AutoencoderKL, DDIMScheduler, UNetMotionModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -220,6 +221,71 @@ class LatentPool:
         return self.latents[picks].float(), [self.captions[i] for i in picks.tolist()]
 
 
+class DiffusionStep:
+    """One optimization step of the UNet, motion modules and text encoder on a batch of latents.
+
+    The loss is the noise-prediction error, weighted per example by min(SNR, gamma) / SNR (Min-SNR
+    weighting, Hang et al. 2023) when ``snr_gamma`` is set: the many nearly noise-free timesteps stop
+    dominating the gradient, which makes a small model converge several times faster."""
+
+    def __init__(
+        self, unet: UNetMotionModel, text: CLIPTextModel, tokenizer: CLIPTokenizer, lr: float, device: torch.device,
+        snr_gamma: float = 5.0, compile_unet: bool = False,
+    ) -> None:  # fmt: skip
+        self.unet, self.text, self.tokenizer, self.device = unet, text, tokenizer, device
+        self.parameters = [*unet.parameters(), *text.parameters()]
+        self.optimizer = torch.optim.AdamW(self.parameters, lr=lr, weight_decay=0.01, fused=device.type == "cuda")
+        self.alphas = DDIMScheduler(**ANIMATEDIFF_SCHEDULER).alphas_cumprod.to(device)
+        self.snr_gamma = snr_gamma
+        self.forward: Any = torch.compile(unet) if compile_unet else unet
+
+    def __call__(
+        self, latents: torch.Tensor, captions: Sequence[str], video: bool, generator: torch.Generator, lr: float
+    ) -> torch.Tensor:
+        """``latents`` (B, C, F, h, w) scaled; one caption in ten is dropped. Returns the loss (a tensor,
+        so that logging decides when to synchronize)."""
+        clips, _, frames = latents.shape[:3]
+        dropped = torch.rand(len(captions), generator=generator, device=self.device).lt(0.1).tolist()
+        kept = ["" if drop else caption for caption, drop in zip(captions, dropped, strict=True)]
+        ids = self.tokenizer(kept, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+        noise = torch.randn(latents.shape, generator=generator, device=self.device)
+        timesteps = torch.randint(0, len(self.alphas), (clips,), generator=generator, device=self.device)
+        alpha = self.alphas[timesteps]
+        noisy = alpha.sqrt().view(-1, 1, 1, 1, 1) * latents + (1 - alpha).sqrt().view(-1, 1, 1, 1, 1) * noise
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            embeds = self.text(ids.to(self.device))[0].repeat_interleave(frames, dim=0)
+            if video:
+                prediction = self.forward(noisy, timesteps, encoder_hidden_states=embeds).sample
+            else:
+                with motion_disabled(self.unet):
+                    prediction = self.forward(noisy, timesteps, encoder_hidden_states=embeds).sample
+        errors = (prediction.float() - noise).square().mean(dim=(1, 2, 3, 4))
+        if self.snr_gamma > 0:
+            snr = alpha / (1 - alpha)
+            errors = errors * snr.clamp(max=self.snr_gamma) / snr
+        loss = errors.mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        torch.nn.utils.clip_grad_norm_(self.parameters, 1.0)
+        self.optimizer.step()
+        return loss.detach()
+
+
+def rendered_batch(
+    arguments: argparse.Namespace, step: int, video: bool, vae: AutoencoderKL, device: torch.device,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, list[str]]:  # fmt: skip
+    """A step's examples rendered and encoded on the spot (without a pool): clips, or 4x as many images."""
+    if video:
+        scenes = [sample_scene(scene_seed(arguments.seed, step, i)) for i in range(arguments.batch)]
+        batch = render_clips(scenes, SIZE, device)
+    else:
+        batch = image_batch(arguments.seed, step, arguments.batch * 4, device, generator)
+    return encode_clips(vae, batch.pixels), batch.captions
+
+
 def train_diffusion(run: Run, arguments: argparse.Namespace, device: torch.device) -> None:
     if not (run.out / "vae").is_dir():
         raise SystemExit(f"{run.out}: no vae/ yet; train the VAE first")
@@ -229,10 +295,7 @@ def train_diffusion(run: Run, arguments: argparse.Namespace, device: torch.devic
     unet.to(device).train()
     text.to(device).train()
     ema = copy.deepcopy(unet).requires_grad_(False)
-    parameters = [*unet.parameters(), *text.parameters()]
-    optimizer = torch.optim.AdamW(parameters, lr=arguments.lr, weight_decay=0.01, fused=device.type == "cuda")
-    scheduler = DDIMScheduler(**ANIMATEDIFF_SCHEDULER)
-    alphas = scheduler.alphas_cumprod.to(device)
+    train_step = DiffusionStep(unet, text, tokenizer, arguments.lr, device, arguments.snr_gamma, arguments.compile)
     start = int(run.state.get("diffusion_step", 0))
     started = time.monotonic()
     pools: dict[bool, LatentPool] = {}
@@ -252,46 +315,16 @@ def train_diffusion(run: Run, arguments: argparse.Namespace, device: torch.devic
             if arguments.refresh_every and step % arguments.refresh_every == 0 and step > start:
                 for pool in pools.values():
                     pool.refresh()
-            latents, batch_captions = pools[video].sample(arguments.batch * (1 if video else 4), generator)
-            clips, _, frames = latents.shape[:3]
+            latents, captions = pools[video].sample(arguments.batch * (1 if video else 4), generator)
         else:
-            if video:
-                scenes = [sample_scene(scene_seed(arguments.seed, step, i)) for i in range(arguments.batch)]
-                batch = render_clips(scenes, SIZE, device)
-            else:
-                batch = image_batch(arguments.seed, step, arguments.batch * 4, device, generator)
-            latents = encode_clips(vae, batch.pixels)
-            clips, _, frames = latents.shape[:3]
-            batch_captions = batch.captions
-        captions = [
-            "" if float(torch.rand((), generator=generator, device=device)) < 0.1 else caption
-            for caption in batch_captions
-        ]
-        ids = tokenizer(captions, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
-        noise = torch.randn(latents.shape, generator=generator, device=device)
-        timesteps = torch.randint(0, len(alphas), (clips,), generator=generator, device=device)
-        alpha = alphas[timesteps].view(-1, 1, 1, 1, 1)
-        noisy = alpha.sqrt() * latents + (1 - alpha).sqrt() * noise
-        for group in optimizer.param_groups:
-            group["lr"] = arguments.lr * _warmup(step - start, arguments.warmup)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            embeds = text(ids.to(device))[0].repeat_interleave(frames, dim=0)
-            if video:
-                prediction = unet(noisy, timesteps, encoder_hidden_states=embeds).sample
-            else:
-                with motion_disabled(unet):
-                    prediction = unet(noisy, timesteps, encoder_hidden_states=embeds).sample
-        loss = functional.mse_loss(prediction.float(), noise)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[no-untyped-call]
-        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-        optimizer.step()
+            latents, captions = rendered_batch(arguments, step, video, vae, device, generator)
+        loss = train_step(latents, captions, video, generator, arguments.lr * _warmup(step - start, arguments.warmup))
         with torch.no_grad():
             decay = min(arguments.ema, (step - start + 1) / (step - start + 10))
             torch._foreach_lerp_(list(ema.parameters()), list(unet.parameters()), 1.0 - decay)
         if step % arguments.log_every == 0:
             record = {
-                "stage": "diffusion", "step": step, "loss": float(loss.detach()), "video": video,
+                "stage": "diffusion", "step": step, "loss": float(loss), "video": video,
                 "seconds": round(time.monotonic() - started, 1),
             }  # fmt: skip
             run.log(record)
@@ -323,6 +356,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--save-every", type=int, default=0)
     parser.add_argument("--pool", type=int, default=0, help="diffusion: keep this many encoded clips (and 4x images)")
     parser.add_argument("--refresh-every", type=int, default=50, help="diffusion: render a new pool chunk this often")
+    parser.add_argument("--snr-gamma", type=float, default=5.0, help="diffusion: Min-SNR loss weighting (0: off)")
+    parser.add_argument("--compile", action="store_true", help="diffusion: torch.compile the UNet")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     arguments = parser.parse_args(argv)
     device = torch.device(arguments.device)
