@@ -37,11 +37,11 @@ setup: system-deps $(STAMP)
 	@$(BIN)/python -m pip install --quiet --no-deps -e . --config-settings editable_mode=strict \
 		> $(VENV)/relink.log 2>&1 || { cat $(VENV)/relink.log; exit 1; }
 
-# The main job, end to end on the CPU: until the embedded toy-world model ships (issue 5) it runs a
-# seeded tiny random model, so the video is noise; the pipeline, tracks and encoding are the real ones.
+# The main job, end to end on the CPU: a torus mesh rendered to a depth condition, one box keyframed
+# to move right, animated by the embedded toy-world model (no --model) into out/demo.mp4.
 demo: setup
-	$(BIN)/anyi2v validate --summary examples/quick_preview.json
-	$(BIN)/anyi2v animate examples/quick_preview.json --model tiny-random --out out/quick_preview.mp4
+	$(BIN)/anyi2v validate --summary examples/demo.json
+	$(BIN)/anyi2v animate examples/demo.json --out out/demo.mp4
 
 lint: setup
 	$(BIN)/ruff check .

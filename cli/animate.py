@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 TINY_RANDOM = "tiny-random"
+TOY_WORLD = "toy-world"  # the embedded default model, also used when no --model is given
 
 
 def _progress_printer(stream: Any) -> Any:
@@ -43,12 +44,13 @@ def load_cli_models(arguments: argparse.Namespace) -> Any:
     raises ``ModelLoadError`` or ``ValueError``."""
     from anyi2v.daemon.pipeline.loading import load_models, resolve_device, resolve_dtype
     from anyi2v.daemon.pipeline.models import random_models
+    from anyi2v.daemon.toyworld import WEIGHTS
 
     if arguments.model == TINY_RANDOM:
         device = resolve_device(arguments.device)
         return random_models("tiny", seed=0).to(device, resolve_dtype(arguments.dtype, device))
     return load_models(
-        arguments.model,
+        WEIGHTS if arguments.model in (None, TOY_WORLD) else arguments.model,
         motion_adapter=getattr(arguments, "motion_adapter", None),
         tokenizer=getattr(arguments, "tokenizer", None),
         device=arguments.device,
@@ -126,12 +128,13 @@ def add_parser(commands: Any) -> None:
         description=(
             "Render the shot's conditions, run AnyI2V on the model and write the video (.mp4 .webm .gif, or a"
             " folder of PNG frames) with the shot beside it. --model takes a diffusers SD 1.5 folder, an"
-            f" AnimateDiff folder or a single SD 1.5 checkpoint; '{TINY_RANDOM}' runs a seeded tiny random model"
-            " (a smoke test until the embedded default model ships: its video is noise)."
+            " AnimateDiff folder or a single SD 1.5 checkpoint; without it the embedded toy-world model runs"
+            f" (128 x 128, trained on shaded primitives: see docs/toyworld); '{TINY_RANDOM}' runs a seeded"
+            " tiny random model (a smoke test: its video is noise)."
         ),
     )
     animate.add_argument("shot", type=Path, metavar="SHOT")
-    animate.add_argument("--model", required=True, help=f"model folder or checkpoint, or '{TINY_RANDOM}'")
+    animate.add_argument("--model", help=f"model folder or checkpoint, '{TOY_WORLD}' (the default) or '{TINY_RANDOM}'")
     animate.add_argument("--motion-adapter", type=Path, help="AnimateDiff motion adapter (folder or file)")
     animate.add_argument("--tokenizer", type=Path, help="CLIP tokenizer folder (for single-file checkpoints)")
     animate.add_argument("--out", type=Path, required=True, help="result.mp4, .webm, .gif or a folder for PNG frames")

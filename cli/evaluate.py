@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from anyi2v.animate import TINY_RANDOM, load_cli_models
+from anyi2v.animate import TINY_RANDOM, TOY_WORLD, load_cli_models
 
 
 def run_evaluate(arguments: argparse.Namespace) -> int:
@@ -39,11 +39,11 @@ def run_evaluate(arguments: argparse.Namespace) -> int:
     command = "anyi2v " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
     def finished(results: dict[str, Any]) -> None:  # the report so far, rewritten after each mode
-        write_report(arguments.out, results, shots, command, str(arguments.model))
+        write_report(arguments.out, results, shots, command, str(arguments.model or TOY_WORLD))
 
     results = run_evaluation(models, shots, modes, progress, finished)
     sys.stderr.write("\n")
-    report = write_report(arguments.out, results, shots, command, str(arguments.model))
+    report = write_report(arguments.out, results, shots, command, str(arguments.model or TOY_WORLD))
     print(report.read_text(encoding="utf-8"))
     return EXIT_OK
 
@@ -58,7 +58,9 @@ def add_parser(commands: Any) -> None:
             " plot.png and contact_sheet.png into --out."
         ),
     )
-    evaluate.add_argument("--model", required=True, help=f"model folder or checkpoint, or '{TINY_RANDOM}'")
+    evaluate.add_argument(
+        "--model", help=f"model folder or checkpoint, '{TOY_WORLD}' (the default, embedded) or '{TINY_RANDOM}'"
+    )
     evaluate.add_argument("--out", type=Path, required=True, help="folder for the report")
     evaluate.add_argument("--shots", type=int, default=50, help="held-out shots (default 50)")
     evaluate.add_argument("--modes", default="all", help="'all' or a comma-separated list of mode names")

@@ -4,7 +4,8 @@
 
 - assets/toy_car.glb: a toy car on a ground slab, one named object per part (multi-object file);
 - assets/vase.obj: a vase, a surface of revolution;
-- assets/statue_points.ply: a coloured point cloud of a torus on a pedestal.
+- assets/statue_points.ply: a coloured point cloud of a torus on a pedestal;
+- assets/torus.obj: a torus tipped towards the camera (the demo's mesh).
 """
 
 from __future__ import annotations
@@ -49,6 +50,13 @@ def vase() -> trimesh.Trimesh:
     return trimesh.creation.revolve(profile, sections=64)
 
 
+def torus() -> trimesh.Trimesh:
+    """A torus tipped towards the camera: a shape the embedded toy-world model knows (the demo's mesh)."""
+    mesh = trimesh.creation.torus(major_radius=0.35, minor_radius=0.13, major_sections=96, minor_sections=48)
+    mesh.apply_transform(trimesh.transformations.rotation_matrix(np.radians(-30.0), (1.0, 0.0, 0.0)))
+    return mesh
+
+
 def statue_points(n_points: int = 60_000, seed: int = 0) -> trimesh.PointCloud:
     rng = np.random.default_rng(seed)
     torus = trimesh.creation.torus(major_radius=0.5, minor_radius=0.18)
@@ -69,6 +77,7 @@ def main() -> None:
     toy_car().export(HERE / "toy_car.glb")
     vase().export(HERE / "vase.obj")
     statue_points().export(HERE / "statue_points.ply")
+    torus().export(HERE / "torus.obj")
     for path in sorted(HERE.iterdir()):
         print(f"wrote {path} ({path.stat().st_size} bytes)")
 

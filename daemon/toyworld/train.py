@@ -261,7 +261,7 @@ class DiffusionStep:
             else:
                 with motion_disabled(self.unet):
                     prediction = self.forward(noisy, timesteps, encoder_hidden_states=embeds).sample
-        errors = (prediction.float() - noise).square().mean(dim=(1, 2, 3, 4))
+        errors: torch.Tensor = (prediction.float() - noise).square().mean(dim=(1, 2, 3, 4))
         if self.snr_gamma > 0:
             snr = alpha / (1 - alpha)
             errors = errors * snr.clamp(max=self.snr_gamma) / snr
