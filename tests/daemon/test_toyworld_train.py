@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
 
 from anyi2v.daemon.pipeline.loading import load_models
-from anyi2v.daemon.toyworld import train
+from anyi2v.daemon.toyworld import export, train
 from anyi2v.daemon.toyworld.dataset import MODALITIES, render_clips, render_conditions
 from anyi2v.daemon.toyworld.scenes import sample_scene
 
@@ -75,3 +77,23 @@ def test_training_runs_resumes_and_saves_a_model_the_pipeline_loads(
     assert models.tokenizer.model_max_length == 77
     tokens = models.tokenizer.convert_ids_to_tokens(models.tokenizer("a shiny red cube").input_ids)
     assert tokens == ["<|startoftext|>", "a</w>", "shiny</w>", "red</w>", "cube</w>", "<|endoftext|>"]
+
+    # export: fp16 safetensors the pipeline loads, the log and a loss curve; limits enforced by name
+    weights = tmp_path / "weights"
+    total = export.export_weights(out, weights)
+    files = [path for path in weights.rglob("*") if path.is_file()]
+    assert total == sum(path.stat().st_size for path in files)
+    for path in weights.rglob("*.safetensors"):
+        with safe_open(str(path), "pt") as handle:
+            assert {handle.get_slice(key).get_dtype() for key in handle.keys()} == {"F16"}, path  # noqa: SIM118
+    exported = load_models(weights, device="cpu", dtype="fp32")
+    assert exported.vae.config.scaling_factor == pytest.approx(state["scaling_factor"])
+    export.loss_curve(out / "log.jsonl", tmp_path / "loss.png")
+    assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    monkeypatch.setattr(export, "SHARD_LIMIT", 1000)
+    with pytest.raises(export.ExportError, match="shard limit"):
+        export.export_weights(out, weights)
+    assert {path for path in weights.rglob("*") if path.is_file()} == set(files)  # the last export is kept
+    shutil.rmtree(out / "unet")
+    with pytest.raises(export.ExportError, match="no unet/"):
+        export.export_weights(out, tmp_path / "other")
