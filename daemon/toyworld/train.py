@@ -96,7 +96,7 @@ def _warmup(step: int, warmup: int) -> float:
 def train_vae(run: Run, arguments: argparse.Namespace, device: torch.device) -> None:
     tokenizer_dir = run.out / "tokenizer"
     if (run.out / "vae").is_dir():
-        vae = AutoencoderKL.from_pretrained(run.out / "vae", local_files_only=True)
+        vae = AutoencoderKL.from_pretrained(run.out / "vae", local_files_only=True).float()
         write_tokenizer(tokenizer_dir, vocabulary())
     else:
         _, _, vae, _ = new_parts(tokenizer_dir, arguments.seed)
@@ -147,8 +147,9 @@ def train_vae(run: Run, arguments: argparse.Namespace, device: torch.device) -> 
 
 def _load_diffusion(run: Run, seed: int) -> tuple[UNetMotionModel, CLIPTextModel]:
     if (run.out / "unet").is_dir():
-        unet = UNetMotionModel.from_pretrained(run.out / "unet", local_files_only=True)
-        text = CLIPTextModel.from_pretrained(run.out / "text_encoder", local_files_only=True)
+        # .float(): training keeps fp32 weights, also when resuming from the shipped fp16 export
+        unet = UNetMotionModel.from_pretrained(run.out / "unet", local_files_only=True).float()
+        text = CLIPTextModel.from_pretrained(run.out / "text_encoder", local_files_only=True).float()
         return unet, text
     unet2d, adapter, _, text = new_parts(run.out / "tokenizer", seed)
     return UNetMotionModel.from_unet2d(unet2d, adapter), text
@@ -289,7 +290,8 @@ def rendered_batch(
 def train_diffusion(run: Run, arguments: argparse.Namespace, device: torch.device) -> None:
     if not (run.out / "vae").is_dir():
         raise SystemExit(f"{run.out}: no vae/ yet; train the VAE first")
-    vae = AutoencoderKL.from_pretrained(run.out / "vae", local_files_only=True).to(device).eval().requires_grad_(False)
+    vae = AutoencoderKL.from_pretrained(run.out / "vae", local_files_only=True).float()
+    vae.to(device).eval().requires_grad_(False)
     unet, text = _load_diffusion(run, arguments.seed)
     tokenizer = CLIPTokenizer.from_pretrained(run.out / "tokenizer", model_max_length=77, local_files_only=True)
     unet.to(device).train()

@@ -90,6 +90,10 @@ def test_training_runs_resumes_and_saves_a_model_the_pipeline_loads(
     assert exported.vae.config.scaling_factor == pytest.approx(state["scaling_factor"])
     export.loss_curve(out / "log.jsonl", tmp_path / "loss.png")
     assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    resumed = tmp_path / "resumed"  # training goes on from the fp16 export, in fp32
+    shutil.copytree(weights, resumed)
+    train.main(["diffusion", "--steps", "1", *common[2:], "--out", str(resumed)])
+    assert json.loads((resumed / "train_state.json").read_text())["diffusion_step"] == 4
     monkeypatch.setattr(export, "SHARD_LIMIT", 1000)
     with pytest.raises(export.ExportError, match="shard limit"):
         export.export_weights(out, weights)
