@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ from anyi2v.animate import TINY_RANDOM, TOY_WORLD, load_cli_models
 
 
 def run_evaluate(arguments: argparse.Namespace) -> int:
-    from anyi2v.cli import EXIT_BAD_INPUT, EXIT_OK
+    from anyi2v.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
     from anyi2v.daemon.pipeline.loading import ModelLoadError
     from anyi2v.daemon.toyworld.evaluate import MODES, held_out_shots, run_evaluation, write_report
 
@@ -38,12 +40,22 @@ def run_evaluate(arguments: argparse.Namespace) -> int:
 
     command = "anyi2v " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
-    def finished(results: dict[str, Any]) -> None:  # the report so far, rewritten after each mode
-        write_report(arguments.out, results, shots, command, str(arguments.model or TOY_WORLD))
+    started = time.monotonic()
 
-    results = run_evaluation(models, shots, modes, progress, finished)
+    def finished(results: dict[str, Any]) -> Path:  # the report so far, rewritten after each mode
+        return write_report(
+            arguments.out, results, shots, command, str(arguments.model or TOY_WORLD),
+            time.monotonic() - started, arguments.workers,
+        )  # fmt: skip
+
+    load = functools.partial(load_cli_models, arguments) if arguments.workers > 1 else models
+    try:
+        results = run_evaluation(load, shots, modes, progress, finished, workers=arguments.workers)
+    except RuntimeError as error:
+        print(f"\nanyi2v eval: {error}", file=sys.stderr)
+        return EXIT_FAILED
     sys.stderr.write("\n")
-    report = write_report(arguments.out, results, shots, command, str(arguments.model or TOY_WORLD))
+    report = finished(results)
     print(report.read_text(encoding="utf-8"))
     return EXIT_OK
 
@@ -68,6 +80,9 @@ def add_parser(commands: Any) -> None:
     evaluate.add_argument("--frames", type=int, default=16, help="frames per shot (default 16)")
     evaluate.add_argument("--steps", type=int, default=25, help="denoising steps (default 25)")
     evaluate.add_argument("--inversion-timestep", type=int, help="override the method's inversion timestep")
+    evaluate.add_argument(
+        "--workers", type=int, default=1, help="processes sharing the shots (a small model keeps a GPU busier)"
+    )
     evaluate.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     evaluate.add_argument("--dtype", help="fp16, bf16 or fp32 (default: fp16 on CUDA, fp32 on CPU)")
     evaluate.set_defaults(handler=run_evaluate)

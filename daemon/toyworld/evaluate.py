@@ -23,7 +23,9 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import queue
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -202,38 +204,129 @@ class ModeResult:
     sample: list[NDArray[np.uint8]] = field(default_factory=list)  # the first shot's frames
 
 
+@dataclass
+class ShotOutcome:
+    """One shot in one mode: its metrics, its first frame, and all its frames when it is shot 0."""
+
+    error: float
+    f_score: float
+    seconds: float
+    first_frame: NDArray[np.uint8]
+    frames: list[NDArray[np.uint8]] | None
+
+
+def _run_shot(models: Models, held: HeldOutShot, mode: str, cache: InversionCache, keep_frames: bool) -> ShotOutcome:
+    control, changes = MODES[mode]
+    method = held.shot.method.model_copy(update=changes)
+    shot = held.shot.model_copy(update={"method": method})
+    started = time.perf_counter()
+    result = generate(models, shot, held.condition, control=control, cache=cache)
+    seconds = time.perf_counter() - started
+    frames = np.stack(result.frames)
+    return ShotOutcome(
+        error=trajectory_error(track_centres(frames, held.target[0]), held.target),
+        f_score=boundary_f_score(image_edges(frames[0]), held.edges),
+        seconds=seconds,
+        first_frame=frames[0],
+        frames=list(frames) if keep_frames else None,
+    )
+
+
+def _worker(
+    load: Callable[[], Models], shots: Sequence[HeldOutShot], indices: Sequence[int], modes: Sequence[str],
+    threads: int, queue: Any,
+) -> None:  # fmt: skip
+    """A worker process: its share of the shots in every mode, each outcome sent as it is made."""
+    try:
+        torch.set_num_threads(threads)
+        models = load()
+        cache = InversionCache()
+        for mode in modes:
+            for index, held in zip(indices, shots, strict=True):
+                queue.put(("outcome", mode, index, _run_shot(models, held, mode, cache, index == 0)))
+        queue.put(("done",))
+    except BaseException:  # reported to the parent, which raises it there
+        queue.put(("error", traceback.format_exc()))
+
+
 def run_evaluation(
-    models: Models, shots: Sequence[HeldOutShot], modes: Sequence[str],
+    models: Models | Callable[[], Models], shots: Sequence[HeldOutShot], modes: Sequence[str],
     progress: Callable[[str, int, int], None] | None = None,
-    finished: Callable[[dict[str, ModeResult]], None] | None = None,
+    finished: Callable[[dict[str, ModeResult]], object] | None = None,
+    workers: int = 1,
 ) -> dict[str, ModeResult]:  # fmt: skip
-    """Every shot in every mode; the inversion cache is shared across modes. ``finished`` is called with
-    the results so far after each mode (so a long run can write its report as it goes)."""
+    """Every shot in every mode. ``finished`` is called with the results so far each time a mode is
+    complete (so a long run can write its report as it goes).
+
+    With ``workers`` > 1 the shots are dealt out to that many processes (``models`` must then be a
+    picklable function that loads the model, which each process calls), all running every mode: at
+    the toy model's size a GPU is bound by kernel launches, and several processes keep it busier. Each
+    process keeps its own inversion cache, shared across modes, as a single process does."""
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         raise ValueError(f"unknown modes {unknown}; known: {', '.join(MODES)}")
-    cache = InversionCache()
+    outcomes: dict[str, dict[int, ShotOutcome]] = {mode: {} for mode in modes}
     results: dict[str, ModeResult] = {}
-    for mode in modes:
-        control, changes = MODES[mode]
-        outcome = results.setdefault(mode, ModeResult())
-        for index, held in enumerate(shots):
-            if progress is not None:
-                progress(mode, index, len(shots))
-            method = held.shot.method.model_copy(update=changes)
-            shot = held.shot.model_copy(update={"method": method})
-            started = time.perf_counter()
-            result = generate(models, shot, held.condition, control=control, cache=cache)
-            outcome.seconds.append(time.perf_counter() - started)
-            frames = np.stack(result.frames)
-            outcome.errors.append(trajectory_error(track_centres(frames, held.target[0]), held.target))
-            outcome.f_scores.append(boundary_f_score(image_edges(frames[0]), held.edges))
-            outcome.first_frames.append(frames[0])
-            if index == 0:
-                outcome.sample = list(frames)
-        if finished is not None:
-            finished(results)
-    return results
+
+    def record(mode: str, index: int, outcome: ShotOutcome) -> None:
+        outcomes[mode][index] = outcome
+        if progress is not None:
+            progress(mode, len(outcomes[mode]) - 1, len(shots))
+        if len(outcomes[mode]) == len(shots):
+            ordered = [outcomes[mode][i] for i in range(len(shots))]
+            results[mode] = ModeResult(
+                errors=[o.error for o in ordered],
+                f_scores=[o.f_score for o in ordered],
+                seconds=[o.seconds for o in ordered],
+                first_frames=[o.first_frame for o in ordered],
+                sample=ordered[0].frames or [],
+            )
+            if finished is not None:
+                finished({m: results[m] for m in modes if m in results})
+
+    if workers <= 1 or len(shots) <= 1:
+        loaded = models() if callable(models) and not isinstance(models, Models) else models
+        assert isinstance(loaded, Models)
+        cache = InversionCache()
+        for mode in modes:
+            for index, held in enumerate(shots):
+                record(mode, index, _run_shot(loaded, held, mode, cache, index == 0))
+        return {m: results[m] for m in modes}
+    if isinstance(models, Models):
+        raise ValueError("several workers need a function that loads the model, not a loaded model")
+    context = torch.multiprocessing.get_context("spawn")
+    messages = context.Queue()
+    count = min(workers, len(shots))
+    threads = max(1, torch.get_num_threads() // count)
+    processes = []
+    for worker in range(count):
+        indices = list(range(worker, len(shots), count))
+        arguments = (models, [shots[i] for i in indices], indices, list(modes), threads, messages)
+        processes.append(context.Process(target=_worker, args=arguments, daemon=True))
+    for process in processes:
+        process.start()
+    try:
+        running = count
+        while running:
+            try:
+                message = messages.get(timeout=10)
+            except queue.Empty:
+                dead = [p.exitcode for p in processes if p.exitcode not in (None, 0)]
+                if dead:
+                    raise RuntimeError(f"an evaluation worker died (exit code {dead[0]})") from None
+                continue
+            if message[0] == "outcome":
+                record(*message[1:])
+            elif message[0] == "done":
+                running -= 1
+            else:
+                raise RuntimeError(f"an evaluation worker failed:\n{message[1]}")
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+            process.join()
+    return {m: results[m] for m in modes}
 
 
 def tracker_error(shots: Sequence[HeldOutShot]) -> float:
@@ -242,9 +335,11 @@ def tracker_error(shots: Sequence[HeldOutShot]) -> float:
 
 
 def write_report(
-    folder: Path, results: dict[str, ModeResult], shots: Sequence[HeldOutShot], command: str, model: str
-) -> Path:
-    """report.md, results.json, plot.png and contact_sheet.png in ``folder``; returns the report's path."""
+    folder: Path, results: dict[str, ModeResult], shots: Sequence[HeldOutShot], command: str, model: str,
+    wall_seconds: float | None = None, workers: int = 1,
+) -> Path:  # fmt: skip
+    """report.md, results.json, plot.png and contact_sheet.png in ``folder``; returns the report's path.
+    ``wall_seconds``: the run's wall time so far, with ``workers`` processes."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -277,6 +372,11 @@ def write_report(
         f"{len(shots)} held-out shots (scene seeds {shots[0].seed} to {shots[-1].seed}), {width}x{width},"
         f" {shots[0].clip.shape[0]} frames. Tracker (Lucas-Kanade) error on the ground-truth clips:"
         f" {own:.2f} px ({own / width:.3f} of the width).",
+        *(
+            [f"Wall time: {wall_seconds / 60:.1f} min with {workers} worker process{'es' if workers > 1 else ''}."]
+            if wall_seconds is not None
+            else []
+        ),
         "",
         "| mode | trajectory error (px) | fraction of width | vs no control | boundary F-score (2 px) | s / shot |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -290,7 +390,17 @@ def write_report(
     report = folder / "report.md"
     report.write_text("\n".join(lines), encoding="utf-8")
     (folder / "results.json").write_text(
-        json.dumps({"tracker_error_px": own, "modes": summary, "command": command, "model": model}, indent=1),
+        json.dumps(
+            {
+                "tracker_error_px": own,
+                "modes": summary,
+                "command": command,
+                "model": model,
+                "wall_seconds": wall_seconds,
+                "workers": workers,
+            },
+            indent=1,
+        ),
         encoding="utf-8",
     )
     names = list(summary)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from anyi2v.cli import main as cli_main
+from anyi2v.daemon.pipeline.loading import load_models
 from anyi2v.daemon.pipeline.models import random_models
 from anyi2v.daemon.toyworld.evaluate import (
     boundary_f_score,
@@ -96,6 +98,24 @@ def test_a_small_evaluation_writes_its_report(tmp_path: Path) -> None:
     assert (tmp_path / "report" / "contact_sheet.png").stat().st_size > 1000
     with pytest.raises(ValueError, match="unknown modes"):
         run_evaluation(models, shots, ["magic"])
+
+
+def test_worker_processes_give_the_results_one_process_gives(tmp_path: Path) -> None:
+    load = functools.partial(random_models, "tiny", seed=0, tokenizer_dir=tmp_path / "tokenizer")
+    shots = held_out_shots(3, size=64, frames=4, steps=2, method=FAST)
+    modes = ["no control", "AnyI2V"]
+    alone = run_evaluation(load(), shots, modes)
+    reports: list[list[str]] = []
+    shared = run_evaluation(load, shots, modes, finished=lambda results: reports.append(list(results)), workers=2)
+    assert list(shared) == modes
+    assert reports == [["no control"], ["no control", "AnyI2V"]]  # a report after each finished mode
+    for mode in modes:
+        assert len(shared[mode].first_frames) == 3
+        for mine, theirs in zip(shared[mode].first_frames, alone[mode].first_frames, strict=True):
+            assert np.abs(mine.astype(int) - theirs).max() <= 2  # the same shots, in the same order
+        assert len(shared[mode].sample) == 4  # shot 0's frames came back from its worker
+    with pytest.raises(RuntimeError, match=r"(?s)worker failed.*model source not found"):
+        run_evaluation(functools.partial(load_models, tmp_path / "missing"), shots, modes, workers=2)
 
 
 def test_the_eval_command_runs_and_refuses_unknown_modes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
