@@ -23,6 +23,9 @@ def run_evaluate(arguments: argparse.Namespace) -> int:
     if unknown:
         print(f"anyi2v eval: unknown modes {unknown}; known: {', '.join(MODES)}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if arguments.workers < 1:
+        print(f"anyi2v eval: --workers must be at least 1, not {arguments.workers}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         models = load_cli_models(arguments)
     except (ModelLoadError, ValueError) as error:
@@ -39,7 +42,6 @@ def run_evaluate(arguments: argparse.Namespace) -> int:
         sys.stderr.flush()
 
     command = "anyi2v " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-
     started = time.monotonic()
 
     def finished(results: dict[str, Any]) -> Path:  # the report so far, rewritten after each mode

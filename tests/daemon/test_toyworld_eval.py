@@ -127,3 +127,5 @@ def test_the_eval_command_runs_and_refuses_unknown_modes(tmp_path: Path, capsys:
     assert (tmp_path / "out" / "report.md").is_file()
     assert cli_main([*base, "--modes", "AnyI2V,teleport"]) == 2
     assert "unknown modes" in capsys.readouterr().err
+    assert cli_main([*base, "--workers", "0"]) == 2
+    assert "--workers must be at least 1, not 0" in capsys.readouterr().err
