@@ -234,7 +234,7 @@ def _run_shot(models: Models, held: HeldOutShot, mode: str, cache: InversionCach
 
 def _worker(
     load: Callable[[], Models], shots: Sequence[HeldOutShot], indices: Sequence[int], modes: Sequence[str],
-    threads: int, queue: Any,
+    threads: int, messages: Any,
 ) -> None:  # fmt: skip
     """A worker process: its share of the shots in every mode, each outcome sent as it is made."""
     try:
@@ -243,10 +243,10 @@ def _worker(
         cache = InversionCache()
         for mode in modes:
             for index, held in zip(indices, shots, strict=True):
-                queue.put(("outcome", mode, index, _run_shot(models, held, mode, cache, index == 0)))
-        queue.put(("done",))
+                messages.put(("outcome", mode, index, _run_shot(models, held, mode, cache, index == 0)))
+        messages.put(("done",))
     except BaseException:  # reported to the parent, which raises it there
-        queue.put(("error", traceback.format_exc()))
+        messages.put(("error", traceback.format_exc()))
 
 
 def run_evaluation(
