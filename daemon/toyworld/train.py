@@ -93,6 +93,14 @@ def _warmup(step: int, warmup: int) -> float:
     return min(1.0, (step + 1) / warmup)
 
 
+def schedule(step: int, warmup: int, progress: float, decay: float) -> float:
+    """The learning rate's factor: a linear warm-up over ``warmup`` steps, then, with ``decay`` > 0, a
+    cosine from 1 down to ``1 - decay`` as ``progress`` (the fraction of the run's time or steps done,
+    whichever is further) goes from 0 to 1."""
+    cosine = 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+    return _warmup(step, warmup) * (1.0 - decay * (1.0 - cosine))
+
+
 def train_vae(run: Run, arguments: argparse.Namespace, device: torch.device) -> None:
     tokenizer_dir = run.out / "tokenizer"
     if (run.out / "vae").is_dir():
@@ -320,13 +328,15 @@ def train_diffusion(run: Run, arguments: argparse.Namespace, device: torch.devic
             latents, captions = pools[video].sample(arguments.batch * (1 if video else 4), generator)
         else:
             latents, captions = rendered_batch(arguments, step, video, vae, device, generator)
-        loss = train_step(latents, captions, video, generator, arguments.lr * _warmup(step - start, arguments.warmup))
+        progress = max((time.monotonic() - started) / (arguments.minutes * 60), (step - start) / arguments.steps)
+        lr = arguments.lr * schedule(step - start, arguments.warmup, progress, arguments.decay)
+        loss = train_step(latents, captions, video, generator, lr)
         with torch.no_grad():
             decay = min(arguments.ema, (step - start + 1) / (step - start + 10))
             torch._foreach_lerp_(list(ema.parameters()), list(unet.parameters()), 1.0 - decay)
         if step % arguments.log_every == 0:
             record = {
-                "stage": "diffusion", "step": step, "loss": float(loss), "video": video,
+                "stage": "diffusion", "step": step, "loss": float(loss), "video": video, "lr": lr,
                 "seconds": round(time.monotonic() - started, 1),
             }  # fmt: skip
             run.log(record)
@@ -351,6 +361,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=8, help="clips per video step (images: 4x, VAE: this many)")
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument(
+        "--decay", type=float, default=0.0, help="diffusion: cosine-decay the learning rate by this fraction by the end"
+    )
     parser.add_argument("--video-fraction", type=float, default=0.6)
     parser.add_argument("--ema", type=float, default=0.999)
     parser.add_argument("--seed", type=int, default=0)

@@ -51,6 +51,15 @@ def test_conditions_come_in_every_modality_with_their_captions() -> None:
         render_conditions(scenes[:1], ["sketch"], 40, CPU)
 
 
+def test_the_learning_rate_warms_up_then_decays_along_a_cosine() -> None:
+    assert train.schedule(0, 10, 0.0, 0.9) == pytest.approx(0.1)  # warm-up
+    assert train.schedule(100, 10, 0.0, 0.9) == pytest.approx(1.0)
+    assert train.schedule(100, 10, 0.5, 0.9) == pytest.approx(0.55)
+    assert train.schedule(100, 10, 1.0, 0.9) == pytest.approx(0.1)
+    assert train.schedule(100, 10, 3.0, 0.9) == pytest.approx(0.1)  # clamped past the end
+    assert train.schedule(100, 10, 1.0, 0.0) == pytest.approx(1.0)  # no decay
+
+
 def test_training_runs_resumes_and_saves_a_model_the_pipeline_loads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -65,12 +74,14 @@ def test_training_runs_resumes_and_saves_a_model_the_pipeline_loads(
     assert state["vae_step"] == 2
     assert math.isfinite(state["scaling_factor"])
     assert state["scaling_factor"] > 0
-    train.main(["diffusion", "--steps", "2", "--video-fraction", "0.5", *common])
+    train.main(["diffusion", "--steps", "2", "--video-fraction", "0.5", "--decay", "0.5", *common])
     train.main(["diffusion", "--steps", "1", "--pool", "2", "--refresh-every", "1", *common])  # resumes, pooled
     state = json.loads((out / "train_state.json").read_text())
     assert state["diffusion_step"] == 3
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if r["stage"] == "diffusion"] == [0, 1, 2]
+    # --lr 2e-4, warm-up 200 steps, then half the cosine's decay done at step 1 of 2
+    assert [r["lr"] for r in records if r["stage"] == "diffusion"][:2] == pytest.approx([1e-6, 2e-6 * 0.75])
     assert all(math.isfinite(r["loss"]) for r in records)
     models = load_models(out)  # the pipeline's own loader, from the diffusers layout the run wrote
     assert models.vae.config.scaling_factor == pytest.approx(state["scaling_factor"])
