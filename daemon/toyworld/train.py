@@ -70,6 +70,15 @@ def image_batch(seed: int, step: int, count: int, device: torch.device, generato
     )
 
 
+def render_examples(
+    seed: int, step: int, video: bool, count: int, device: torch.device, generator: torch.Generator
+) -> Batch:
+    """``count`` examples drawn for ``step``: whole clips (``video``) or single images (:func:`image_batch`)."""
+    if video:
+        return render_clips([sample_scene(scene_seed(seed, step, i)) for i in range(count)], SIZE, device)
+    return image_batch(seed, step, count, device, generator)
+
+
 class Run:
     """A training run's folder: checkpoints, state and log."""
 
@@ -199,12 +208,7 @@ class LatentPool:
     def _make(self) -> tuple[torch.Tensor, list[str]]:
         step = POOL_STEP_OFFSET + self.made + (0 if self.kind == "video" else POOL_STEP_OFFSET)
         generator = step_generator(self.seed, step, self.device)
-        if self.kind == "video":
-            batch = render_clips(
-                [sample_scene(scene_seed(self.seed, step, i)) for i in range(self.chunk)], SIZE, self.device
-            )
-        else:
-            batch = image_batch(self.seed, step, self.chunk, self.device, generator)
+        batch = render_examples(self.seed, step, self.kind == "video", self.chunk, self.device, generator)
         self.made += 1
         return encode_clips(self.vae, batch.pixels).half(), batch.captions
 
@@ -282,19 +286,6 @@ class DiffusionStep:
         return loss.detach()
 
 
-def rendered_batch(
-    arguments: argparse.Namespace, step: int, video: bool, vae: AutoencoderKL, device: torch.device,
-    generator: torch.Generator,
-) -> tuple[torch.Tensor, list[str]]:  # fmt: skip
-    """A step's examples rendered and encoded on the spot (without a pool): clips, or 4x as many images."""
-    if video:
-        scenes = [sample_scene(scene_seed(arguments.seed, step, i)) for i in range(arguments.batch)]
-        batch = render_clips(scenes, SIZE, device)
-    else:
-        batch = image_batch(arguments.seed, step, arguments.batch * 4, device, generator)
-    return encode_clips(vae, batch.pixels), batch.captions
-
-
 def train_diffusion(run: Run, arguments: argparse.Namespace, device: torch.device) -> None:
     if not (run.out / "vae").is_dir():
         raise SystemExit(f"{run.out}: no vae/ yet; train the VAE first")
@@ -321,13 +312,15 @@ def train_diffusion(run: Run, arguments: argparse.Namespace, device: torch.devic
     while step < start + arguments.steps and time.monotonic() - started < arguments.minutes * 60:
         generator = step_generator(arguments.seed, step, device)
         video = float(torch.rand((), generator=generator, device=device)) < arguments.video_fraction
+        count = arguments.batch * (1 if video else 4)  # clips, or 4x as many single images
         if pools:
             if arguments.refresh_every and step % arguments.refresh_every == 0 and step > start:
                 for pool in pools.values():
                     pool.refresh()
-            latents, captions = pools[video].sample(arguments.batch * (1 if video else 4), generator)
+            latents, captions = pools[video].sample(count, generator)
         else:
-            latents, captions = rendered_batch(arguments, step, video, vae, device, generator)
+            batch = render_examples(arguments.seed, step, video, count, device, generator)
+            latents, captions = encode_clips(vae, batch.pixels), batch.captions
         progress = max((time.monotonic() - started) / (arguments.minutes * 60), (step - start) / arguments.steps)
         lr = arguments.lr * schedule(step - start, arguments.warmup, progress, arguments.decay)
         loss = train_step(latents, captions, video, generator, lr)
