@@ -39,6 +39,13 @@ def _progress_printer(stream: Any) -> Any:
     return show
 
 
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--model``, ``--device`` and ``--dtype``: what :func:`load_cli_models` reads."""
+    parser.add_argument("--model", help=f"model folder or checkpoint, '{TOY_WORLD}' (the default) or '{TINY_RANDOM}'")
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    parser.add_argument("--dtype", help="fp16, bf16 or fp32 (default: fp16 on CUDA, fp32 on CPU)")
+
+
 def load_cli_models(arguments: argparse.Namespace) -> Any:
     """The models ``--model`` (and ``--motion-adapter``, ``--tokenizer``, ``--device``, ``--dtype``) name;
     raises ``ModelLoadError`` or ``ValueError``."""
@@ -134,12 +141,10 @@ def add_parser(commands: Any) -> None:
         ),
     )
     animate.add_argument("shot", type=Path, metavar="SHOT")
-    animate.add_argument("--model", help=f"model folder or checkpoint, '{TOY_WORLD}' (the default) or '{TINY_RANDOM}'")
+    add_model_arguments(animate)
     animate.add_argument("--motion-adapter", type=Path, help="AnimateDiff motion adapter (folder or file)")
     animate.add_argument("--tokenizer", type=Path, help="CLIP tokenizer folder (for single-file checkpoints)")
     animate.add_argument("--out", type=Path, required=True, help="result.mp4, .webm, .gif or a folder for PNG frames")
-    animate.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
-    animate.add_argument("--dtype", help="fp16, bf16 or fp32 (default: fp16 on CUDA, fp32 on CPU)")
     animate.add_argument("--no-control", action="store_true", help="plain AnimateDiff from the same seed (baseline)")
     animate.add_argument("--cache", type=Path, help="folder that keeps inversions between runs")
     animate.add_argument("--max-frames", type=int, default=32, help="the motion module's frame limit (default 32)")

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from anyi2v.animate import TINY_RANDOM, TOY_WORLD, load_cli_models
+from anyi2v.animate import TOY_WORLD, add_model_arguments, load_cli_models
 
 
 def run_evaluate(arguments: argparse.Namespace) -> int:
@@ -72,9 +72,7 @@ def add_parser(commands: Any) -> None:
             " plot.png and contact_sheet.png into --out."
         ),
     )
-    evaluate.add_argument(
-        "--model", help=f"model folder or checkpoint, '{TOY_WORLD}' (the default, embedded) or '{TINY_RANDOM}'"
-    )
+    add_model_arguments(evaluate)
     evaluate.add_argument("--out", type=Path, required=True, help="folder for the report")
     evaluate.add_argument("--shots", type=int, default=50, help="held-out shots (default 50)")
     evaluate.add_argument("--modes", default="all", help="'all' or a comma-separated list of mode names")
@@ -85,6 +83,4 @@ def add_parser(commands: Any) -> None:
     evaluate.add_argument(
         "--workers", type=int, default=1, help="processes sharing the shots (a small model keeps a GPU busier)"
     )
-    evaluate.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
-    evaluate.add_argument("--dtype", help="fp16, bf16 or fp32 (default: fp16 on CUDA, fp32 on CPU)")
     evaluate.set_defaults(handler=run_evaluate)

@@ -285,8 +285,7 @@ def run_evaluation(
                 finished({m: results[m] for m in modes if m in results})
 
     if workers <= 1 or len(shots) <= 1:
-        loaded = models() if callable(models) and not isinstance(models, Models) else models
-        assert isinstance(loaded, Models)
+        loaded = models if isinstance(models, Models) else models()
         cache = InversionCache()
         for mode in modes:
             for index, held in enumerate(shots):
