@@ -333,6 +333,15 @@ def tracker_error(shots: Sequence[HeldOutShot]) -> float:
     return float(np.mean([trajectory_error(track_centres(s.clip, s.target[0]), s.target) for s in shots]))
 
 
+def paired_difference(errors: Sequence[float], reference: Sequence[float]) -> tuple[float, float]:
+    """Mean of ``errors - reference`` shot by shot, and the half-width of its 95% interval (1.96
+    standard errors; nan with fewer than two shots)."""
+    differences = np.asarray(errors, dtype=np.float64) - np.asarray(reference, dtype=np.float64)
+    if differences.size < 2:
+        return float(differences.mean()), math.nan
+    return float(differences.mean()), float(1.96 * differences.std(ddof=1) / math.sqrt(differences.size))
+
+
 def write_report(
     folder: Path, results: dict[str, ModeResult], shots: Sequence[HeldOutShot], command: str, model: str,
     wall_seconds: float | None = None, workers: int = 1,
@@ -348,6 +357,7 @@ def write_report(
     width = shots[0].clip.shape[2]
     baseline = float(np.mean(results["no control"].errors)) if "no control" in results else math.nan
     own = tracker_error(shots)
+    reference = results.get("AnyI2V")
     rows = []
     summary: dict[str, dict[str, float]] = {}
     for mode, outcome in results.items():
@@ -360,9 +370,15 @@ def write_report(
             "seconds_per_shot": float(np.mean(outcome.seconds)),
         }
         s = summary[mode]
+        versus = "–"
+        if reference is not None and outcome is not reference:
+            difference, spread = paired_difference(outcome.errors, reference.errors)
+            s["minus_anyi2v_px"], s["minus_anyi2v_95_px"] = difference, spread
+            versus = f"{difference:+.2f} ± {spread:.2f}"
         rows.append(
             f"| {mode} | {s['trajectory_error_px']:.2f} | {s['trajectory_error_fraction']:.3f} |"
-            f" {s['relative_to_no_control']:.2f} | {s['boundary_f_score']:.3f} | {s['seconds_per_shot']:.1f} |"
+            f" {s['relative_to_no_control']:.2f} | {versus} | {s['boundary_f_score']:.3f} |"
+            f" {s['seconds_per_shot']:.1f} |"
         )
     lines = [
         "# Toy-world evaluation",
@@ -377,9 +393,13 @@ def write_report(
             else []
         ),
         "",
-        "| mode | trajectory error (px) | fraction of width | vs no control | boundary F-score (2 px) | s / shot |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| mode | trajectory error (px) | fraction of width | vs no control | minus AnyI2V (px, 95%) |"
+        " boundary F-score (2 px) | s / shot |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
         *rows,
+        "",
+        "\"Minus AnyI2V\" is the mean over shots of (this mode's error - AnyI2V's error) on the same shot,"
+        " ± 1.96 standard errors: where the interval holds 0, the two modes are not told apart by this many shots.",
         "",
         "![metrics](plot.png)",
         "",
@@ -393,6 +413,10 @@ def write_report(
             {
                 "tracker_error_px": own,
                 "modes": summary,
+                "per_shot": {
+                    mode: {"trajectory_error_px": outcome.errors, "boundary_f_score": outcome.f_scores}
+                    for mode, outcome in results.items()
+                },
                 "command": command,
                 "model": model,
                 "wall_seconds": wall_seconds,

@@ -17,6 +17,7 @@ from anyi2v.daemon.pipeline.models import random_models
 from anyi2v.daemon.toyworld.evaluate import (
     boundary_f_score,
     held_out_shots,
+    paired_difference,
     run_evaluation,
     track_centres,
     trajectory_error,
@@ -93,6 +94,10 @@ def test_a_small_evaluation_writes_its_report(tmp_path: Path) -> None:
     assert "| no control |" in text
     summary = json.loads((tmp_path / "report" / "results.json").read_text())
     assert summary["modes"]["no control"]["relative_to_no_control"] == pytest.approx(1.0)
+    difference = summary["modes"]["no control"]["minus_anyi2v_px"]
+    assert difference == pytest.approx(np.mean(results["no control"].errors) - np.mean(results["AnyI2V"].errors))
+    assert f"{difference:+.2f} ± " in text  # the paired difference is in the table
+    assert summary["per_shot"]["AnyI2V"]["trajectory_error_px"] == results["AnyI2V"].errors
     assert all(math.isfinite(v) for mode in summary["modes"].values() for v in mode.values())
     assert (tmp_path / "report" / "plot.png").stat().st_size > 1000
     assert (tmp_path / "report" / "contact_sheet.png").stat().st_size > 1000
@@ -129,3 +134,12 @@ def test_the_eval_command_runs_and_refuses_unknown_modes(tmp_path: Path, capsys:
     assert "unknown modes" in capsys.readouterr().err
     assert cli_main([*base, "--workers", "0"]) == 2
     assert "--workers must be at least 1, not 0" in capsys.readouterr().err
+
+
+def test_paired_difference_is_the_mean_shot_by_shot_difference_with_its_interval() -> None:
+    difference, spread = paired_difference([3.0, 5.0, 7.0], [1.0, 2.0, 3.0])
+    assert difference == pytest.approx(3.0)  # differences 2, 3, 4
+    assert spread == pytest.approx(1.96 * 1.0 / math.sqrt(3))  # their standard deviation is 1
+    # A constant offset between modes is told apart exactly, however noisy the shots are.
+    assert paired_difference([10.0, 50.0, 90.0], [9.0, 49.0, 89.0]) == (pytest.approx(1.0), pytest.approx(0.0))
+    assert math.isnan(paired_difference([1.0], [2.0])[1])
