@@ -13,8 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-TINY_RANDOM = "tiny-random"
-TOY_WORLD = "toy-world"  # the embedded default model, also used when no --model is given
+from anyi2v.daemon import TINY_RANDOM, TOY_WORLD
 
 
 def _progress_printer(stream: Any) -> Any:
@@ -49,15 +48,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def load_cli_models(arguments: argparse.Namespace) -> Any:
     """The models ``--model`` (and ``--motion-adapter``, ``--tokenizer``, ``--device``, ``--dtype``) name;
     raises ``ModelLoadError`` or ``ValueError``."""
-    from anyi2v.daemon.pipeline.loading import load_models, resolve_device, resolve_dtype
-    from anyi2v.daemon.pipeline.models import random_models
-    from anyi2v.daemon.toyworld import WEIGHTS
+    from anyi2v.daemon.pipeline.loading import load_named_models
 
-    if arguments.model == TINY_RANDOM:
-        device = resolve_device(arguments.device)
-        return random_models("tiny", seed=0).to(device, resolve_dtype(arguments.dtype, device))
-    return load_models(
-        WEIGHTS if arguments.model in (None, TOY_WORLD) else arguments.model,
+    return load_named_models(
+        arguments.model,
         motion_adapter=getattr(arguments, "motion_adapter", None),
         tokenizer=getattr(arguments, "tokenizer", None),
         device=arguments.device,

@@ -209,6 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_evaluate(commands)
 
+    from anyi2v.serve import add_parsers as add_daemon
+
+    add_daemon(commands)
+
     schema = commands.add_parser(
         "schema",
         help="print the JSON Schema of shot files",

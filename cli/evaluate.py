@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from anyi2v.animate import TOY_WORLD, add_model_arguments, load_cli_models
+from anyi2v.animate import add_model_arguments, load_cli_models
+from anyi2v.daemon import TOY_WORLD
 
 
 def run_evaluate(arguments: argparse.Namespace) -> int:

@@ -690,3 +690,29 @@ def _identity(kind: str, src: Path, inputs: Iterable[Path], loras: Sequence[tupl
         stat = path.stat()
         digest.update(f"\nlora|{path}|{stat.st_size}|{stat.st_mtime_ns}|{weight!r}".encode())
     return f"{kind}:{src.name}:{digest.hexdigest()[:20]}"
+
+
+def load_named_models(
+    model: str | None,
+    *,
+    motion_adapter: str | None = None,
+    tokenizer: str | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+) -> Models:
+    """The models a user names: a folder or checkpoint path, ``toy-world`` (also when ``model`` is
+    None) or ``tiny-random``; raises :class:`ModelLoadError` or ``ValueError``."""
+    from anyi2v.daemon import TINY_RANDOM, TOY_WORLD
+    from anyi2v.daemon.pipeline.models import random_models
+    from anyi2v.daemon.toyworld import WEIGHTS
+
+    if model == TINY_RANDOM:
+        resolved = resolve_device(device)
+        return random_models("tiny", seed=0).to(resolved, resolve_dtype(dtype, resolved))
+    return load_models(
+        WEIGHTS if model in (None, TOY_WORLD) else model,
+        motion_adapter=motion_adapter,
+        tokenizer=tokenizer,
+        device=device,
+        dtype=dtype,
+    )

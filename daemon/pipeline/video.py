@@ -69,6 +69,8 @@ import numpy.typing as npt
 from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc
 from PIL import Image
 
+from anyi2v.daemon.durable import fsync_file, fsync_folder
+
 __all__ = [
     "FORMATS",
     "SUFFIXES",
@@ -247,27 +249,6 @@ def _pad_even(frame: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
         return frame
     padded: npt.NDArray[np.uint8] = np.pad(frame, ((0, height % 2), (0, width % 2), (0, 0)), mode="edge")
     return padded
-
-
-def _fsync_file(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def _fsync_folder(path: Path) -> None:
-    """Make renames in a folder durable (POSIX); a no-op where folders cannot be opened (Windows)."""
-    try:
-        descriptor = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def _temporary(folder: Path, name: str, *, directory: bool = False) -> Path:
@@ -495,7 +476,7 @@ class VideoWriter:
         container, self._container, self._stream = self._container, None, None
         container.close()
         video = self._temporaries[0]
-        _fsync_file(video)
+        fsync_file(video)
         sidecar = self.sidecar
         sidecar_temporary: Path | None = None
         if self.shot_json is not None:
@@ -509,7 +490,7 @@ class VideoWriter:
             written.append(sidecar)
         else:
             sidecar.unlink(missing_ok=True)  # it described the clip just replaced
-        _fsync_folder(self.path.parent)
+        fsync_folder(self.path.parent)
         return written
 
     # PNG sequence
@@ -526,7 +507,7 @@ class VideoWriter:
         if self.shot_json is not None:
             _write_text(staging / _PNG_SHOT, self.shot_json)
             names.append(_PNG_SHOT)
-        _fsync_folder(staging)
+        fsync_folder(staging)
         if staging.parent != self.path and not self.path.exists():
             os.replace(staging, self.path)  # a new folder: one atomic rename
         else:
@@ -541,8 +522,8 @@ class VideoWriter:
                     stale.unlink()
             if self.shot_json is None:
                 (self.path / _PNG_SHOT).unlink(missing_ok=True)
-            _fsync_folder(self.path)
-        _fsync_folder(self.path.parent)
+            fsync_folder(self.path)
+        fsync_folder(self.path.parent)
         return [self.path / name for name in names]
 
 

@@ -1,0 +1,122 @@
+"""`anyi2v daemon` (the job server) and `anyi2v keys` (CURVE key pairs for it and its clients)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from anyi2v.daemon import DEFAULT_ADDRESS, TINY_RANDOM, TOY_WORLD
+
+DEFAULT_KEYS = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "anyi2v" / "keys"
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "anyi2v" / "daemon"
+
+
+def run_daemon(arguments: argparse.Namespace) -> int:
+    from anyi2v.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+    from anyi2v.daemon.server import ConfigError, ServerConfig, run_server
+    from anyi2v.daemon.worker import WorkerConfig
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = ServerConfig(
+        data_dir=arguments.data_dir or default_data_dir(),
+        bind=arguments.bind,
+        worker=WorkerConfig(model=arguments.model, device=arguments.device, dtype=arguments.dtype),
+        secret_key=arguments.server_key,
+        authorized_keys=arguments.authorized_keys,
+        hang_timeout=arguments.hang_timeout,
+        retention_seconds=arguments.retention_days * 86400.0,
+        disk_cap_bytes=int(arguments.disk_cap_gb * 2**30),
+    )
+
+    def ready(server: Any) -> None:
+        print(f"anyi2v daemon listening on {server.address} (data: {config.data_dir})", flush=True)
+
+    try:
+        run_server(config, on_ready=ready)
+    except ConfigError as error:
+        print(f"anyi2v daemon: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT if "model" not in str(error) else EXIT_FAILED
+    return EXIT_OK
+
+
+def run_keys(arguments: argparse.Namespace) -> int:
+    import zmq.auth
+
+    from anyi2v.cli import EXIT_BAD_INPUT, EXIT_OK
+
+    folder: Path = arguments.dir
+    if arguments.action == "create":
+        name = arguments.name
+        if not name or not all(c.isalnum() or c in "-_" for c in name):
+            print(f"anyi2v keys: {name!r}: a key name uses letters, digits, '-' and '_'", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        folder.mkdir(parents=True, exist_ok=True)
+        if (folder / f"{name}.key_secret").exists():
+            print(f"anyi2v keys: {folder / name}.key_secret exists; not overwriting it", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        public, secret = zmq.auth.create_certificates(folder, name)
+        os.chmod(secret, 0o600)
+        print(f"created {secret} (secret: keep it here, mode 0600) and {public} (public: hand this to the other side)")
+        print(_public_line(Path(public)))
+        return EXIT_OK
+    if arguments.action == "show":
+        path = folder / f"{arguments.name}.key"
+        if not path.exists():
+            print(f"anyi2v keys: no public key {path}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        print(_public_line(path))
+        return EXIT_OK
+    for public_path in sorted(folder.glob("*.key")) if folder.exists() else []:
+        pair = public_path.with_name(public_path.name + "_secret").exists()
+        print(f"{public_path.stem:20} {'key pair' if pair else 'public key':10} {_public_line(public_path)}")
+    return EXIT_OK
+
+
+def _public_line(path: Path) -> str:
+    import zmq.auth
+
+    public, _ = zmq.auth.load_certificate(path)
+    return f"{path.name}: {public.decode()}"
+
+
+def add_parsers(commands: Any) -> None:
+    daemon = commands.add_parser(
+        "daemon",
+        help="run the GPU job server (ZeroMQ) that the studio and `animate --daemon` talk to",
+        description=(
+            "Serve AnyI2V jobs over ZeroMQ (PROTOCOL.md). Binds loopback by default; any other address needs"
+            " CURVE keys (--server-key, --authorized-keys; see `anyi2v keys`). Jobs and results survive restarts."
+        ),
+    )
+    daemon.add_argument("--bind", default=DEFAULT_ADDRESS, help=f"ZeroMQ address (default {DEFAULT_ADDRESS})")
+    daemon.add_argument("--model", help=f"model folder or checkpoint, '{TOY_WORLD}' (default) or '{TINY_RANDOM}'")
+    daemon.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    daemon.add_argument("--dtype", help="fp16, bf16 or fp32 (default: fp16 on CUDA, fp32 on CPU)")
+    daemon.add_argument("--data-dir", type=Path, help=f"jobs and results (default {default_data_dir()})")
+    daemon.add_argument("--server-key", type=Path, help="the server's secret key file (NAME.key_secret, mode 0600)")
+    daemon.add_argument("--authorized-keys", type=Path, help="folder of client public keys (NAME.key)")
+    daemon.add_argument("--hang-timeout", type=float, default=300.0, help="seconds without progress (default 300)")
+    daemon.add_argument("--retention-days", type=float, default=7.0, help="keep finished jobs this long (default 7)")
+    daemon.add_argument("--disk-cap-gb", type=float, default=20.0, help="results use at most this much (default 20)")
+    daemon.set_defaults(handler=run_daemon)
+
+    keys = commands.add_parser(
+        "keys",
+        help="create and list CURVE key pairs for the daemon and its clients",
+        description=(
+            "Create a key pair (NAME.key public, NAME.key_secret secret, mode 0600), show a public key, or list"
+            " keys. Give the daemon's public key to each client, and put each client's public key file in the"
+            " daemon's --authorized-keys folder."
+        ),
+    )
+    keys.add_argument("action", choices=("create", "show", "list"))
+    keys.add_argument("name", nargs="?", default="", help="key name (for create and show)")
+    keys.add_argument("--dir", type=Path, default=DEFAULT_KEYS, help=f"key folder (default {DEFAULT_KEYS})")
+    keys.set_defaults(handler=run_keys)

@@ -1,0 +1,744 @@
+"""`anyi2v daemon`: the ZeroMQ job server (PROTOCOL.md).
+
+One thread runs one loop over a ROUTER socket, the worker's pipe and timers. Requests are answered
+by handlers looked up by type; a handler's error becomes an ``internal`` error reply and never ends
+the loop. The pipeline runs in the worker process (``supervisor``), so the loop is never busy with
+GPU work and control requests are answered at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import stat
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import zmq
+
+from anyi2v.daemon import DEFAULT_ADDRESS
+from anyi2v.shared.document import parse_shot
+from anyi2v.shared.errors import Problem, ShotError
+from anyi2v.shared.protocol import (
+    EVENTS,
+    PROTOCOL_VERSION,
+    REQUESTS,
+    Content,
+    Empty,
+    FetchReply,
+    FetchRequest,
+    HelloReply,
+    JobReply,
+    JobRequest,
+    JobStateReply,
+    Limits,
+    ListReply,
+    ListRequest,
+    Message,
+    ModelInfo,
+    ProtocolError,
+    ServerStatus,
+    StatusReply,
+    StatusRequest,
+    SubmitReply,
+    SubmitRequest,
+    SubscribeReply,
+    SubscribeRequest,
+    decode,
+    encode,
+)
+
+from .store import MAX_ATTEMPTS, Store, folder_bytes
+from .supervisor import Supervisor
+from .worker import WorkerConfig
+
+log = logging.getLogger("anyi2v.daemon")
+SERVER_NAME = "anyi2v-studio daemon"
+_ACCEPTED = frozenset({*REQUESTS, "heartbeat"})
+
+
+class ConfigError(ValueError):
+    """The daemon cannot start as configured (bind address, keys, data folder); says what to change."""
+
+
+@dataclass
+class ServerConfig:
+    data_dir: Path
+    bind: str = DEFAULT_ADDRESS
+    worker: WorkerConfig = field(default_factory=WorkerConfig)
+    secret_key: Path | None = None  # the server's ZeroMQ certificate (NAME.key_secret)
+    authorized_keys: Path | None = None  # a folder of client public keys (NAME.key)
+    heartbeat_seconds: float = 2.0
+    hang_timeout: float = 300.0
+    load_timeout: float = 900.0
+    retention_seconds: float = 7 * 86400.0
+    disk_cap_bytes: int = 20 * 2**30
+    limits: Limits = field(default_factory=Limits)
+
+
+def is_loopback(address: str) -> bool:
+    """True for ipc:// and inproc:// addresses and tcp:// on 127.0.0.0/8, ::1 or localhost."""
+    parts = urlsplit(address)
+    if parts.scheme in ("ipc", "inproc"):
+        return True
+    if parts.scheme != "tcp":
+        return False
+    host = parts.netloc.rsplit(":", 1)[0].strip("[]")
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def check_secret_key(path: Path) -> tuple[bytes, bytes]:
+    """The (public, secret) key pair in a ZeroMQ secret certificate; refuses a file others can read."""
+    import zmq.auth
+
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such secret key file (make one with `anyi2v keys create`)")
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise ConfigError(f"{path}: the secret key is readable by others (mode {mode:04o}); run `chmod 600 {path}`")
+    try:
+        public, secret = zmq.auth.load_certificate(path)
+    except (ValueError, OSError) as error:
+        raise ConfigError(f"{path}: not a ZeroMQ certificate: {error}") from None
+    if secret is None:
+        raise ConfigError(f"{path}: holds no secret key (that is a public key file)")
+    return public, secret
+
+
+@dataclass
+class _Peer:
+    session: str
+    last_seen: float
+    last_sent: float = 0.0
+    jobs: set[str] = field(default_factory=set)
+
+
+class Server:
+    """Construct, then :meth:`serve` until :meth:`stop` (from any thread) or a signal."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.limits = config.limits
+        secure = config.secret_key is not None or config.authorized_keys is not None
+        if not is_loopback(config.bind) and not secure:
+            raise ConfigError(
+                f"{config.bind} is not a loopback address: binding it needs CURVE keys"
+                " (--server-key and --authorized-keys; see `anyi2v keys`)"
+            )
+        keys = None
+        if secure:
+            if config.secret_key is None or config.authorized_keys is None:
+                raise ConfigError("CURVE needs both --server-key and --authorized-keys")
+            if not config.authorized_keys.is_dir():
+                raise ConfigError(f"{config.authorized_keys}: no such folder of authorized client keys")
+            keys = check_secret_key(config.secret_key)
+        try:
+            config.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ConfigError(f"{config.data_dir}: cannot make the data folder: {error}") from None
+        self.store = Store(config.data_dir)
+        self.context = zmq.Context()
+        self._auth: Any = None
+        self.socket = self.context.socket(zmq.ROUTER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.MAXMSGSIZE, self.limits.max_frame_bytes)
+        self.socket.setsockopt(zmq.SNDHWM, 10_000)
+        self.socket.setsockopt(zmq.RCVHWM, 10_000)
+        if keys is not None:
+            from zmq.auth.thread import ThreadAuthenticator
+
+            self._auth = ThreadAuthenticator(self.context, log=logging.getLogger("anyi2v.daemon.auth"))
+            self._auth.start()
+            self._auth.configure_curve(domain="*", location=str(config.authorized_keys))
+            self.socket.curve_publickey, self.socket.curve_secretkey = keys
+            self.socket.curve_server = True
+        try:
+            self.socket.bind(config.bind)
+        except zmq.ZMQError as error:
+            self.close()
+            raise ConfigError(f"cannot bind {config.bind}: {error}") from None
+        self.address = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.supervisor = Supervisor(config.worker, config.hang_timeout, config.load_timeout)
+        self._stop = threading.Event()
+        self._peers: dict[bytes, _Peer] = {}
+        self._subscribers: dict[str, dict[bytes, str]] = {}
+        self._memory: dict[str, deque[tuple[int, str, dict[str, Any], tuple[bytes, ...]]]] = {}
+        self._memory_bytes: dict[str, int] = {}
+        self._started = time.time()
+        self._handlers: dict[str, Callable[[bytes, Message], None]] = {
+            "hello_request": self._hello,
+            "submit_request": self._submit,
+            "cancel_request": self._cancel,
+            "status_request": self._status,
+            "list_request": self._list,
+            "subscribe_request": self._subscribe,
+            "unsubscribe_request": self._unsubscribe,
+            "fetch_request": self._fetch,
+            "delete_request": self._delete,
+            "heartbeat": lambda peer, message: None,
+        }
+        self.load_error: str | None = None
+
+    # Life ---------------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def close(self) -> None:
+        self.socket.close(0)
+        if self._auth is not None:
+            self._auth.stop()
+        self.context.term()
+        self.store.close()
+
+    def serve(self) -> None:
+        """Recover jobs left running, start the worker and answer until stopped. Raises
+        :class:`ConfigError` when the model cannot be loaded."""
+        self._recover()
+        self.supervisor.start()
+        log.info("listening on %s, data in %s", self.address, self.config.data_dir)
+        last_purge = 0.0
+        try:
+            while not self._stop.is_set():
+                poller = zmq.Poller()
+                poller.register(self.socket, zmq.POLLIN)
+                for fd in self.supervisor.fds():
+                    poller.register(fd, zmq.POLLIN)
+                ready = dict(poller.poll(timeout=min(200, int(self.config.heartbeat_seconds * 500))))
+                if self.socket in ready:
+                    self._drain()
+                for message in self.supervisor.receive():
+                    self._from_worker(message)
+                if self.load_error is not None:
+                    raise ConfigError(f"the model could not be loaded: {self.load_error}")
+                now = time.monotonic()
+                overdue = self.supervisor.overdue(now)
+                if overdue is not None:
+                    self._overdue(overdue)
+                self._heartbeats(now)
+                if time.time() - last_purge > 60:
+                    self._purge()
+                    last_purge = time.time()
+                self._dispatch()
+        finally:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        job_id = self.supervisor.job_id
+        self.supervisor.stop()
+        if job_id is not None:  # not the job's fault: back to the queue without spending an attempt
+            row = self.store.get(job_id)
+            if row is not None and row["state"] == "running":
+                self.store.discard_staging(job_id)
+                self.store.transition(
+                    job_id, "queued", [("queued", {"position": 0, "attempt": row["attempts"]})],
+                    attempts=row["attempts"] - 1,
+                )  # fmt: skip
+
+    def _recover(self) -> None:
+        """Jobs the store says are running were cut off: finish, requeue or fail each."""
+        for job_id in self.store.running():
+            result = self.store.result_path(job_id)
+            staging = self.store.staging_path(job_id)
+            if not (result / "manifest.json").exists() and (staging / "manifest.json").exists():
+                self.store.promote(job_id)
+            if (result / "manifest.json").exists():
+                self._finish(job_id, hashlib.sha256((result / "manifest.json").read_bytes()).hexdigest())
+                log.info("job %s had finished before the restart: marked done", job_id)
+            else:
+                self._lost(job_id, "the daemon stopped while it ran")
+        for leftover in (self.config.data_dir / "staging").iterdir():
+            row = self.store.get(leftover.name)
+            if row is None or row["state"] != "running":
+                self.store.discard_staging(leftover.name)
+
+    # Sending ------------------------------------------------------------------------------------
+
+    def _send(self, peer: bytes, message: Message) -> None:
+        try:
+            self.socket.send_multipart([peer, *encode(message, session="server")], flags=zmq.NOBLOCK)
+        except zmq.Again:  # that client is not reading: drop (previews; the stored result is the truth)
+            return
+        except zmq.ZMQError as error:
+            log.warning("send to a client failed: %s", error)
+            return
+        known = self._peers.get(peer)
+        if known is not None:
+            known.last_sent = time.monotonic()
+
+    def _reply(self, peer: bytes, request: Message, kind: str, content: Content) -> None:
+        self._send(peer, Message(type=kind, content=content, parent=request.id))
+
+    def _error(self, peer: bytes, parent: str | None, error: ProtocolError) -> None:
+        self._send(peer, Message(type="error_reply", content=error.reply(), parent=parent))
+
+    def _emit(self, job_id: str, kind: str, content: dict[str, Any], buffers: tuple[bytes, ...] = ()) -> None:
+        """Send an event to the job's subscribers; keep memory events for late subscribers."""
+        if kind in ("progress", "preview", "frame"):
+            kept = self._memory.setdefault(job_id, deque())
+            kept.append((content["seq"], kind, content, buffers))
+            self._memory_bytes[job_id] = self._memory_bytes.get(job_id, 0) + sum(len(b) for b in buffers)
+            while kept and (
+                len(kept) > self.limits.max_replay_events or self._memory_bytes[job_id] > self.limits.max_replay_bytes
+            ):
+                dropped = kept.popleft()
+                self._memory_bytes[job_id] -= sum(len(b) for b in dropped[3])
+        subscribers = self._subscribers.get(job_id)
+        if not subscribers:
+            return
+        event = EVENTS[kind].model_validate(content)
+        for peer, parent in list(subscribers.items()):
+            self._send(peer, Message(type=kind, content=event, parent=parent, buffers=buffers))
+
+    def _emit_all(self, job_id: str, events: list[tuple[str, dict[str, Any]]]) -> None:
+        for kind, content in events:
+            self._emit(job_id, kind, content)
+
+    # Receiving ----------------------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        for _ in range(1000):  # edge-triggered: read all there is (bounded, so timers still run)
+            try:
+                frames = self.socket.recv_multipart(flags=zmq.NOBLOCK, copy=True)
+            except zmq.Again:
+                return
+            if len(frames) < 2:
+                continue
+            self._handle(frames[0], frames[1:])
+
+    def _handle(self, peer: bytes, frames: list[bytes]) -> None:
+        try:
+            message = decode(frames, self.limits, accept=_ACCEPTED)
+        except ProtocolError as error:
+            log.debug("refused a message: %s", error)
+            self._error(peer, error.message_id, error)
+            return
+        now = time.monotonic()
+        known = self._peers.get(peer)
+        if known is None:
+            known = self._peers[peer] = _Peer(message.session, now)
+        known.last_seen = now
+        try:
+            self._handlers[message.type](peer, message)
+        except ProtocolError as error:
+            self._error(peer, message.id, error)
+        except Exception as error:  # a handler's bug must never end the loop
+            log.exception("internal error handling %s", message.type)
+            self._error(peer, message.id, ProtocolError("internal", f"internal error: {type(error).__name__}: {error}"))
+
+    # Handlers -----------------------------------------------------------------------------------
+
+    def _hello(self, peer: bytes, message: Message) -> None:
+        info = self.supervisor.info or {}
+        model = self.config.worker.model
+        from anyi2v.daemon import TOY_WORLD
+
+        name = model or TOY_WORLD
+        kind = "embedded toy model" if name == TOY_WORLD else ("random" if name == "tiny-random" else "diffusers")
+        self._reply(
+            peer,
+            message,
+            "hello_reply",
+            HelloReply(
+                server=SERVER_NAME,
+                protocol=PROTOCOL_VERSION,
+                model=ModelInfo(name=Path(name).name if kind == "diffusers" else name, kind=kind),
+                device=str(info.get("device", "loading")),
+                modalities=list(info.get("modalities", [])),
+                limits=self.limits,
+                heartbeat_seconds=self.config.heartbeat_seconds,
+            ),
+        )
+
+    def _job(self, job_id: str) -> Any:
+        row = self.store.get(job_id)
+        if row is None:
+            raise ProtocolError("unknown_job", f"no job {job_id!r} (never submitted, or deleted)")
+        return row
+
+    def _subscribe_peer(self, peer: bytes, job_id: str, parent: str) -> None:
+        self._subscribers.setdefault(job_id, {})[peer] = parent
+        known = self._peers.get(peer)
+        if known is not None:
+            known.jobs.add(job_id)
+
+    def _check_submission(self, request: SubmitRequest) -> int:
+        """The shot's frame count, after every check that needs no model; raises ProtocolError."""
+        max_frames = self.limits.max_n_frames
+        if self.supervisor.info is not None:
+            max_frames = min(max_frames, int(self.supervisor.info["max_frames"]))
+        try:
+            shot = parse_shot(request.shot, source="shot", max_frames=max_frames)
+        except ShotError as error:
+            problems = [Problem(f"shot.{p.where}" if p.where else "shot", p.why) for p in error.problems]
+            raise ProtocolError("invalid_shot", "the shot is not valid", problems) from None
+        out = shot.output
+        if out.width * out.height > self.limits.max_pixels:
+            raise ProtocolError(
+                "invalid_shot",
+                f"output {out.width}x{out.height} is over this daemon's limit of {self.limits.max_pixels} pixels",
+                [Problem("shot.output", "too many pixels")],
+            )
+        condition = request.condition
+        if request.control and condition is None:
+            raise ProtocolError(
+                "invalid_shot", "AnyI2V needs a condition image (or submit with control false)",
+                [Problem("condition", "missing")],
+            )  # fmt: skip
+        if condition is not None and (condition.width, condition.height) != (out.width, out.height):
+            raise ProtocolError(
+                "invalid_shot",
+                f"the condition image is {condition.width}x{condition.height}, the shot's output is"
+                f" {out.width}x{out.height}",
+                [Problem("condition", "size differs from shot.output")],
+            )
+        return out.n_frames
+
+    def _submit(self, peer: bytes, message: Message) -> None:
+        request = message.content
+        assert isinstance(request, SubmitRequest)
+        payload = request.model_dump(mode="json", exclude={"job_id", "subscribe"})
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode())
+        for buffer in message.buffers:
+            digest.update(buffer)
+        row = self.store.get(request.job_id)
+        if row is not None:
+            if row["digest"] != digest.hexdigest():
+                raise ProtocolError(
+                    "job_conflict", f"job {request.job_id!r} was submitted before with different content"
+                )
+            if request.subscribe:
+                self._subscribe_peer(peer, request.job_id, message.id)
+            position = self.store.position(request.job_id)
+            reply = SubmitReply(job_id=request.job_id, state=row["state"], created=False, position=position)
+            self._reply(peer, message, "submit_reply", reply)
+            return
+        n_frames = self._check_submission(request)
+        if self.store.count("queued") >= self.limits.max_queued:
+            raise ProtocolError("queue_full", f"{self.limits.max_queued} jobs are already waiting; try again later")
+        incoming = sum(len(b) for b in message.buffers)
+        if self.store.disk_bytes() + incoming > self.config.disk_cap_bytes:
+            self._purge()
+            if self.store.disk_bytes() + incoming > self.config.disk_cap_bytes:
+                raise ProtocolError(
+                    "disk_full", "the daemon's results are at its disk cap; delete old results and try again"
+                )
+        self.store.add(
+            request.job_id, digest.hexdigest(), payload, n_frames, message.buffers[0] if message.buffers else None
+        )
+        if request.subscribe:
+            self._subscribe_peer(peer, request.job_id, message.id)
+        position = self.store.position(request.job_id)
+        events = self.store.transition(
+            request.job_id,
+            "queued",
+            [("accepted", {"n_frames": n_frames}), ("queued", {"position": position, "attempt": 1})],
+        )
+        self._reply(
+            peer, message, "submit_reply",
+            SubmitReply(job_id=request.job_id, state="queued", created=True, position=position),
+        )  # fmt: skip
+        self._emit_all(request.job_id, events)
+
+    def _cancel(self, peer: bytes, message: Message) -> None:
+        request = message.content
+        assert isinstance(request, JobRequest)
+        row = self._job(request.job_id)
+        state = row["state"]
+        if state == "queued":
+            self._emit_all(request.job_id, self.store.transition(request.job_id, "cancelled", [("cancelled", {})]))
+            state = "cancelled"
+        elif state == "running":
+            self.supervisor.cancel(request.job_id)
+        self._reply(peer, message, "cancel_reply", JobStateReply(job_id=request.job_id, state=state))
+
+    def _server_status(self) -> ServerStatus:
+        return ServerStatus(
+            queued=self.store.count("queued"),
+            running=self.supervisor.job_id,
+            uptime_seconds=time.time() - self._started,
+            disk_bytes=self.store.disk_bytes(),
+            disk_cap_bytes=self.config.disk_cap_bytes,
+        )
+
+    def _status(self, peer: bytes, message: Message) -> None:
+        request = message.content
+        assert isinstance(request, StatusRequest)
+        job = None
+        if request.job_id is not None:
+            self._job(request.job_id)
+            job = self.store.record(request.job_id)
+        self._reply(peer, message, "status_reply", StatusReply(server=self._server_status(), job=job))
+
+    def _list(self, peer: bytes, message: Message) -> None:
+        request = message.content
+        assert isinstance(request, ListRequest)
+        jobs = self.store.records(list(request.states), request.limit)
+        self._reply(peer, message, "list_reply", ListReply(jobs=jobs))
+
+    def _subscribe(self, peer: bytes, message: Message) -> None:
+        request = message.content
+        assert isinstance(request, SubscribeRequest)
+        row = self._job(request.job_id)
+        self._subscribe_peer(peer, request.job_id, message.id)
+        self._reply(
+            peer, message, "subscribe_reply",
+            SubscribeReply(job_id=request.job_id, state=row["state"], last_seq=row["seq_used"]),
+        )  # fmt: skip
+        replay: list[tuple[int, str, dict[str, Any], tuple[bytes, ...]]] = [
+            (content["seq"], kind, content, ())
+            for kind, content in self.store.events_after(request.job_id, request.after_seq)
+        ]
+        replay += [item for item in self._memory.get(request.job_id, ()) if item[0] > request.after_seq]
+        for _, kind, content, buffers in sorted(replay, key=lambda item: item[0]):
+            event = EVENTS[kind].model_validate(content)
+            self._send(peer, Message(type=kind, content=event, parent=message.id, buffers=buffers))
+
+    def _unsubscribe(self, peer: bytes, message: Message) -> None:
+        request = message.content
+        assert isinstance(request, JobRequest)
+        self._subscribers.get(request.job_id, {}).pop(peer, None)
+        self._reply(peer, message, "unsubscribe_reply", JobReply(job_id=request.job_id))
+
+    def _fetch(self, peer: bytes, message: Message) -> None:
+        request = message.content
+        assert isinstance(request, FetchRequest)
+        row = self._job(request.job_id)
+        if row["state"] != "done":
+            raise ProtocolError("not_ready", f"job {request.job_id!r} is {row['state']}: only a done job has a result")
+        folder = self.store.result_path(request.job_id)
+        manifest_bytes = (folder / "manifest.json").read_bytes()
+        manifest = json.loads(manifest_bytes)
+        if request.part == "manifest":
+            path, sha = folder / "manifest.json", hashlib.sha256(manifest_bytes).hexdigest()
+        elif request.part == "video":
+            path, sha = folder / f"video.{manifest['video_format']}", manifest["parts"]["video"]["sha256"]
+        elif request.part == "shot":
+            path, sha = folder / "shot.json", manifest["parts"]["shot"]["sha256"]
+        else:
+            frames = manifest["parts"]["frames"]
+            if request.index >= len(frames):
+                raise ProtocolError(
+                    "invalid_content", f"frame {request.index} does not exist: the result has {len(frames)} frames",
+                    [Problem("content.index", f"at most {len(frames) - 1}")],
+                )  # fmt: skip
+            path, sha = folder / "frames" / f"{request.index:04d}.png", frames[request.index]["sha256"]
+        size = path.stat().st_size
+        length = min(request.length or self.limits.max_chunk_bytes, self.limits.max_chunk_bytes)
+        with path.open("rb") as handle:
+            handle.seek(min(request.offset, size))
+            chunk = handle.read(length)
+        reply = FetchReply(
+            job_id=request.job_id, part=request.part, index=request.index, offset=request.offset, size=size, sha256=sha
+        )
+        self._send(peer, Message(type="fetch_reply", content=reply, parent=message.id, buffers=(chunk,)))
+
+    def _delete(self, peer: bytes, message: Message) -> None:
+        request = message.content
+        assert isinstance(request, JobRequest)
+        row = self._job(request.job_id)
+        if row["state"] == "running":
+            raise ProtocolError("not_ready", f"job {request.job_id!r} is running: cancel it first")
+        self._forget_job(request.job_id)
+        self.store.delete(request.job_id)
+        self._reply(peer, message, "delete_reply", JobReply(job_id=request.job_id))
+
+    # Jobs and the worker ------------------------------------------------------------------------
+
+    def _forget_job(self, job_id: str) -> None:
+        self._memory.pop(job_id, None)
+        self._memory_bytes.pop(job_id, None)
+        self._subscribers.pop(job_id, None)
+
+    def _dispatch(self) -> None:
+        if not self.supervisor.idle:
+            return
+        job_id = self.store.next_queued()
+        if job_id is None:
+            return
+        row = self.store.get(job_id)
+        assert row is not None
+        attempt = row["attempts"] + 1
+        self.store.discard_staging(job_id)
+        events = self.store.transition(job_id, "running", [("started", {"attempt": attempt})], attempts=attempt)
+        request = json.loads(row["request"])
+        job = {
+            **request,
+            "job_id": job_id,
+            "attempt": attempt,
+            "input": str(self.store.input_path(job_id)),
+            "staging": str(self.store.staging_path(job_id)),
+        }
+        self.supervisor.run(job)
+        self._emit_all(job_id, events)
+        for queued in self.store.queued_ids():  # everyone behind moved up one (sent, not stored)
+            if self._subscribers.get(queued):
+                queued_row = self.store.get(queued)
+                assert queued_row is not None
+                content = {
+                    "job_id": queued, "seq": self.store.take_seq(queued), "position": self.store.position(queued),
+                    "attempt": queued_row["attempts"] + 1,
+                }  # fmt: skip
+                self._emit(queued, "queued", content)
+
+    def _finish(self, job_id: str, manifest_sha: str) -> None:
+        size = folder_bytes(self.store.result_path(job_id))
+        manifest = json.loads((self.store.result_path(job_id) / "manifest.json").read_bytes())
+        events = self.store.transition(
+            job_id, "done", [("done", {"n_frames": manifest["n_frames"], "manifest_sha256": manifest_sha})],
+            result_bytes=size, reason=None, message=None,
+        )  # fmt: skip
+        self._memory.pop(job_id, None)
+        self._memory_bytes.pop(job_id, None)
+        self._emit_all(job_id, events)
+
+    def _fail(self, job_id: str, reason: str, text: str, hints: list[str]) -> None:
+        self.store.discard_staging(job_id)
+        events = self.store.transition(
+            job_id,
+            "failed",
+            [("failed", {"reason": reason, "message": text, "hints": hints})],
+            reason=reason,
+            message=text,
+        )
+        self._memory.pop(job_id, None)
+        self._memory_bytes.pop(job_id, None)
+        self._emit_all(job_id, events)
+        log.warning("job %s failed (%s): %s", job_id, reason, text)
+
+    def _lost(self, job_id: str, why: str, reason: str = "worker_crashed") -> None:
+        """The job's run ended without a result through no fault of its own: requeue it at its old
+        place, or fail it on its last attempt."""
+        row = self.store.get(job_id)
+        if row is None or row["state"] != "running":
+            return
+        self.store.discard_staging(job_id)
+        self._memory.pop(job_id, None)
+        self._memory_bytes.pop(job_id, None)
+        if row["attempts"] >= MAX_ATTEMPTS:
+            self._fail(
+                job_id, "too_many_attempts",
+                f"{why}; the job was tried {row['attempts']} times ({reason.replace('_', ' ')}) and is not tried again",
+                ["look at the daemon's log for the cause", "submit it again with a new job id to retry"],
+            )  # fmt: skip
+            return
+        events = self.store.transition(
+            job_id, "queued", [("queued", {"position": self.store.position(job_id), "attempt": row["attempts"] + 1})]
+        )
+        self._emit_all(job_id, events)
+        log.warning("job %s: %s; queued again (attempt %d next)", job_id, why, row["attempts"] + 1)
+
+    def _from_worker(self, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == "ready":
+            log.info("model loaded on %s", message[1]["device"])
+        elif kind == "load_failed":
+            self.load_error = str(message[1])
+        elif kind == "progress":
+            _, job_id, stage, done, total = message
+            content = {
+                "job_id": job_id,
+                "seq": self.store.take_seq(job_id),
+                "stage": stage,
+                "done": done,
+                "total": total,
+            }
+            self._emit(job_id, "progress", content)
+        elif kind == "preview":
+            _, job_id, stage, done, total, width, height, data = message
+            content = {
+                "job_id": job_id, "seq": self.store.take_seq(job_id), "stage": stage, "done": done, "total": total,
+                "width": width, "height": height,
+            }  # fmt: skip
+            self._emit(job_id, "preview", content, (data,))
+        elif kind == "frame":
+            _, job_id, index, width, height, data = message
+            content = {
+                "job_id": job_id,
+                "seq": self.store.take_seq(job_id),
+                "index": index,
+                "width": width,
+                "height": height,
+            }
+            self._emit(job_id, "frame", content, (data,))
+        elif kind == "done":
+            _, job_id, manifest_sha = message
+            self.supervisor.job_id = None
+            try:
+                self.store.promote(job_id)
+            except OSError as error:
+                self._fail(
+                    job_id, "disk_full" if error.errno == 28 else "internal", f"storing the result failed: {error}", []
+                )
+                return
+            self._finish(job_id, manifest_sha)
+            self._purge()
+        elif kind == "failed":
+            _, job_id, reason, text, hints = message
+            self.supervisor.job_id = None
+            self._fail(job_id, reason, text, list(hints))
+        elif kind == "cancelled":
+            job_id = message[1]
+            self.supervisor.job_id = None
+            self.store.discard_staging(job_id)
+            self._memory.pop(job_id, None)
+            self._emit_all(job_id, self.store.transition(job_id, "cancelled", [("cancelled", {})]))
+        elif kind == "died":
+            job_id = self.supervisor.job_id
+            log.error("the worker process ended (exit code %s)", message[1])
+            if self.load_error is None:
+                if job_id is not None:
+                    self._lost(job_id, f"the worker process ended (exit code {message[1]})")
+                self.supervisor.start()
+
+    def _overdue(self, what: str) -> None:
+        job_id = self.supervisor.job_id
+        self.supervisor.kill()
+        if what == "load":
+            self.load_error = f"loading took longer than {self.config.load_timeout:.0f} s"
+            return
+        if job_id is not None:
+            self._lost(job_id, f"no progress for {self.config.hang_timeout:.0f} s", reason="worker_hung")
+        self.supervisor.start()
+
+    # Timers -------------------------------------------------------------------------------------
+
+    def _heartbeats(self, now: float) -> None:
+        interval = self.config.heartbeat_seconds
+        for peer, known in list(self._peers.items()):
+            if now - known.last_seen > 3 * interval:
+                for job_id in known.jobs:
+                    self._subscribers.get(job_id, {}).pop(peer, None)
+                del self._peers[peer]
+            elif known.jobs and now - known.last_sent > interval:
+                self._send(peer, Message(type="heartbeat", content=Empty()))
+
+    def _purge(self) -> None:
+        for job_id in self.store.purge(self.config.retention_seconds, self.config.disk_cap_bytes):
+            self._forget_job(job_id)
+            log.info("job %s purged by the retention rule", job_id)
+
+
+def run_server(config: ServerConfig, on_ready: Callable[[Server], None] | None = None) -> None:
+    """Build and serve until SIGINT or SIGTERM (the CLI's entry point)."""
+    import signal
+
+    server = Server(config)
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, lambda *_: server.stop())
+    try:
+        if on_ready is not None:
+            on_ready(server)
+        server.serve()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        server.close()

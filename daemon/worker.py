@@ -1,0 +1,280 @@
+"""The pipeline in a child process: load the model once, then run jobs the server hands over.
+
+The server and this process speak over one ``multiprocessing`` pipe, in tuples:
+
+    server -> worker: ("run", job)  ("cancel", job_id)  ("stop",)
+    worker -> server: ("ready", info)  ("progress", job_id, stage, done, total)
+                      ("preview", job_id, stage, done, total, width, height, rgb bytes)
+                      ("frame", job_id, index, width, height, rgb bytes)
+                      ("done", job_id, manifest_sha256)  ("cancelled", job_id)
+                      ("failed", job_id, reason, message, hints)  ("load_failed", message)
+
+``job`` is a dict: ``job_id``, ``shot`` (the document as JSON data), ``control``, ``video_format``,
+``condition`` (``width``, ``height``) and the paths the server chose (``input``, ``staging``). The
+worker writes the whole result into the staging folder, fsynced, ``manifest.json`` last; the server
+moves it into place. A crash here costs the job's attempt, never the server.
+
+Faults for tests: ``ANYI2V_INJECT_FAULTS`` holds JSON ``{job_id: fault}``, fault one of ``oom``,
+``crash``, ``hang``, ``disk_full``, applied at the job's first sampling step (``crash`` and ``hang``
+only on its first attempt, so a requeued job then succeeds). Nothing else reads it.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import json
+import os
+import queue
+import signal
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+FAULTS_VARIABLE = "ANYI2V_INJECT_FAULTS"
+OOM_HINTS = [
+    "fewer frames (output.n_frames)",
+    "a smaller size (output.width and output.height)",
+    "low-memory mode: fp16 weights, or a daemon started with --dtype fp16",
+    "fewer trajectory-optimization steps (method.optimization_steps)",
+]
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    model: str | None = None
+    device: str | None = None
+    dtype: str | None = None
+    motion_adapter: str | None = None
+    tokenizer: str | None = None
+
+
+class InjectedOutOfMemoryError(RuntimeError):
+    """Raised by the ``oom`` test fault; handled exactly as a real out-of-memory error."""
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    import torch
+
+    if isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError, InjectedOutOfMemoryError)):
+        return True
+    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+
+
+def _png(frame: Any) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(frame).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _write(path: Path, data: bytes) -> str:
+    with path.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return hashlib.sha256(data).hexdigest()
+
+
+def _part(path: Path) -> dict[str, Any]:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(2**20), b""):
+            digest.update(block)
+    return {"size": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+class _Fault:
+    def __init__(self, job: dict[str, Any]) -> None:
+        faults = json.loads(os.environ.get(FAULTS_VARIABLE, "{}") or "{}")
+        fault = faults.get(job["job_id"])
+        if fault in ("crash", "hang") and job.get("attempt", 1) > 1:
+            fault = None
+        self.fault: str | None = fault
+
+    def at_step(self, stage: str) -> None:
+        if self.fault is None or stage != "sampling":
+            return
+        fault, self.fault = self.fault, None
+        if fault == "oom":
+            raise InjectedOutOfMemoryError("CUDA out of memory (injected for a test)")
+        if fault == "crash":
+            os.kill(os.getpid(), signal.SIGKILL)
+        if fault == "hang":
+            while True:
+                time.sleep(3600)
+        if fault == "disk_full":
+            raise OSError(errno.ENOSPC, "No space left on device (injected for a test)")
+
+
+def run_job(models: Any, job: dict[str, Any], send: Any, token: Any) -> None:
+    """One job, start to finish; sends progress, frames and exactly one final message."""
+    import numpy as np
+
+    from anyi2v.daemon.pipeline.generate import Cancelled, InputError, Progress, StepEvent, generate
+    from anyi2v.daemon.pipeline.video import write_video
+    from anyi2v.shared.document import parse_shot
+    from anyi2v.shared.errors import ShotError
+
+    job_id = job["job_id"]
+    staging = Path(job["staging"])
+    fault = _Fault(job)
+    try:
+        shot = parse_shot(job["shot"], source=f"job {job_id}", max_frames=int(models.max_frames))
+        condition = None
+        if job.get("condition") is not None:
+            spec = job["condition"]
+            data = Path(job["input"]).read_bytes()
+            condition = np.frombuffer(data, dtype=np.uint8).reshape(spec["height"], spec["width"], 3).copy()
+        (staging / "frames").mkdir(parents=True, exist_ok=True)
+        frames: list[Any] = []
+
+        def on_step(event: StepEvent) -> None:
+            fault.at_step(event.stage)
+            if event.preview is not None:
+                strip = np.concatenate(list(event.preview), axis=1)
+                height, width = strip.shape[:2]
+                send(("preview", job_id, event.stage, event.done, event.total, width, height, strip.tobytes()))
+            else:
+                send(("progress", job_id, event.stage, event.done, event.total))
+
+        def on_frame(index: int, frame: Any) -> None:
+            frames.append(frame)
+            _write(staging / "frames" / f"{index:04d}.png", _png(frame))
+            height, width = frame.shape[:2]
+            send(("frame", job_id, index, width, height, np.ascontiguousarray(frame).tobytes()))
+
+        result = generate(
+            models,
+            shot,
+            condition,
+            control=bool(job.get("control", True)),
+            progress=Progress(on_step=on_step, on_frame=on_frame),
+            cancel=token,
+        )
+        token.check()
+        send(("progress", job_id, "encode", 0, 1))
+        started = time.perf_counter()
+        video_name = f"video.{job['video_format']}"
+        shot_json = json.dumps(job["shot"], indent=1)
+        write_video(result.frames, staging / video_name, shot.output.fps, format=job["video_format"])
+        (staging / f"{video_name}.shot.json").unlink(missing_ok=True)
+        _write(staging / "shot.json", shot_json.encode())
+        timings = {**result.timings, "encode": time.perf_counter() - started}
+        first = result.frames[0]
+        manifest = {
+            "job_id": job_id,
+            "n_frames": len(result.frames),
+            "width": int(first.shape[1]),
+            "height": int(first.shape[0]),
+            "fps": shot.output.fps,
+            "video_format": job["video_format"],
+            "timings": timings,
+            "parts": {
+                "video": _part(staging / video_name),
+                "shot": _part(staging / "shot.json"),
+                "frames": [_part(staging / "frames" / f"{i:04d}.png") for i in range(len(result.frames))],
+            },
+        }
+        digest = _write(staging / "manifest.json", json.dumps(manifest, indent=1).encode())
+        send(("progress", job_id, "encode", 1, 1))
+        send(("done", job_id, digest))
+    except Cancelled:
+        send(("cancelled", job_id))
+    except (ShotError, InputError) as error:
+        send(("failed", job_id, "invalid_input", str(error), []))
+    except OSError as error:
+        if error.errno == errno.ENOSPC:
+            send(("failed", job_id, "disk_full", f"the daemon's disk is full: {error}", ["free space on the GPU box"]))
+        else:
+            send(("failed", job_id, "internal", f"{type(error).__name__}: {error}", []))
+    except BaseException as error:  # a job's failure must never end the worker silently
+        if is_out_of_memory(error):
+            _release_memory()
+            send(("failed", job_id, "out_of_memory", f"out of memory: {error}", OOM_HINTS))
+        else:
+            send(("failed", job_id, "internal", "".join(traceback.format_exception_only(error)).strip(), []))
+
+
+def _release_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def worker_main(config: WorkerConfig, connection: Any) -> None:
+    """The child process's entry point (spawned by the server)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when this process ends
+    lock = threading.Lock()
+
+    def send(message: tuple[Any, ...]) -> None:
+        with lock:
+            connection.send(message)
+
+    try:
+        from anyi2v.daemon.pipeline.generate import CancelToken
+        from anyi2v.daemon.pipeline.loading import load_named_models
+
+        models = load_named_models(
+            config.model,
+            motion_adapter=config.motion_adapter,
+            tokenizer=config.tokenizer,
+            device=config.device,
+            dtype=config.dtype,
+        )
+    except BaseException as error:
+        send(("load_failed", "".join(traceback.format_exception_only(error)).strip()))
+        return
+    from anyi2v.shared.shot import MODALITIES
+
+    send(
+        (
+            "ready",
+            {
+                "device": str(models.device),
+                "dtype": str(models.dtype).removeprefix("torch."),
+                "max_frames": int(models.max_frames),
+                "modalities": list(MODALITIES),
+            },
+        )
+    )
+    jobs: queue.Queue[dict[str, Any] | None] = queue.Queue()
+    current: dict[str, Any] = {}
+
+    def read() -> None:
+        while True:
+            try:
+                message = connection.recv()
+            except (EOFError, OSError):
+                jobs.put(None)
+                return
+            if message[0] == "run":
+                current[message[1]["job_id"]] = CancelToken()  # before any cancel for it can be read
+                jobs.put(message[1])
+            elif message[0] == "cancel":
+                token = current.get(message[1])
+                if token is not None:
+                    token.cancel()
+            elif message[0] == "stop":
+                jobs.put(None)
+                return
+
+    threading.Thread(target=read, daemon=True).start()
+    while True:
+        job = jobs.get()
+        if job is None:
+            return
+        token = current.setdefault(job["job_id"], CancelToken())
+        try:
+            run_job(models, job, send, token)
+        finally:
+            current.pop(job["job_id"], None)
