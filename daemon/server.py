@@ -214,19 +214,22 @@ class Server:
                 ready = dict(poller.poll(timeout=min(200, int(self.config.heartbeat_seconds * 500))))
                 if self.socket in ready:
                     self._drain()
-                for message in self.supervisor.receive():
-                    self._from_worker(message)
+                try:
+                    for message in self.supervisor.receive():
+                        self._from_worker(message)
+                    now = time.monotonic()
+                    overdue = self.supervisor.overdue(now)
+                    if overdue is not None:
+                        self._overdue(overdue)
+                    self._heartbeats(now)
+                    if time.time() - last_purge > 60:
+                        self._purge()
+                        last_purge = time.time()
+                    self._dispatch()
+                except Exception:  # a bug in job handling is logged; the server keeps answering
+                    log.exception("internal error in the server loop")
                 if self.load_error is not None:
                     raise ConfigError(f"the model could not be loaded: {self.load_error}")
-                now = time.monotonic()
-                overdue = self.supervisor.overdue(now)
-                if overdue is not None:
-                    self._overdue(overdue)
-                self._heartbeats(now)
-                if time.time() - last_purge > 60:
-                    self._purge()
-                    last_purge = time.time()
-                self._dispatch()
         finally:
             self._shutdown()
 
@@ -237,8 +240,9 @@ class Server:
             row = self.store.get(job_id)
             if row is not None and row["state"] == "running":
                 self.store.discard_staging(job_id)
+                position = self.store.position(job_id, any_state=True)
                 self.store.transition(
-                    job_id, "queued", [("queued", {"position": 0, "attempt": row["attempts"]})],
+                    job_id, "queued", [("queued", {"position": position, "attempt": row["attempts"]})],
                     attempts=row["attempts"] - 1,
                 )  # fmt: skip
 
@@ -629,8 +633,9 @@ class Server:
                 ["look at the daemon's log for the cause", "submit it again with a new job id to retry"],
             )  # fmt: skip
             return
+        position = self.store.position(job_id, any_state=True)
         events = self.store.transition(
-            job_id, "queued", [("queued", {"position": self.store.position(job_id), "attempt": row["attempts"] + 1})]
+            job_id, "queued", [("queued", {"position": position, "attempt": row["attempts"] + 1})]
         )
         self._emit_all(job_id, events)
         log.warning("job %s: %s; queued again (attempt %d next)", job_id, why, row["attempts"] + 1)

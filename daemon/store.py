@@ -136,9 +136,11 @@ class Store:
         path = self.input_path(job_id)
         return path.read_bytes() if path.exists() else None
 
-    def position(self, job_id: str) -> int | None:
+    def position(self, job_id: str, *, any_state: bool = False) -> int | None:
+        """How many queued jobs are ahead of this one (None unless it is queued, or ``any_state``:
+        where it would stand if it were)."""
         row = self.get(job_id)
-        if row is None or row["state"] != "queued":
+        if row is None or (row["state"] != "queued" and not any_state):
             return None
         count: int = self._db.execute(
             "SELECT COUNT(*) FROM jobs WHERE state = 'queued' AND queue_key < ?", (row["queue_key"],)

@@ -254,9 +254,8 @@ def worker_main(config: WorkerConfig, connection: Any) -> None:
         while True:
             try:
                 message = connection.recv()
-            except (EOFError, OSError):
-                jobs.put(None)
-                return
+            except (EOFError, OSError):  # the server is gone (killed): end now, mid-job or not
+                os._exit(1)
             if message[0] == "run":
                 current[message[1]["job_id"]] = CancelToken()  # before any cancel for it can be read
                 jobs.put(message[1])

@@ -338,7 +338,7 @@ class Message:
     type: str
     content: Content
     id: str = field(default_factory=lambda: new_id())
-    session: str = ""
+    session: str = "anonymous"
     parent: str | None = None
     buffers: tuple[bytes, ...] = ()
 

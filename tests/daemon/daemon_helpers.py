@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -61,7 +62,8 @@ def running_server(data_dir: Path, **options: Any) -> Iterator[Server]:
     def serve() -> None:
         try:
             server.serve()
-        except BaseException as error:  # noqa: BLE001 (reported by the test)
+        except BaseException as error:  # reported by the test
+            logging.getLogger("anyi2v.daemon").exception("the test server failed")
             failure.append(error)
 
     thread = threading.Thread(target=serve, daemon=True)
