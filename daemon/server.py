@@ -556,9 +556,13 @@ class Server:
 
     # Jobs and the worker ------------------------------------------------------------------------
 
-    def _forget_job(self, job_id: str) -> None:
+    def _drop_memory(self, job_id: str) -> None:
+        """Forget the job's memory events (its result, once stored, is the truth)."""
         self._memory.pop(job_id, None)
         self._memory_bytes.pop(job_id, None)
+
+    def _forget_job(self, job_id: str) -> None:
+        self._drop_memory(job_id)
         self._subscribers.pop(job_id, None)
 
     def _dispatch(self) -> None:
@@ -599,8 +603,7 @@ class Server:
             job_id, "done", [("done", {"n_frames": manifest["n_frames"], "manifest_sha256": manifest_sha})],
             result_bytes=size, reason=None, message=None,
         )  # fmt: skip
-        self._memory.pop(job_id, None)
-        self._memory_bytes.pop(job_id, None)
+        self._drop_memory(job_id)
         self._emit_all(job_id, events)
 
     def _fail(self, job_id: str, reason: str, text: str, hints: list[str]) -> None:
@@ -612,8 +615,7 @@ class Server:
             reason=reason,
             message=text,
         )
-        self._memory.pop(job_id, None)
-        self._memory_bytes.pop(job_id, None)
+        self._drop_memory(job_id)
         self._emit_all(job_id, events)
         log.warning("job %s failed (%s): %s", job_id, reason, text)
 
@@ -624,8 +626,7 @@ class Server:
         if row is None or row["state"] != "running":
             return
         self.store.discard_staging(job_id)
-        self._memory.pop(job_id, None)
-        self._memory_bytes.pop(job_id, None)
+        self._drop_memory(job_id)
         if row["attempts"] >= MAX_ATTEMPTS:
             self._fail(
                 job_id, "too_many_attempts",
@@ -693,7 +694,7 @@ class Server:
             job_id = message[1]
             self.supervisor.job_id = None
             self.store.discard_staging(job_id)
-            self._memory.pop(job_id, None)
+            self._drop_memory(job_id)
             self._emit_all(job_id, self.store.transition(job_id, "cancelled", [("cancelled", {})]))
         elif kind == "died":
             job_id = self.supervisor.job_id

@@ -27,20 +27,6 @@ Stage = Literal["loading", "inversion", "optimization", "sampling", "decode", "e
 FailReason = Literal[
     "invalid_input", "out_of_memory", "worker_crashed", "worker_hung", "too_many_attempts", "disk_full", "internal"
 ]
-ERROR_CODES = (
-    "bad_message",
-    "unsupported_version",
-    "unknown_type",
-    "invalid_content",
-    "too_large",
-    "invalid_shot",
-    "unknown_job",
-    "job_conflict",
-    "not_ready",
-    "queue_full",
-    "disk_full",
-    "internal",
-)
 ErrorCode = Literal[
     "bad_message",
     "unsupported_version",
@@ -55,6 +41,7 @@ ErrorCode = Literal[
     "disk_full",
     "internal",
 ]
+ERROR_CODES: tuple[str, ...] = ErrorCode.__args__  # type: ignore[attr-defined]
 
 
 class Limits(BaseModel):
