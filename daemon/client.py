@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
 import time
 from collections import deque
@@ -52,6 +53,8 @@ from anyi2v.shared.protocol import (
     encode,
     new_id,
 )
+
+log = logging.getLogger("anyi2v.client")
 
 
 class DaemonError(Exception):
@@ -130,6 +133,7 @@ class DaemonClient:
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.RECONNECT_IVL, 100)
         socket.setsockopt(zmq.RECONNECT_IVL_MAX, 5000)
+        socket.setsockopt(zmq.SNDTIMEO, int(self.timeout * 1000))  # no connection: a send would block forever
         if self.keys is not None:
             socket.curve_serverkey = self.keys.server_public
             socket.curve_publickey = self.keys.public
@@ -166,10 +170,16 @@ class DaemonClient:
 
     # Messages -----------------------------------------------------------------------------------
 
-    def _send(self, kind: str, content: Content, buffers: tuple[bytes, ...] = ()) -> Message:
+    def _send(self, kind: str, content: Content, buffers: tuple[bytes, ...] = (), flags: int = 0) -> Message:
         assert self._socket is not None, "the client is closed"
         message = Message(type=kind, content=content, session=self.session, buffers=buffers)
-        self._socket.send_multipart(encode(message, session=self.session))
+        try:
+            self._socket.send_multipart(encode(message, session=self.session), flags=flags)
+        except zmq.Again:
+            raise DaemonTimeoutError(
+                f"could not send {kind} to {self.address} within {self.timeout:.0f} s: no connection"
+                + (" (with CURVE, a wrong key is refused silently: check the keys)" if self.keys else "")
+            ) from None
         self._last_sent = time.monotonic()
         return message
 
@@ -265,7 +275,11 @@ class DaemonClient:
         return reply
 
     def heartbeat(self) -> None:
-        self._send("heartbeat", Empty())
+        """Tell the daemon we are here; never waits (with no connection there is no one to tell)."""
+        try:
+            self._send("heartbeat", Empty(), flags=zmq.NOBLOCK)
+        except DaemonTimeoutError:
+            pass
 
     # Events -------------------------------------------------------------------------------------
 
@@ -274,16 +288,20 @@ class DaemonClient:
         submit did) and, when the daemon goes quiet for three heartbeats, reconnects and resumes
         after the last event seen."""
         last = after_seq
+        if self.server is None:
+            self.hello()  # learns the heartbeat interval
+        assert self.server is not None
+        interval = self.server.heartbeat_seconds
         if subscribe:
             self.subscribe(job_id, last)
-        interval = self.server.heartbeat_seconds if self.server is not None else 2.0
         while True:
             message = self._pending.popleft() if self._pending else self._receive(interval / 2)
             now = time.monotonic()
+            if now - self._last_sent > interval:  # also while events pour in: the daemon hears only what we send
+                self.heartbeat()
             if message is None:
-                if now - self._last_sent > interval:
-                    self.heartbeat()
                 if now - self._last_heard > 3 * interval:
+                    log.warning("no word from %s for %.1f s: reconnecting", self.address, now - self._last_heard)
                     self.reconnect()
                     self.subscribe(job_id, last)
                 continue

@@ -80,6 +80,7 @@ class ServerConfig:
     load_timeout: float = 900.0
     retention_seconds: float = 7 * 86400.0
     disk_cap_bytes: int = 20 * 2**30
+    purge_interval: float = 60.0  # seconds between retention sweeps (one also follows each finished job)
     limits: Limits = field(default_factory=Limits)
 
 
@@ -222,7 +223,7 @@ class Server:
                     if overdue is not None:
                         self._overdue(overdue)
                     self._heartbeats(now)
-                    if time.time() - last_purge > 60:
+                    if time.time() - last_purge > self.config.purge_interval:
                         self._purge()
                         last_purge = time.time()
                     self._dispatch()

@@ -1,0 +1,97 @@
+"""CURVE on a live daemon: an authorized client is served; an unknown key, a wrong server key and a
+plaintext client reach no application code. And `anyi2v keys`, which makes the keys."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from anyi2v.cli import main
+from anyi2v.daemon.client import ClientKeys, DaemonClient, DaemonError, DaemonTimeoutError
+from anyi2v.daemon.server import Server
+
+from .daemon_helpers import condition_image, running_server, shot_document
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """server and alice (authorized); mallory (a key pair the daemon does not know); impostor (another server)."""
+    folder = tmp_path_factory.mktemp("keys")
+    for name in ("server", "alice", "mallory", "impostor"):
+        assert main(["keys", "create", name, "--dir", str(folder)]) == 0
+    authorized = folder / "authorized"
+    authorized.mkdir()
+    (authorized / "alice.key").write_bytes((folder / "alice.key").read_bytes())
+    return folder
+
+
+@pytest.fixture(scope="module")
+def secure_server(keys: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    data = tmp_path_factory.mktemp("secure-daemon")
+    with running_server(data, secret_key=keys / "server.key_secret", authorized_keys=keys / "authorized") as server:
+        yield server
+
+
+def _alice(server: Server, keys: Path) -> DaemonClient:
+    return DaemonClient(server.address, keys=ClientKeys.from_files(keys / "server.key", keys / "alice.key_secret"))
+
+
+def test_keys_creates_private_secrets_and_prints_the_public_line(keys: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    secret = keys / "alice.key_secret"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert main(["keys", "create", "alice", "--dir", str(keys)]) == 2  # never overwrites a key pair
+    assert "exists" in capsys.readouterr().err
+    assert main(["keys", "create", "../escape", "--dir", str(keys)]) == 2
+    assert main(["keys", "show", "alice", "--dir", str(keys)]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("alice.key: ") and len(line.split(": ")[1]) == 40  # a z85 public key
+    assert main(["keys", "list", "--dir", str(keys)]) == 0
+    listing = capsys.readouterr().out
+    assert all(name in listing for name in ("server", "alice", "mallory", "impostor"))
+    assert main(["keys", "show", "nobody", "--dir", str(keys)]) == 2
+
+
+def test_an_authorized_client_is_served(secure_server: Server, keys: Path) -> None:
+    with _alice(secure_server, keys) as client:
+        assert client.hello().protocol == 1
+        assert client.status().server.queued >= 0
+
+
+@pytest.mark.parametrize("who", ["unknown client key", "wrong server key", "plaintext client"])
+def test_a_client_without_the_right_keys_reaches_no_application_code(
+    who: str, secure_server: Server, keys: Path
+) -> None:
+    client_keys = {
+        "unknown client key": ClientKeys.from_files(keys / "server.key", keys / "mallory.key_secret"),
+        "wrong server key": ClientKeys.from_files(keys / "impostor.key", keys / "alice.key_secret"),
+        "plaintext client": None,
+    }[who]
+    job_id = "intruder-" + who.replace(" ", "-")
+    with DaemonClient(secure_server.address, keys=client_keys, timeout=1.5) as intruder:
+        with pytest.raises(DaemonTimeoutError):
+            intruder.submit(job_id, shot_document(), condition_image(), subscribe=False)
+        with pytest.raises(DaemonTimeoutError):
+            intruder.status()
+    with _alice(secure_server, keys) as client:  # the submit never reached the daemon's code
+        with pytest.raises(DaemonError) as caught:
+            client.status(job_id)
+        assert caught.value.code == "unknown_job"
+        assert client.list() == []
+
+
+def test_the_daemon_command_refuses_an_open_bind_without_keys_and_a_readable_secret(
+    keys: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["daemon", "--bind", "tcp://0.0.0.0:0", "--data-dir", str(tmp_path)]) == 2
+    assert "needs CURVE keys" in capsys.readouterr().err
+    readable = tmp_path / "server.key_secret"
+    readable.write_bytes((keys / "server.key_secret").read_bytes())
+    os.chmod(readable, 0o640)
+    command = ["daemon", "--bind", "tcp://0.0.0.0:0", "--data-dir", str(tmp_path), "--server-key", str(readable),
+               "--authorized-keys", str(keys / "authorized")]  # fmt: skip
+    assert main(command) == 2
+    assert "chmod 600" in capsys.readouterr().err
