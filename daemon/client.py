@@ -10,6 +10,7 @@ checks every part's checksum.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -276,10 +277,8 @@ class DaemonClient:
 
     def heartbeat(self) -> None:
         """Tell the daemon we are here; never waits (with no connection there is no one to tell)."""
-        try:
+        with contextlib.suppress(DaemonTimeoutError):
             self._send("heartbeat", Empty(), flags=zmq.NOBLOCK)
-        except DaemonTimeoutError:
-            pass
 
     # Events -------------------------------------------------------------------------------------
 

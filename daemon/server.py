@@ -213,9 +213,9 @@ class Server:
                 for fd in self.supervisor.fds():
                     poller.register(fd, zmq.POLLIN)
                 ready = dict(poller.poll(timeout=min(200, int(self.config.heartbeat_seconds * 500))))
-                if self.socket in ready:
-                    self._drain()
                 try:
+                    if self.socket in ready:
+                        self._drain()
                     for message in self.supervisor.receive():
                         self._from_worker(message)
                     now = time.monotonic()

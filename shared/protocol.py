@@ -9,6 +9,7 @@ No ZeroMQ here: the daemon and the client own the sockets.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,8 @@ from .errors import Problem, json_path
 
 PROTOCOL_VERSION = 1
 
-Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=IDENTIFIER_PATTERN)]
 JobState = Literal["queued", "running", "done", "failed", "cancelled"]
 FINAL_STATES: frozenset[str] = frozenset({"done", "failed", "cancelled"})
 Stage = Literal["loading", "inversion", "optimization", "sampling", "decode", "encode"]
@@ -356,6 +358,9 @@ def new_id() -> str:
     return secrets.token_hex(12)
 
 
+_IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed")
 
@@ -400,7 +405,8 @@ def decode(frames: Sequence[bytes], limits: Limits | None = None, accept: frozen
         raise ProtocolError("bad_message", f"the header is not UTF-8 JSON: {error}") from None
     if not isinstance(data, dict):
         raise ProtocolError("bad_message", f"the header must be a JSON object, not {type(data).__name__}")
-    message_id = data.get("id") if isinstance(data.get("id"), str) and len(data["id"]) <= 64 else None
+    # an id that is not a valid identifier cannot be named in the reply's parent
+    message_id = data.get("id") if isinstance(data.get("id"), str) and _IDENTIFIER.match(data["id"]) else None
     message_type = data.get("type") if isinstance(data.get("type"), str) and len(data["type"]) <= 64 else None
     version = data.get("protocol")
     if version != PROTOCOL_VERSION or isinstance(version, bool):

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -76,3 +79,17 @@ def running_server(data_dir: Path, **options: Any) -> Iterator[Server]:
         server.close()
     assert not thread.is_alive(), "the server did not stop"
     assert not failure, failure
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_daemon(address: str, data: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """`anyi2v daemon` with the tiny random model as a process of its own (its own session, so
+    ``os.killpg`` ends it and its worker together)."""
+    command = [sys.executable, "-m", "anyi2v.cli", "daemon", "--model", "tiny-random", "--device", "cpu",
+               "--bind", address, "--data-dir", str(data), *extra]  # fmt: skip
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

@@ -40,7 +40,9 @@ def _alice(server: Server, keys: Path) -> DaemonClient:
     return DaemonClient(server.address, keys=ClientKeys.from_files(keys / "server.key", keys / "alice.key_secret"))
 
 
-def test_keys_creates_private_secrets_and_prints_the_public_line(keys: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_keys_creates_private_secrets_and_prints_the_public_line(
+    keys: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     secret = keys / "alice.key_secret"
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600
     assert main(["keys", "create", "alice", "--dir", str(keys)]) == 2  # never overwrites a key pair
@@ -48,7 +50,8 @@ def test_keys_creates_private_secrets_and_prints_the_public_line(keys: Path, cap
     assert main(["keys", "create", "../escape", "--dir", str(keys)]) == 2
     assert main(["keys", "show", "alice", "--dir", str(keys)]) == 0
     line = capsys.readouterr().out.strip()
-    assert line.startswith("alice.key: ") and len(line.split(": ")[1]) == 40  # a z85 public key
+    assert line.startswith("alice.key: ")
+    assert len(line.split(": ")[1]) == 40  # a z85 public key
     assert main(["keys", "list", "--dir", str(keys)]) == 0
     listing = capsys.readouterr().out
     assert all(name in listing for name in ("server", "alice", "mallory", "impostor"))

@@ -7,9 +7,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +20,7 @@ from anyi2v.daemon.server import ConfigError, Server, ServerConfig, is_loopback
 from anyi2v.daemon.worker import FAULTS_VARIABLE
 from anyi2v.shared.protocol import Message, StatusRequest, decode, encode
 
-from .daemon_helpers import FRAMES, condition_image, running_server, shot_document, wait_ready
+from .daemon_helpers import FRAMES, condition_image, free_port, running_server, shot_document, start_daemon, wait_ready
 
 
 @pytest.fixture(scope="module")
@@ -195,21 +192,9 @@ def test_a_killed_worker_costs_the_job_one_attempt(tmp_path: Path) -> None:
         assert client.job("survivor").attempts == 2
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _start_daemon(address: str, data: Path) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "anyi2v.cli", "daemon", "--model", "tiny-random", "--device", "cpu",
-               "--bind", address, "--data-dir", str(data)]  # fmt: skip
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-
-
 def test_a_killed_daemon_finishes_each_job_exactly_once_in_order_after_a_restart(tmp_path: Path) -> None:
-    address = f"tcp://127.0.0.1:{_free_port()}"
-    daemon = _start_daemon(address, tmp_path)
+    address = f"tcp://127.0.0.1:{free_port()}"
+    daemon = start_daemon(address, tmp_path)
     try:
         with DaemonClient(address, timeout=30) as client:
             wait_ready(client)
@@ -223,7 +208,7 @@ def test_a_killed_daemon_finishes_each_job_exactly_once_in_order_after_a_restart
                     break
             os.killpg(daemon.pid, signal.SIGKILL)  # the daemon and its worker, mid-job
             daemon.wait()
-            daemon = _start_daemon(address, tmp_path)
+            daemon = start_daemon(address, tmp_path)
             client.reconnect()
             wait_ready(client)
             rest = list(client.events("first", after_seq=last))

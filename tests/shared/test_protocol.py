@@ -124,6 +124,12 @@ def test_malformed_messages_get_typed_errors(frames: list[bytes], code: str) -> 
     assert caught.value.reply().message  # always something to say
 
 
+def test_an_id_that_is_not_an_identifier_is_not_named_in_the_answer() -> None:
+    with pytest.raises(ProtocolError) as caught:
+        decode(_frames(_header(id="../../etc/passwd")))
+    assert caught.value.message_id is None  # a reply with it as parent would itself be invalid
+
+
 def test_only_accepted_types_pass() -> None:
     frames = encode(Message(type="done", content=EVENTS["done"].model_validate(EXAMPLES["done"][0])))
     with pytest.raises(ProtocolError, match="unknown message type") as caught:
@@ -165,5 +171,7 @@ def test_decode_never_raises_anything_but_protocol_errors(
         message = decode(frames)
     except ProtocolError as error:
         assert error.code in ERROR_CODES  # noqa: PT017 (either outcome is fine; only the type of failure is checked)
+        answer = encode(Message(type="error_reply", content=error.reply(), parent=error.message_id))
+        assert decode(answer).parent == error.message_id  # noqa: PT017 (the answer naming it is itself valid)
     else:
         assert message.type in CONTENT_TYPES
