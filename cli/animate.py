@@ -1,4 +1,5 @@
-"""`anyi2v animate`: run a shot end to end in this process, with the same pipeline the daemon runs.
+"""`anyi2v animate`: run a shot end to end in this process, with the same pipeline the daemon runs
+(or, with ``--daemon``, on a daemon: ``anyi2v.remote``).
 
 Conditions are rendered and composed on this side (``anyi2v.render``), tracks derived from the
 scene's 3D motion are added to the shot's own, then ``anyi2v.daemon.pipeline.generate`` runs and the
@@ -17,20 +18,19 @@ from anyi2v.daemon import TINY_RANDOM, TOY_WORLD
 
 
 def _progress_printer(stream: Any) -> Any:
-    from anyi2v.daemon.pipeline.generate import StepEvent
-
+    """``show(stage, done, total)``: one progress bar line per stage, redrawn at most four times a second."""
     last: dict[str, Any] = {"stage": "", "at": 0.0}
 
-    def show(event: StepEvent) -> None:
+    def show(stage: str, done: int, total: int) -> None:
         now = time.monotonic()
-        finished = event.done == event.total
-        if event.stage == last["stage"] and not finished and now - float(last["at"]) < 0.25:
+        finished = done == total
+        if stage == last["stage"] and not finished and now - float(last["at"]) < 0.25:
             return
-        last.update(stage=event.stage, at=now)
+        last.update(stage=stage, at=now)
         width = 30
-        filled = int(width * event.done / max(event.total, 1))
+        filled = int(width * done / max(total, 1))
         bar = "#" * filled + "-" * (width - filled)
-        stream.write(f"\r{event.stage:>12} [{bar}] {event.done}/{event.total}")
+        stream.write(f"\r{stage:>12} [{bar}] {done}/{total}")
         if finished:
             stream.write("\n")
         stream.flush()
@@ -78,6 +78,11 @@ def run_animate(arguments: argparse.Namespace) -> int:
         print(f"anyi2v animate: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     shot = shot.model_copy(update={"tracks": conditions.tracks})
+    show = _progress_printer(sys.stderr)
+    if arguments.daemon is not None:
+        from anyi2v.remote import run_remote
+
+        return run_remote(arguments, shot, to_uint8(conditions.image), show)
 
     from anyi2v.daemon.pipeline.generate import Cancelled, CancelToken, InputError, Progress, generate
     from anyi2v.daemon.pipeline.inversion import InversionCache
@@ -97,7 +102,9 @@ def run_animate(arguments: argparse.Namespace) -> int:
     target_folder.mkdir(parents=True, exist_ok=True)
     try:
         with VideoWriter(arguments.out, shot.output.fps, shot_json=dump_shot(shot)) as writer:
-            progress = Progress(_progress_printer(sys.stderr), lambda index, frame: writer.add(frame))
+            progress = Progress(
+                lambda event: show(event.stage, event.done, event.total), lambda index, frame: writer.add(frame)
+            )
             result = generate(
                 models,
                 shot,
@@ -125,13 +132,14 @@ def run_animate(arguments: argparse.Namespace) -> int:
 def add_parser(commands: Any) -> None:
     animate = commands.add_parser(
         "animate",
-        help="make the video of a shot in this process",
+        help="make the video of a shot in this process (or on a daemon with --daemon)",
         description=(
             "Render the shot's conditions, run AnyI2V on the model and write the video (.mp4 .webm .gif, or a"
             " folder of PNG frames) with the shot beside it. --model takes a diffusers SD 1.5 folder, an"
             " AnimateDiff folder or a single SD 1.5 checkpoint; without it the embedded toy-world model runs"
             f" (128 x 128, trained on shaded primitives: see docs/toyworld); '{TINY_RANDOM}' runs a seeded"
-            " tiny random model (a smoke test: its video is noise)."
+            " tiny random model (a smoke test: its video is noise). With --daemon the shot runs on a daemon"
+            " instead, with the same progress bar and the same files written here."
         ),
     )
     animate.add_argument("shot", type=Path, metavar="SHOT")
@@ -142,4 +150,11 @@ def add_parser(commands: Any) -> None:
     animate.add_argument("--no-control", action="store_true", help="plain AnimateDiff from the same seed (baseline)")
     animate.add_argument("--cache", type=Path, help="folder that keeps inversions between runs")
     animate.add_argument("--max-frames", type=int, default=32, help="the motion module's frame limit (default 32)")
+    remote = animate.add_argument_group(
+        "on a daemon", "run the shot on `anyi2v daemon` (here or on a GPU box) instead of in this process"
+    )
+    remote.add_argument("--daemon", metavar="ADDRESS", help="the daemon's address, e.g. tcp://gpu-box:5557")
+    remote.add_argument("--server-key", type=Path, help="the daemon's public key file (NAME.key), for CURVE")
+    remote.add_argument("--client-key", type=Path, help="your secret key file (NAME.key_secret), for CURVE")
+    remote.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each answer (default 30)")
     animate.set_defaults(handler=run_animate)

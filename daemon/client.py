@@ -324,6 +324,19 @@ class DaemonClient:
         assert isinstance(message.content, FetchReply)
         return message.content, message.buffers[0]
 
+    def manifest(self, job_id: str) -> dict[str, Any]:
+        """The result's manifest (parts with sizes and checksums, timings), read into memory."""
+        reply, data = self.fetch(job_id, "manifest")
+        while len(data) < reply.size:
+            _, more = self.fetch(job_id, "manifest", offset=len(data))
+            if not more:
+                break
+            data += more
+        if hashlib.sha256(data).hexdigest() != reply.sha256:
+            raise DaemonError(ErrorReply(code="internal", message="manifest: checksum mismatch after download"))
+        manifest: dict[str, Any] = json.loads(data)
+        return manifest
+
     def fetch_part(self, job_id: str, part: str, path: Path, index: int = 0) -> Path:
         """Download one part to ``path``, resuming from a ``path.partial`` left by an earlier try;
         the checksum is checked before the file takes its name."""

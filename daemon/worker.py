@@ -117,8 +117,8 @@ def run_job(models: Any, job: dict[str, Any], send: Any, token: Any) -> None:
     import numpy as np
 
     from anyi2v.daemon.pipeline.generate import Cancelled, InputError, Progress, StepEvent, generate
-    from anyi2v.daemon.pipeline.video import write_video
-    from anyi2v.shared.document import parse_shot
+    from anyi2v.daemon.pipeline.video import sidecar_path, write_video
+    from anyi2v.shared.document import dump_shot, parse_shot
     from anyi2v.shared.errors import ShotError
 
     job_id = job["job_id"]
@@ -161,9 +161,11 @@ def run_job(models: Any, job: dict[str, Any], send: Any, token: Any) -> None:
         send(("progress", job_id, "encode", 0, 1))
         started = time.perf_counter()
         video_name = f"video.{job['video_format']}"
-        shot_json = json.dumps(job["shot"], indent=1)
-        write_video(result.frames, staging / video_name, shot.output.fps, format=job["video_format"])
-        (staging / f"{video_name}.shot.json").unlink(missing_ok=True)
+        shot_json = dump_shot(shot)  # the same text `anyi2v animate` writes locally
+        write_video(
+            result.frames, staging / video_name, shot.output.fps, format=job["video_format"], shot_json=shot_json
+        )
+        sidecar_path(staging / video_name).unlink(missing_ok=True)  # the shot is a part of its own here
         _write(staging / "shot.json", shot_json.encode())
         timings = {**result.timings, "encode": time.perf_counter() - started}
         first = result.frames[0]

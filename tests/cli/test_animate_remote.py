@@ -1,0 +1,83 @@
+"""`anyi2v animate --daemon`: the shot runs on a daemon and the same files as a local run come back."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from anyi2v.cli import main
+from anyi2v.daemon.client import DaemonClient
+from anyi2v.daemon.server import Server
+from tests.conftest import EXAMPLES
+from tests.daemon.daemon_helpers import running_server, wait_ready
+
+SHOT = EXAMPLES / "quick_preview.json"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with running_server(tmp_path_factory.mktemp("daemon")) as running:
+        with DaemonClient(running.address, timeout=20) as client:
+            wait_ready(client)
+        yield running
+
+
+def _frames(folder: Path) -> list[np.ndarray]:
+    return [np.asarray(Image.open(path)) for path in sorted(folder.glob("frame-*.png"))]
+
+
+def test_a_remote_run_writes_what_a_local_run_writes(
+    server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    remote, local = tmp_path / "remote", tmp_path / "local"
+    assert main(["animate", str(SHOT), "--daemon", server.address, "--out", str(remote)]) == 0
+    captured = capsys.readouterr()
+    assert "sampling [" in captured.err  # the same progress bar
+    assert "timings (on the daemon)" in captured.err
+    assert main(["animate", str(SHOT), "--model", "tiny-random", "--device", "cpu", "--out", str(local)]) == 0
+    remote_frames, local_frames = _frames(remote), _frames(local)
+    assert len(remote_frames) == 16
+    for a, b in zip(remote_frames, local_frames, strict=True):
+        np.testing.assert_array_equal(a, b)  # the daemon runs the very same computation
+    assert json.loads((remote / "shot.json").read_text()) == json.loads((local / "shot.json").read_text())
+
+
+def test_running_the_same_command_again_fetches_the_job_already_done(
+    server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "clip.mp4"
+    assert main(["animate", str(SHOT), "--daemon", server.address, "--out", str(out)]) == 0
+    first = out.read_bytes()
+    with DaemonClient(server.address) as client:
+        jobs = len(client.list())
+    out.unlink()
+    capsys.readouterr()
+    assert main(["animate", str(SHOT), "--daemon", server.address, "--out", str(out)]) == 0
+    assert "already on the daemon (done)" in capsys.readouterr().err
+    assert out.read_bytes() == first
+    with DaemonClient(server.address) as client:
+        assert len(client.list()) == jobs  # not run twice
+    with av.open(str(out)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 16
+        assert json.loads(container.metadata["comment"])["prompt"] == json.loads(SHOT.read_text())["prompt"]
+    assert json.loads(out.with_name("clip.mp4.shot.json").read_text())["prompt"]
+
+
+def test_remote_runs_refuse_local_choices_and_name_a_missing_daemon(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "clip.mp4"
+    assert main(["animate", str(SHOT), "--daemon", "tcp://127.0.0.1:9", "--model", "x", "--out", str(out)]) == 2
+    assert "--model: the daemon chooses" in capsys.readouterr().err
+    command = ["animate", str(SHOT), "--daemon", "tcp://127.0.0.1:9", "--out", str(out)]
+    assert main([*command, "--server-key", str(tmp_path / "server.key")]) == 2
+    assert "needs both --server-key" in capsys.readouterr().err
+    assert main([*command, "--timeout", "0.5"]) == 1
+    assert "tcp://127.0.0.1:9 within 0 s" in capsys.readouterr().err
+    assert not out.exists()
