@@ -268,7 +268,7 @@ class Server:
 
     def _send(self, peer: bytes, message: Message) -> None:
         try:
-            self.socket.send_multipart([peer, *encode(message, session="server")], flags=zmq.NOBLOCK)
+            self.socket.send_multipart([peer, *encode(message, session="server")], flags=zmq.NOBLOCK, copy=False)
         except zmq.Again:  # that client is not reading: drop (previews; the stored result is the truth)
             return
         except zmq.ZMQError as error:
