@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from anyi2v.daemon import DEFAULT_ADDRESS, TINY_RANDOM, TOY_WORLD
+from anyi2v.daemon import DEFAULT_ADDRESS, SD15_RANDOM, TINY_RANDOM, TOY_WORLD
 
 DEFAULT_KEYS = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "anyi2v" / "keys"
 
@@ -96,7 +96,11 @@ def add_parsers(commands: Any) -> None:
         ),
     )
     daemon.add_argument("--bind", default=DEFAULT_ADDRESS, help=f"ZeroMQ address (default {DEFAULT_ADDRESS})")
-    daemon.add_argument("--model", help=f"model folder or checkpoint, '{TOY_WORLD}' (default) or '{TINY_RANDOM}'")
+    daemon.add_argument(
+        "--model",
+        help=f"model folder or checkpoint, '{TOY_WORLD}' (default), or random weights: '{TINY_RANDOM}' (plumbing),"
+        f" '{SD15_RANDOM}' (SD 1.5 sizes, for speed measurements)",
+    )
     daemon.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     daemon.add_argument("--dtype", help="fp16, bf16 or fp32 (default: fp16 on CUDA, fp32 on CPU)")
     daemon.add_argument("--data-dir", type=Path, help=f"jobs and results (default {default_data_dir()})")

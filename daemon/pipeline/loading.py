@@ -701,14 +701,15 @@ def load_named_models(
     dtype: str | None = None,
 ) -> Models:
     """The models a user names: a folder or checkpoint path, ``toy-world`` (also when ``model`` is
-    None) or ``tiny-random``; raises :class:`ModelLoadError` or ``ValueError``."""
-    from anyi2v.daemon import TINY_RANDOM, TOY_WORLD
+    None), ``tiny-random`` or ``sd15-random``; raises :class:`ModelLoadError` or ``ValueError``."""
+    from anyi2v.daemon import SD15_RANDOM, TINY_RANDOM, TOY_WORLD
     from anyi2v.daemon.pipeline.models import random_models
     from anyi2v.daemon.toyworld import WEIGHTS
 
-    if model == TINY_RANDOM:
+    if model in (TINY_RANDOM, SD15_RANDOM):
         resolved = resolve_device(device)
-        return random_models("tiny", seed=0).to(resolved, resolve_dtype(dtype, resolved))
+        size = "tiny" if model == TINY_RANDOM else "sd15"
+        return random_models(size, seed=0).to(resolved, resolve_dtype(dtype, resolved))
     return load_models(
         WEIGHTS if model in (None, TOY_WORLD) else model,
         motion_adapter=motion_adapter,

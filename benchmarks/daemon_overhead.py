@@ -1,0 +1,126 @@
+"""What the daemon adds to a job's time, against the same job in this process (as `anyi2v animate` runs it).
+
+    python benchmarks/daemon_overhead.py [--model toy-world] [--device cpu] [--size 128] [--frames 16]
+                                         [--steps 25] [--repeats 3]
+
+In process: the models loaded once, then per job ``generate`` with frames streamed into the video
+writer, as the CLI does. On the daemon (`anyi2v daemon` as a process of its own with the same model,
+device and dtype, loaded once): per job, from submit to the video fetched and checked, with every
+event streamed to this client. Each side runs one warm-up job, then the two alternate ``--repeats``
+times; the figures are medians and the overhead is the ratio of the medians less one. Model loading is
+left out on both sides (the daemon loads once; a local run's load is counted by the pipeline benchmarks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from anyi2v.daemon.client import DaemonClient
+from anyi2v.daemon.pipeline.generate import Progress, generate
+from anyi2v.daemon.pipeline.loading import load_named_models
+from anyi2v.daemon.pipeline.video import VideoWriter
+from anyi2v.shared.document import dump_shot, parse_shot
+
+
+def shot_document(size: int, frames: int, steps: int) -> dict[str, Any]:
+    return {
+        "schema_version": 3,
+        "prompt": "a red ball rolling across a wooden table",
+        "negative_prompt": "blurry",
+        "output": {"width": size, "height": size, "n_frames": frames, "fps": 8},
+        "sampling": {"seed": 0, "steps": steps, "guidance_scale": 8.0},
+        "conditions": [{"source": {"kind": "image", "path": "condition.png"}, "modality": "depth"}],
+        "tracks": [
+            {"id": "ball", "keyframes": [{"frame": 0, "box": [0.1, 0.35, 0.35, 0.6]},
+                                         {"frame": frames - 1, "box": [0.6, 0.35, 0.85, 0.6]}]},
+        ],
+    }  # fmt: skip
+
+
+def condition_image(size: int) -> np.ndarray:
+    ys, xs = np.mgrid[0:size, 0:size] / size
+    depth = np.clip(1.0 - np.hypot(xs - 0.3, ys - 0.45) * 3, 0, 1) * 0.7 + 0.3 * ys
+    return (np.repeat(depth[..., None], 3, axis=2) * 255).astype(np.uint8)
+
+
+def in_process(models: Any, document: dict[str, Any], condition: np.ndarray, folder: Path) -> float:
+    shot = parse_shot(document, source="benchmark")
+    started = time.perf_counter()
+    with VideoWriter(folder / "local.mp4", shot.output.fps, shot_json=dump_shot(shot)) as writer:
+        generate(models, shot, condition, progress=Progress(on_frame=lambda index, frame: writer.add(frame)))
+        writer.close()
+    return time.perf_counter() - started
+
+
+def on_daemon(
+    client: DaemonClient, job_id: str, document: dict[str, Any], condition: np.ndarray, folder: Path
+) -> float:
+    started = time.perf_counter()
+    client.submit(job_id, document, condition, subscribe=False)
+    final = [event.type for event in client.events(job_id)][-1]
+    assert final == "done", final
+    client.fetch_part(job_id, "video", folder / f"{job_id}.mp4")
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="toy-world")
+    parser.add_argument("--device")
+    parser.add_argument("--dtype")
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--repeats", type=int, default=3)
+    arguments = parser.parse_args()
+
+    document = shot_document(arguments.size, arguments.frames, arguments.steps)
+    condition = condition_image(arguments.size)
+    models = load_named_models(arguments.model, device=arguments.device, dtype=arguments.dtype)
+    print(f"model {models.identity} on {models.device} ({models.dtype})", flush=True)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+    options = [f"--{name}={value}" for name in ("device", "dtype") if (value := getattr(arguments, name))]
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        command = [sys.executable, "-m", "anyi2v.cli", "daemon", "--model", arguments.model, *options,
+                   "--bind", address, "--data-dir", str(folder / "data")]  # fmt: skip
+        daemon = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            with DaemonClient(address, timeout=60) as client:
+                while client.hello().device == "loading":
+                    time.sleep(0.5)
+                local_times, daemon_times = [], []
+                for round_ in range(arguments.repeats + 1):  # round 0 is the warm-up of each side
+                    local = in_process(models, document, condition, folder)
+                    remote = on_daemon(client, f"job-{round_}", document, condition, folder)
+                    print(f"round {round_}: in process {local:.2f} s, daemon {remote:.2f} s", flush=True)
+                    if round_ > 0:
+                        local_times.append(local)
+                        daemon_times.append(remote)
+        finally:
+            os.killpg(daemon.pid, signal.SIGTERM)
+            daemon.wait(30)
+    local_median, daemon_median = statistics.median(local_times), statistics.median(daemon_times)
+    print(
+        f"{arguments.size}x{arguments.size}, {arguments.frames} frames, {arguments.steps} steps, median of"
+        f" {arguments.repeats}: in process {local_median:.2f} s, daemon {daemon_median:.2f} s,"
+        f" overhead {100 * (daemon_median / local_median - 1):+.1f}%  (target: < +5%)"
+    )
+
+
+if __name__ == "__main__":
+    main()
