@@ -84,16 +84,15 @@ def run_remote(arguments: argparse.Namespace, shot: Any, condition: Any, show: A
                               subscribe=False)  # fmt: skip
         if not reply.created:
             print(f"job {job_id} is already on the daemon ({reply.state}): following it", file=sys.stderr)
-        final = None
-        for event in client.events(job_id):
+
+        def on_event(event: Any) -> None:
             if event.type == "queued" and event.content.position > 0:
                 sys.stderr.write(f"\r{'queued':>12} {event.content.position} job(s) ahead")
                 sys.stderr.flush()
             elif event.type == "progress":
                 show(event.content.stage, event.content.done, event.content.total)
-            elif event.type in ("done", "failed", "cancelled"):
-                final = event
-        assert final is not None
+
+        final = client.follow(job_id, on_event)
         sys.stderr.write("\n")
         if final.type == "failed":
             print(f"anyi2v animate: the job failed ({final.content.reason}): {final.content.message}", file=sys.stderr)

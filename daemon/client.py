@@ -17,7 +17,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -313,6 +313,15 @@ class DaemonClient:
             yield Event(message.type, content, message.buffers)
             if message.type in FINAL_STATES:
                 return
+
+    def follow(self, job_id: str, on_event: Callable[[Event], None], after_seq: int = -1) -> Event:
+        """:meth:`events` with a callback: calls ``on_event`` for each event and returns the final one."""
+        final = None
+        for event in self.events(job_id, after_seq):
+            on_event(event)
+            final = event
+        assert final is not None
+        return final
 
     # Results ------------------------------------------------------------------------------------
 

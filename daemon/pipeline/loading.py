@@ -708,7 +708,9 @@ def load_named_models(
 
     if model in (TINY_RANDOM, SD15_RANDOM):
         resolved = resolve_device(device)
-        return random_models("tiny" if model == TINY_RANDOM else "sd15", seed=0).to(resolved, resolve_dtype(dtype, resolved))
+        return random_models("tiny" if model == TINY_RANDOM else "sd15", seed=0).to(
+            resolved, resolve_dtype(dtype, resolved)
+        )
     return load_models(
         WEIGHTS if model in (None, TOY_WORLD) else model,
         motion_adapter=motion_adapter,
