@@ -26,33 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pipeline_speed import condition_image, shot_document  # run as a script: its folder is on the path
 
 from anyi2v.daemon.client import DaemonClient
 from anyi2v.daemon.pipeline.generate import Progress, generate
 from anyi2v.daemon.pipeline.loading import load_named_models
 from anyi2v.daemon.pipeline.video import VideoWriter
 from anyi2v.shared.document import dump_shot, parse_shot
-
-
-def shot_document(size: int, frames: int, steps: int) -> dict[str, Any]:
-    return {
-        "schema_version": 3,
-        "prompt": "a red ball rolling across a wooden table",
-        "negative_prompt": "blurry",
-        "output": {"width": size, "height": size, "n_frames": frames, "fps": 8},
-        "sampling": {"seed": 0, "steps": steps, "guidance_scale": 8.0},
-        "conditions": [{"source": {"kind": "image", "path": "condition.png"}, "modality": "depth"}],
-        "tracks": [
-            {"id": "ball", "keyframes": [{"frame": 0, "box": [0.1, 0.35, 0.35, 0.6]},
-                                         {"frame": frames - 1, "box": [0.6, 0.35, 0.85, 0.6]}]},
-        ],
-    }  # fmt: skip
-
-
-def condition_image(size: int) -> np.ndarray:
-    ys, xs = np.mgrid[0:size, 0:size] / size
-    depth = np.clip(1.0 - np.hypot(xs - 0.3, ys - 0.45) * 3, 0, 1) * 0.7 + 0.3 * ys
-    return (np.repeat(depth[..., None], 3, axis=2) * 255).astype(np.uint8)
 
 
 def in_process(models: Any, document: dict[str, Any], condition: np.ndarray, folder: Path) -> tuple[float, float]:
@@ -91,6 +71,7 @@ def main() -> None:
     arguments = parser.parse_args()
 
     document = shot_document(arguments.size, arguments.frames, arguments.steps)
+    document["tracks"] = document["tracks"][:1]  # one track (the ball), as measured in BENCHMARKS.md
     condition = condition_image(arguments.size)
     models = load_named_models(arguments.model, device=arguments.device, dtype=arguments.dtype)
     print(f"model {models.identity} on {models.device} ({models.dtype})", flush=True)

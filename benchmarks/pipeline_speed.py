@@ -17,6 +17,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,8 +28,9 @@ from anyi2v.daemon.pipeline.models import random_models
 from anyi2v.shared.document import parse_shot
 
 
-def make_shot(size: int, frames: int, steps: int) -> object:
-    document = {
+def shot_document(size: int, frames: int, steps: int) -> dict[str, Any]:
+    """The benchmark shot as document data: two tracks, a depth condition."""
+    return {
         "schema_version": 3,
         "prompt": "a red ball rolling across a wooden table",
         "negative_prompt": "blurry",
@@ -52,7 +54,10 @@ def make_shot(size: int, frames: int, steps: int) -> object:
             },
         ],
     }
-    return parse_shot(document, source="benchmark")
+
+
+def make_shot(size: int, frames: int, steps: int) -> object:
+    return parse_shot(shot_document(size, frames, steps), source="benchmark")
 
 
 def condition_image(size: int) -> np.ndarray:
