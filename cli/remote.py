@@ -54,7 +54,7 @@ def run_remote(arguments: argparse.Namespace, shot: Any, condition: Any, show: A
     ``show(stage, done, total)`` the progress bar. Returns the exit code."""
     from anyi2v.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
     from anyi2v.daemon.client import DaemonClient, DaemonError, DaemonTimeoutError
-    from anyi2v.daemon.pipeline.video import VideoError, resolve_format, sidecar_path
+    from anyi2v.daemon.pipeline.video import VideoError, resolve_format
     from anyi2v.shared.document import dump_shot
 
     given = [f"--{name.replace('_', '-')}" for name in _LOCAL_ONLY if getattr(arguments, name, None) is not None]
@@ -102,8 +102,8 @@ def run_remote(arguments: argparse.Namespace, shot: Any, condition: Any, show: A
         if final.type == "cancelled":
             print(f"anyi2v animate: job {job_id} was cancelled on the daemon; nothing written", file=sys.stderr)
             return EXIT_FAILED
-        paths = _fetch(client, job_id, out, out_format, sidecar_path)
         manifest = client.manifest(job_id)
+        paths = _fetch(client, job_id, manifest, out, out_format)
     except KeyboardInterrupt:
         if client is not None:
             try:
@@ -128,12 +128,13 @@ def run_remote(arguments: argparse.Namespace, shot: Any, condition: Any, show: A
     return EXIT_OK
 
 
-def _fetch(client: Any, job_id: str, out: Path, out_format: str, sidecar_path: Any) -> list[Path]:
+def _fetch(client: Any, job_id: str, manifest: dict[str, Any], out: Path, out_format: str) -> list[Path]:
     """The result's files where a local run writes them: the video and its shot sidecar, or a folder of
     ``frame-NNNN.png`` and ``shot.json``. Interrupted downloads resume."""
+    from anyi2v.daemon.pipeline.video import sidecar_path
+
     if out_format == "png":
         out.mkdir(parents=True, exist_ok=True)
-        manifest = client.manifest(job_id)
         paths = [
             client.fetch_part(job_id, "frame", out / f"frame-{index:04d}.png", index)
             for index in range(manifest["n_frames"])
