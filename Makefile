@@ -12,12 +12,18 @@ export QT_QPA_PLATFORM := offscreen
 
 .PHONY: system-deps setup demo test lint typecheck layers pytest clean
 
-# Open3D's wheel links libusb-1.0, which a fresh Debian machine lacks.
+# System libraries the wheels link but do not bundle: Open3D needs libusb-1.0; Qt (even offscreen)
+# needs EGL, GL, xkbcommon, fontconfig, GLib and D-Bus. Each missing one is installed from Debian.
+SYSTEM_LIBS := libusb-1.0.so.0:libusb-1.0-0 libEGL.so.1:libegl1 libGL.so.1:libgl1 \
+	libxkbcommon.so.0:libxkbcommon0 libfontconfig.so.1:libfontconfig1 libglib-2.0.so.0:libglib2.0-0 \
+	libdbus-1.so.3:libdbus-1-3
 system-deps:
-	@ldconfig -p | grep -q "libusb-1.0.so.0" || { \
-		echo "installing libusb-1.0-0 (needed by Open3D)"; \
+	@missing=""; for pair in $(SYSTEM_LIBS); do \
+		ldconfig -p | grep -q "$${pair%%:*}" || missing="$$missing $${pair##*:}"; done; \
+	[ -z "$$missing" ] || { \
+		echo "installing$$missing (shared libraries Open3D and Qt need)"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libusb-1.0-0 > /dev/null; }
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing > /dev/null; }
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +34,7 @@ $(BIN)/python:
 TORCH ?= torch==2.13.0
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[render,daemon,eval,dev]" --config-settings editable_mode=strict
+	$(BIN)/python -m pip install --quiet -e ".[render,daemon,eval,desktop,dev]" --config-settings editable_mode=strict
 	touch $(STAMP)
 
 # The package itself is relinked on every run (a second or two), so new modules are always seen:

@@ -213,6 +213,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_daemon(commands)
 
+    studio = commands.add_parser(
+        "studio",
+        help="the desktop studio: condition view, keyframed boxes, generate and play",
+        description=(
+            "Open the studio (PySide6). By default it starts a local daemon with the embedded toy-world model;"
+            " --daemon connects to one elsewhere instead."
+        ),
+    )
+    studio.add_argument("shot", nargs="?", type=Path, help="a shot file, mesh, point cloud or image to open")
+    studio.add_argument("--daemon", metavar="ADDRESS", help="a running daemon (tcp://HOST:PORT) instead of a local one")
+    studio.add_argument("--server-key", default="", help="the daemon's public key file (NAME.key)")
+    studio.add_argument("--client-key", default="", help="your secret key file (NAME.key_secret)")
+    studio.add_argument("--model", default="", help="the local daemon's model (default: the embedded toy-world)")
+    studio.set_defaults(handler=_studio)
+
     schema = commands.add_parser(
         "schema",
         help="print the JSON Schema of shot files",
@@ -221,6 +236,24 @@ def build_parser() -> argparse.ArgumentParser:
     schema.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
     schema.set_defaults(handler=_schema)
     return parser
+
+
+def _studio(arguments: argparse.Namespace) -> int:
+    import os
+
+    if sys.platform == "linux" and not any(
+        os.environ.get(k) for k in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")
+    ):
+        print("anyi2v studio: no display (DISPLAY is unset); run it on a desktop, or set QT_QPA_PLATFORM=offscreen"
+              " to run it headless", file=sys.stderr)  # fmt: skip
+        return EXIT_BAD_INPUT
+    try:
+        from anyi2v.desktop.qt.app import run_studio
+    except ImportError as error:
+        print(f"anyi2v studio: the desktop extra is not installed ({error}): pip install 'anyi2v-studio[desktop]'",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_FAILED
+    return run_studio(arguments.shot, arguments.daemon, arguments.server_key, arguments.client_key, arguments.model)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

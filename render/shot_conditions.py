@@ -15,7 +15,9 @@ from anyi2v.shared.tracks import Track, sample_track
 
 from .assets import load_asset
 from .condition import MODALITY_PASS, RenderError, SceneView, compose, to_uint8
+from .geometry import Asset, MeshObject
 from .motion import derive_tracks, plan_scene
+from .raycast import MeshScene
 
 Box = tuple[float, float, float, float]
 
@@ -59,15 +61,25 @@ def _region(
     return np.asarray(~mask if region.invert else mask, dtype=bool)
 
 
-def render_shot_conditions(shot: Shot, base_dir: Path) -> ShotConditions:
-    """Render and compose every condition layer of ``shot``; paths are relative to ``base_dir``."""
+def render_shot_conditions(
+    shot: Shot, base_dir: Path, *, asset: Asset | None = None, mesh_scene: MeshScene | None = None
+) -> ShotConditions:
+    """Render and compose every condition layer of ``shot``; paths are relative to ``base_dir``.
+
+    ``asset`` is the scene's file already loaded (an interactive view loads it once and re-renders as the
+    camera moves); ``mesh_scene`` is its meshes ready to cast, used when frame 0 poses none of them."""
     width, height = shot.output.width, shot.output.height
     view: SceneView | None = None
     derived: tuple[Track, ...] = ()
     if shot.scene is not None:
-        asset = load_asset(base_dir / shot.scene.path, up_axis=shot.scene.up_axis)
+        if asset is None:
+            asset = load_asset(base_dir / shot.scene.path, up_axis=shot.scene.up_axis)
         plan = plan_scene(shot.scene, asset, shot.output.n_frames)
-        view = SceneView(plan.posed(asset, 0), plan.cameras[0], width, height)
+        posed = plan.posed(asset, 0)
+        meshes = [item for item in posed.objects if isinstance(item, MeshObject)]
+        if mesh_scene is not None and [id(m) for m in mesh_scene.meshes] != [id(m) for m in meshes]:
+            mesh_scene = None  # frame 0 moves some of them: cast the posed meshes instead
+        view = SceneView(posed, plan.cameras[0], width, height, mesh_scene=mesh_scene)
         derived = derive_tracks(shot.scene, asset, plan, view, shot.output.n_frames)
 
     layers: list[NDArray[np.float64]] = []

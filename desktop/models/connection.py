@@ -1,0 +1,278 @@
+"""Daemon connections without Qt: settings, the embedded local daemon, and a session whose threads
+talk ZeroMQ so the GUI thread never waits on it.
+
+A :class:`DaemonSession` reports through callbacks that run on its own threads; the Qt layer turns
+them into queued signals. Each thread owns its own :class:`DaemonClient` (ZeroMQ sockets are not
+thread-safe): one watches the daemon (status every few seconds, reconnecting with back-off), one
+follows each job, and cancels go out on short-lived clients of their own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from anyi2v.daemon import TOY_WORLD
+from anyi2v.daemon.client import ClientKeys, DaemonClient, DaemonError, DaemonTimeoutError, Event
+
+log = logging.getLogger(__name__)
+
+ConnectionState = Literal["starting", "connecting", "connected", "disconnected", "error"]
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """``local``: a daemon the studio starts and stops (``model`` empty: the embedded toy-world model).
+    ``remote``: a daemon at ``address``, with CURVE keys when it is not on loopback."""
+
+    mode: Literal["local", "remote"] = "local"
+    address: str = ""
+    server_key: str = ""  # the daemon's public key file (NAME.key)
+    client_key: str = ""  # this machine's secret key file (NAME.key_secret)
+    model: str = ""
+    device: str = ""
+
+    def problem(self) -> str | None:
+        """Why these settings cannot connect, or None."""
+        if self.mode == "local":
+            return None
+        if not self.address.startswith(("tcp://", "ipc://")):
+            return f"the daemon address {self.address!r} must look like tcp://HOST:PORT"
+        if bool(self.server_key) != bool(self.client_key):
+            return "CURVE needs both the daemon's public key (NAME.key) and your secret key (NAME.key_secret)"
+        for path in (self.server_key, self.client_key):
+            if path and not Path(path).is_file():
+                return f"{path}: no such key file (create keys with `anyi2v keys create NAME`)"
+        return None
+
+    def keys(self) -> ClientKeys | None:
+        if self.mode == "local" or not self.server_key:
+            return None
+        return ClientKeys.from_files(Path(self.server_key), Path(self.client_key))
+
+
+@dataclass(frozen=True)
+class ConnectionStatus:
+    state: ConnectionState
+    address: str = ""
+    model: str = ""
+    device: str = ""
+    queued: int = 0
+    running: str | None = None
+    message: str = ""
+
+    @property
+    def line(self) -> str:
+        """The status bar's words."""
+        if self.state == "connected":
+            busy = f"busy ({self.queued} queued)" if self.running else "idle"
+            return f"Connected: {self.model} on {self.device}, {busy}"
+        if self.state == "starting":
+            return f"Starting the local daemon{f': {self.message}' if self.message else ''}"
+        if self.state == "connecting":
+            return f"Connecting to {self.address}"
+        if self.state == "disconnected":
+            return f"Disconnected from {self.address}: {self.message}"
+        return f"Daemon error: {self.message}"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class EmbeddedDaemon:
+    """``anyi2v daemon`` as a child process on a free loopback port, for as long as the studio runs."""
+
+    def __init__(self, data_dir: Path, model: str = "", device: str = "") -> None:
+        self.data_dir = data_dir
+        self.model = model or TOY_WORLD
+        self.device = device
+        self.address = f"tcp://127.0.0.1:{free_port()}"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = data_dir / "daemon.log"
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "anyi2v.cli", "daemon", "--bind", self.address,
+                   "--data-dir", str(self.data_dir), "--model", self.model]  # fmt: skip
+        if self.device:
+            command += ["--device", self.device]
+        with self.log_path.open("ab") as log_file:
+            self.process = subprocess.Popen(
+                command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+
+    def exit_problem(self) -> str | None:
+        """Why the daemon process is gone (with the end of its log), or None while it runs."""
+        if self.process is None or self.process.poll() is None:
+            return None
+        tail = ""
+        with contextlib.suppress(OSError):
+            tail = self.log_path.read_text(errors="replace").strip().splitlines()[-1]
+        return f"the local daemon exited ({self.process.returncode}): {tail} (log: {self.log_path})"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ask the daemon (and its worker) to stop; kill them if they do not within ``timeout``."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(5)
+
+
+@dataclass(frozen=True)
+class JobResult:
+    job_id: str
+    folder: Path
+    manifest: dict[str, Any]
+
+
+class DaemonSession:
+    """Talks to one daemon from background threads. ``on_status`` gets a :class:`ConnectionStatus`
+    whenever the watch thread learns something."""
+
+    def __init__(
+        self,
+        address: str,
+        keys: ClientKeys | None,
+        on_status: Callable[[ConnectionStatus], None],
+        *,
+        poll_seconds: float = 2.0,
+        timeout: float = 5.0,
+        exit_problem: Callable[[], str | None] = lambda: None,
+    ) -> None:
+        self.address, self.keys, self.on_status = address, keys, on_status
+        self.poll_seconds, self.timeout = poll_seconds, timeout
+        self.exit_problem = exit_problem
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.status = ConnectionStatus("connecting", address)
+
+    def _client(self) -> DaemonClient:
+        return DaemonClient(self.address, keys=self.keys, timeout=self.timeout, name="anyi2v-studio")
+
+    def _spawn(self, target: Callable[[], None], name: str) -> threading.Thread:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        thread.start()
+        return thread
+
+    def _report(self, status: ConnectionStatus) -> None:
+        if status != self.status:
+            self.status = status
+            self.on_status(status)
+
+    def start(self) -> None:
+        self._spawn(self._watch, "anyi2v-studio-watch")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def _watch(self) -> None:
+        backoff = 0.5
+        while not self._stop.is_set():
+            problem = self.exit_problem()
+            if problem is not None:
+                self._report(ConnectionStatus("error", self.address, message=problem))
+                return
+            client = None
+            try:
+                client = self._client()
+                hello = client.hello()
+                backoff = 0.5
+                model, device = hello.model.name, hello.device
+                while not self._stop.is_set():
+                    server = client.status().server
+                    self._report(
+                        ConnectionStatus("connected", self.address, model, device, server.queued, server.running)
+                    )
+                    self._stop.wait(self.poll_seconds)
+            except DaemonTimeoutError:
+                message = f"no answer; retrying in {backoff:.0f} s" if backoff >= 1 else "no answer; retrying"
+                state: ConnectionState = "starting" if self.status.state == "starting" else "disconnected"
+                self._report(ConnectionStatus(state, self.address, message=message))
+            except (DaemonError, OSError, ValueError) as error:
+                self._report(ConnectionStatus("error", self.address, message=str(error)))
+            finally:
+                if client is not None:
+                    client.close()
+            self._stop.wait(backoff)
+            backoff = min(backoff * 2, 10.0)
+
+    def run_job(
+        self,
+        job_id: str,
+        document: dict[str, Any],
+        condition: Any,
+        result_dir: Path,
+        on_event: Callable[[Event], None],
+        on_result: Callable[[JobResult], None],
+        on_error: Callable[[str], None],
+    ) -> threading.Thread:
+        """Submit and follow a job on a thread of its own; fetch the result into ``result_dir`` when done.
+        Exactly one of ``on_result`` or ``on_error`` is called at the end (none when the session stops)."""
+
+        def run() -> None:
+            client = None
+            try:
+                client = self._client()
+                client.submit(job_id, document, condition, subscribe=False)
+                final = None
+                for event in client.events(job_id):
+                    on_event(event)
+                    final = event
+                    if self._stop.is_set():
+                        return
+                if final is not None and final.type == "done":
+                    on_result(JobResult(job_id, result_dir, client.fetch_result(job_id, result_dir)))
+            except DaemonError as error:
+                on_error(f"the daemon refused the job: {error}")
+            except DaemonTimeoutError as error:
+                on_error(f"{error}; the job goes on if the daemon has it: generate again to follow it")
+            except OSError as error:
+                on_error(f"could not save the result in {result_dir}: {error}")
+            finally:
+                if client is not None:
+                    client.close()
+
+        return self._spawn(run, f"anyi2v-studio-job-{job_id}")
+
+    def cancel(self, job_id: str, on_error: Callable[[str], None]) -> threading.Thread:
+        def run() -> None:
+            try:
+                with self._client() as client:
+                    client.cancel(job_id)
+            except (DaemonError, DaemonTimeoutError) as error:
+                on_error(f"could not cancel job {job_id}: {error}")
+
+        return self._spawn(run, f"anyi2v-studio-cancel-{job_id}")
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
+    """Poll ``condition`` until it holds or ``timeout`` passes (for tests and shutdown)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return condition()

@@ -1,0 +1,159 @@
+"""Shots from files the artist opens, the studio's settings (recent files, the connection), and the
+history of results kept beside each shot."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from anyi2v.render.assets import SUFFIXES as ASSET_SUFFIXES
+from anyi2v.shared.document import parse_shot
+from anyi2v.shared.shot import SCHEMA_VERSION, Shot
+
+from .condition import default_scene_camera
+from .connection import ConnectionSettings
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+MAX_RECENT = 10
+# A new shot starts at the size the embedded toy-world model makes in seconds on a CPU; a real model
+# wants 512x512 (Settings > Size).
+NEW_SHOT_OUTPUT = {"width": 128, "height": 128, "n_frames": 16, "fps": 8.0}
+
+
+def config_dir() -> Path:
+    return Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "anyi2v"
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "anyi2v" / "studio"
+
+
+def is_asset(path: Path) -> bool:
+    return path.suffix.lower() in ASSET_SUFFIXES
+
+
+def is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def shot_for_file(path: Path, prompt: str = "") -> Shot:
+    """A new shot around a mesh or point cloud (rendered to depth from a three-quarter view) or an image
+    brought as it is; the path is stored absolute until the shot is saved somewhere."""
+    document: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "name": path.stem,
+        "output": dict(NEW_SHOT_OUTPUT),
+        "prompt": prompt,
+    }
+    if is_asset(path):
+        camera = default_scene_camera()
+        document["scene"] = {
+            "path": str(path.resolve()),
+            "camera": {"eye": list(camera.eye), "target": list(camera.target), "fov_deg": camera.fov_deg},
+        }
+        document["conditions"] = [{"source": {"kind": "scene"}, "modality": "depth"}]
+    elif is_image(path):
+        document["conditions"] = [{"source": {"kind": "image", "path": str(path.resolve())}, "modality": "other"}]
+    else:
+        known = ", ".join(ASSET_SUFFIXES + IMAGE_SUFFIXES)
+        raise ValueError(f"{path.name}: not a mesh, point cloud or image this studio reads ({known})")
+    return parse_shot(document, source=str(path))
+
+
+@dataclass
+class StudioConfig:
+    """What the studio remembers between runs (``studio.json`` in the config folder)."""
+
+    recent: list[str] = field(default_factory=list)
+    connection: ConnectionSettings = field(default_factory=ConnectionSettings)
+
+    @classmethod
+    def load(cls, path: Path) -> StudioConfig:
+        """A missing file gives the defaults; an unreadable one is kept aside (``.bad``) and logged."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            connection = ConnectionSettings(**data.get("connection", {}))
+            recent = [str(item) for item in data.get("recent", [])][:MAX_RECENT]
+            return cls(recent, connection)
+        except FileNotFoundError:
+            return cls()
+        except (OSError, ValueError, TypeError, AttributeError) as error:
+            log.warning("%s is unreadable (%s): starting from defaults; the file is kept as .bad", path, error)
+            with contextlib.suppress(OSError):
+                path.replace(path.with_suffix(".bad"))
+            return cls()
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.tmp")
+        temporary.write_text(json.dumps({"recent": self.recent, "connection": asdict(self.connection)}, indent=2))
+        os.replace(temporary, path)
+
+    def add_recent(self, path: Path) -> None:
+        name = str(path.resolve())
+        self.recent = [name, *(item for item in self.recent if item != name)][:MAX_RECENT]
+
+
+@dataclass(frozen=True)
+class ResultEntry:
+    folder: Path
+    job_id: str
+    created: float
+    n_frames: int
+
+    @property
+    def title(self) -> str:
+        return f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(self.created))}  ({self.n_frames} frames)"
+
+
+class ResultHistory:
+    """Results of a shot, newest first, in ``<shot>.results/`` beside the shot file (unsaved shots keep
+    theirs in the studio's data folder). Each result is a folder as the daemon's client fetches it:
+    ``manifest.json``, ``video.*``, ``shot.json`` and ``frames/NNNN.png``."""
+
+    def __init__(self, shot_path: Path | None) -> None:
+        if shot_path is not None:
+            self.root = shot_path.with_name(f"{shot_path.stem}.results")
+        else:
+            self.root = data_dir() / "unsaved-results"
+
+    def new_folder(self, job_id: str) -> Path:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        return self.root / f"{stamp}-{job_id[-8:]}"
+
+    def entries(self) -> list[ResultEntry]:
+        found: list[ResultEntry] = []
+        if not self.root.is_dir():
+            return found
+        for manifest_path in self.root.glob("*/manifest.json"):
+            try:
+                manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+                found.append(ResultEntry(manifest_path.parent, str(manifest.get("job_id", "")),
+                                         manifest_path.stat().st_mtime, int(manifest["n_frames"])))  # fmt: skip
+            except (OSError, ValueError, KeyError, TypeError):
+                log.warning("skipping an unreadable result in %s", manifest_path.parent)
+        return sorted(found, key=lambda entry: entry.created, reverse=True)
+
+
+def load_frames(folder: Path) -> list[NDArray[np.uint8]]:
+    """A result's frames (``frames/NNNN.png``) as ``(h, w, 3)`` arrays, in order."""
+    from PIL import Image
+
+    frames = []
+    for path in sorted((folder / "frames").glob("*.png")):
+        with Image.open(path) as image:
+            frames.append(np.asarray(image.convert("RGB")))
+    if not frames:
+        raise FileNotFoundError(f"{folder}: no frames in this result")
+    return frames

@@ -1,0 +1,64 @@
+"""Choose the daemon: the embedded local one (optionally with a model of your own) or a remote one by
+address and CURVE keys."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QRadioButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from anyi2v.desktop.models.connection import ConnectionSettings
+
+
+class ConnectionDialog(QDialog):
+    def __init__(self, current: ConnectionSettings, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Connect to a daemon")
+        layout = QVBoxLayout(self)
+        self.local = QRadioButton("Local: start a daemon on this machine", checked=current.mode == "local")
+        self.remote = QRadioButton("Remote: a daemon on another machine", checked=current.mode == "remote")
+        form = QFormLayout()
+        self.model = QLineEdit(current.model, placeholderText="toy-world (the embedded model)")
+        self.model.setToolTip("A diffusers folder or an SD 1.5 checkpoint; empty: the embedded toy-world model")
+        self.address = QLineEdit(current.address, placeholderText="tcp://gpu-box:5557")
+        self.server_key = QLineEdit(current.server_key, placeholderText="~/.config/anyi2v/keys/gpu-box.key")
+        self.server_key.setToolTip("The daemon's public key (NAME.key), needed off loopback")
+        self.client_key = QLineEdit(current.client_key, placeholderText="~/.config/anyi2v/keys/laptop.key_secret")
+        self.client_key.setToolTip("Your secret key (NAME.key_secret); its public half is on the daemon's allow-list")
+        form.addRow("Model", self.model)
+        form.addRow("Address", self.address)
+        form.addRow("Server key", self.server_key)
+        form.addRow("Client key", self.client_key)
+        self.problem = QLabel()
+        self.problem.setStyleSheet("color: #ff5a5f")
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self._accept)
+        buttons.rejected.connect(self.reject)
+        for widget in (self.local, self.remote):
+            layout.addWidget(widget)
+        layout.addLayout(form)
+        layout.addWidget(self.problem)
+        layout.addWidget(buttons)
+
+    def settings(self) -> ConnectionSettings:
+        return ConnectionSettings(
+            mode="local" if self.local.isChecked() else "remote",
+            address=self.address.text().strip(),
+            server_key=self.server_key.text().strip(),
+            client_key=self.client_key.text().strip(),
+            model=self.model.text().strip(),
+        )
+
+    def _accept(self) -> None:
+        problem = self.settings().problem()
+        if problem is not None:
+            self.problem.setText(problem)
+            return
+        self.accept()

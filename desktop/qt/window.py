@@ -1,0 +1,898 @@
+"""The studio's main window: the condition view and the player side by side, the timeline below, the
+settings on the right, the connection and the job in the status bar.
+
+The window owns the models (the open :class:`ShotDocument`, the key selection, the playhead) and the
+undo stack; views ask for changes through signals and every change is an :class:`Edit` pushed on the
+stack. Rendering, ZeroMQ and disk work run on other threads and come back as queued signals.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from PySide6.QtCore import QObject, QPoint, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QUndoCommand, QUndoStack
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDockWidget,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from anyi2v.desktop.models import edits
+from anyi2v.desktop.models.condition import ConditionRenderer, LatestWins, OrbitCamera
+from anyi2v.desktop.models.connection import (
+    ConnectionSettings,
+    ConnectionStatus,
+    DaemonSession,
+    EmbeddedDaemon,
+    JobResult,
+)
+from anyi2v.desktop.models.document import ShotDocument
+from anyi2v.desktop.models.edits import ClipboardKey, Edit, EditError
+from anyi2v.desktop.models.files import (
+    IMAGE_SUFFIXES,
+    ResultHistory,
+    StudioConfig,
+    config_dir,
+    data_dir,
+    load_frames,
+    shot_for_file,
+)
+from anyi2v.desktop.models.job import JobProgress
+from anyi2v.desktop.models.overlay import boxes_at
+from anyi2v.desktop.models.timeline import KeySelection, Playback
+from anyi2v.render.assets import SUFFIXES as ASSET_SUFFIXES
+from anyi2v.render.condition import to_uint8
+from anyi2v.render.shot_conditions import ShotConditions
+from anyi2v.shared.errors import ShotError
+from anyi2v.shared.shot import Shot
+
+from .condition_view import ConditionView
+from .images import to_qimage
+from .player import COMPARE_MODES, PlayerView
+from .settings_panel import SettingsPanel
+from .timeline import TimelineView
+
+EXPORT_FILTERS = "MP4 video (*.mp4);;WebM video (*.webm);;GIF (*.gif);;PNG frames (folder) (*)"
+
+
+class Relay(QObject):
+    """Signals emitted from worker threads; Qt queues them to the GUI thread."""
+
+    rendered = Signal(int, object)
+    render_failed = Signal(int, str)
+    status = Signal(object)
+    job_event = Signal(str, object)
+    job_result = Signal(str, object)
+    job_error = Signal(str, str)
+    work_done = Signal(object, object)  # callback, value: run on the GUI thread
+    work_failed = Signal(str)
+
+
+class ShotCommand(QUndoCommand):
+    """An :class:`Edit` on the undo stack. Edits with the same ``merge_key`` in a row merge into one
+    (typing a prompt, dragging a spin box), keeping the first ``before``."""
+
+    def __init__(self, window: StudioWindow, edit: Edit, merge_key: str | None = None) -> None:
+        super().__init__(edit.text)
+        self.window, self.edit, self.merge_key = window, edit, merge_key
+
+    def id(self) -> int:
+        return hash(self.merge_key) & 0x7FFFFFFF if self.merge_key else -1
+
+    def mergeWith(self, other: QUndoCommand) -> bool:  # noqa: N802
+        if not isinstance(other, ShotCommand) or other.merge_key != self.merge_key or self.merge_key is None:
+            return False
+        self.edit = Edit(self.edit.text, self.edit.before, other.edit.after)
+        return True
+
+    def redo(self) -> None:
+        self.window.show_shot(self.edit.after)
+
+    def undo(self) -> None:
+        self.window.show_shot(self.edit.before)
+
+
+class StudioWindow(QMainWindow):
+    def __init__(
+        self,
+        *,
+        config_path: Path | None = None,
+        connection: ConnectionSettings | None = None,
+        start_daemon: bool = True,
+    ) -> None:
+        super().__init__()
+        self.setWindowTitle("AnyI2V Studio")
+        self.resize(1440, 900)
+        self.config_path = config_path or config_dir() / "studio.json"
+        self.config = StudioConfig.load(self.config_path)
+        self.relay = Relay()
+        self.document: ShotDocument | None = None
+        self.undo_stack = QUndoStack(self)
+        self.selection = KeySelection()
+        self.playback = Playback(16, 8.0)
+        self.clipboard: tuple[ClipboardKey, ...] = ()
+        self.selected_track: str | None = None
+        self.conditions: ShotConditions | None = None
+        self.condition_image: NDArray[np.uint8] | None = None
+        self._condition_shot: Shot | None = None
+        self._shown_generation = 0
+        self.job: JobProgress | None = None
+        self.job_shot: Shot | None = None
+        self.result_folder: Path | None = None
+        self.history_frames: list[NDArray[np.uint8]] = []
+        self.last_error = ""
+        self.session: DaemonSession | None = None
+        self.daemon: EmbeddedDaemon | None = None
+        self.connection_status = ConnectionStatus("connecting")
+        self.renderer = ConditionRenderer()
+        self.render_worker: LatestWins[tuple[Shot, Path], ShotConditions] = LatestWins(
+            lambda request: self.renderer.render(*request),
+            lambda generation, result: self.relay.rendered.emit(generation, result),
+            lambda generation, error: self.relay.render_failed.emit(generation, str(error)),
+            name="anyi2v-studio-render",
+        )
+        self._build_views()
+        self._build_actions()
+        self._connect_relay()
+        self.play_timer = QTimer(self)
+        self.play_timer.timeout.connect(self.playback.tick)
+        self.playback.frame_changed.connect(self._frame_changed)
+        self.playback.playing_changed.connect(self._playing_changed)
+        self.selection.changed.connect(lambda _: self._update_actions())
+        self.undo_stack.cleanChanged.connect(lambda _: self._update_title())
+        self.show_shot(None)
+        if start_daemon:
+            self.connect_daemon(connection or self.config.connection)
+
+    # Building ---------------------------------------------------------------------------------
+
+    def _build_views(self) -> None:
+        self.condition_view = ConditionView()
+        self.player = PlayerView()
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.addWidget(QLabel(" Condition (what is sent)"))
+        left_layout.addWidget(self.condition_view, 1)
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(0, 0, 0, 0)
+        player_bar = QHBoxLayout()
+        player_bar.addWidget(QLabel(" Result"))
+        self.history_combo = QComboBox()
+        self.history_combo.setToolTip("Earlier results of this shot")
+        self.history_combo.activated.connect(self._history_chosen)
+        self.compare_combo = QComboBox()
+        self.compare_combo.addItems(list(COMPARE_MODES))
+        self.compare_combo.setToolTip("Compare the result with the condition")
+        self.compare_combo.currentTextChanged.connect(self.player.set_mode)
+        self.boxes_check = QCheckBox("Boxes", checked=True)
+        self.boxes_check.setToolTip("Draw the tracks' boxes over the result to check the motion")
+        self.boxes_check.toggled.connect(self.player.set_show_boxes)
+        player_bar.addWidget(self.history_combo, 1)
+        player_bar.addWidget(self.compare_combo)
+        player_bar.addWidget(self.boxes_check)
+        right_layout.addLayout(player_bar)
+        right_layout.addWidget(self.player, 1)
+        splitter.addWidget(left)
+        splitter.addWidget(right)
+        self.setCentralWidget(splitter)
+
+        timeline_box = QWidget()
+        timeline_layout = QVBoxLayout(timeline_box)
+        timeline_layout.setContentsMargins(4, 0, 4, 4)
+        transport = QHBoxLayout()
+        self.play_button = QToolButton(text="▶ Play")
+        self.play_button.setToolTip("Play or pause (Space)")
+        self.play_button.clicked.connect(self.playback.toggle)
+        self.loop_button = QToolButton(text="Loop", checkable=True, checked=True)
+        self.loop_button.setToolTip("Play in a loop")
+        self.loop_button.toggled.connect(lambda on: setattr(self.playback, "loop", on))
+        self.frame_spin = QSpinBox(minimum=0, maximum=15)
+        self.frame_spin.setToolTip("Current frame (Left / Right to step)")
+        self.frame_spin.valueChanged.connect(self.playback.set_frame)
+        self.key_button = QPushButton("Insert key (I)")
+        self.key_button.setToolTip("Key the selected track's box at the current frame")
+        self.key_button.clicked.connect(self.insert_key)
+        self.generate_button = QPushButton("Generate")
+        self.generate_button.setToolTip("Render the condition and run the shot on the daemon (Ctrl+Return)")
+        self.generate_button.clicked.connect(self.generate)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Cancel the running generation (Esc)")
+        self.cancel_button.clicked.connect(self.cancel_job)
+        self.progress = QProgressBar()
+        self.progress.setTextVisible(True)
+        self.progress.setFormat("")
+        for widget in (self.play_button, self.loop_button, QLabel("Frame"), self.frame_spin, self.key_button):
+            transport.addWidget(widget)
+        transport.addStretch(1)
+        transport.addWidget(self.progress, 2)
+        transport.addWidget(self.cancel_button)
+        transport.addWidget(self.generate_button)
+        timeline_layout.addLayout(transport)
+        self.timeline = TimelineView(self.selection)
+        timeline_layout.addWidget(self.timeline, 1)
+        dock = QDockWidget("Timeline", self)
+        dock.setObjectName("timeline")
+        dock.setWidget(timeline_box)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.NoDockWidgetFeatures)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
+
+        self.settings = SettingsPanel()
+        settings_dock = QDockWidget("Settings", self)
+        settings_dock.setObjectName("settings")
+        settings_dock.setWidget(self.settings)
+        settings_dock.setMinimumWidth(340)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, settings_dock)
+
+        self.connection_label = QLabel()
+        self.statusBar().addPermanentWidget(self.connection_label)
+
+        self.condition_view.sig_new_box_requested.connect(self.add_track)
+        self.condition_view.sig_box_edit_requested.connect(self.set_box)
+        self.condition_view.sig_query_point_requested.connect(self.add_query_point)
+        self.condition_view.sig_track_selected.connect(self.select_track)
+        self.condition_view.sig_camera_preview.connect(self._camera_preview)
+        self.condition_view.sig_camera_commit.connect(self.set_camera)
+        self.condition_view.sig_role_toggle_requested.connect(self.toggle_role)
+        self.condition_view.sig_delete_track_requested.connect(lambda tid: self.delete_tracks([tid]))
+        self.timeline.sig_frame_requested.connect(self.playback.set_frame)
+        self.timeline.sig_move_keys_requested.connect(self.move_keys)
+        self.timeline.sig_interpolation_requested.connect(self.set_interpolation)
+        self.timeline.sig_delete_keys_requested.connect(self.delete_keys)
+        self.timeline.sig_copy_requested.connect(self.copy_keys)
+        self.timeline.sig_paste_requested.connect(self.paste_keys)
+        self.timeline.sig_track_selected.connect(self.select_track)
+        self.timeline.sig_track_menu_requested.connect(self._track_menu)
+        self.settings.sig_value_requested.connect(self.set_value)
+        self.settings.sig_frame_count_requested.connect(self.set_frame_count)
+        self.settings.sig_layers_requested.connect(self.set_layers)
+
+    def _action(self, menu: QMenu, text: str, slot: Callable[[], Any], shortcut: Any = None, tip: str = "") -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        action.setStatusTip(tip)
+        action.triggered.connect(lambda _=False: slot())
+        menu.addAction(action)
+        self.addAction(action)
+        return action
+
+    def _build_actions(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        self._action(file_menu, "&New", self.new_shot, QKeySequence.StandardKey.New, "Close this shot and start empty")
+        self._action(file_menu, "&Open…", self.open_dialog, QKeySequence.StandardKey.Open,
+                     "Open a shot, a mesh, a point cloud or an image")  # fmt: skip
+        self.recent_menu = file_menu.addMenu("Open &recent")
+        self.save_action = self._action(file_menu, "&Save", self.save, QKeySequence.StandardKey.Save)
+        self._action(file_menu, "Save &as…", self.save_as, QKeySequence.StandardKey.SaveAs)
+        file_menu.addSeparator()
+        self.export_action = self._action(file_menu, "&Export result…", self.export_dialog, "Ctrl+E",
+                                          "Export the result as MP4, WebM, GIF or PNG frames")  # fmt: skip
+        file_menu.addSeparator()
+        self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+
+        edit_menu = bar.addMenu("&Edit")
+        undo = self.undo_stack.createUndoAction(self, "&Undo")
+        undo.setShortcut(QKeySequence.StandardKey.Undo)
+        redo = self.undo_stack.createRedoAction(self, "&Redo")
+        redo.setShortcuts([QKeySequence.StandardKey.Redo, QKeySequence("Ctrl+Shift+Z")])
+        for action in (undo, redo):
+            edit_menu.addAction(action)
+            self.addAction(action)
+        edit_menu.addSeparator()
+        self._action(edit_menu, "Insert key", self.insert_key, "I", "Key the selected track at the current frame")
+        self._action(edit_menu, "Copy keys", self.copy_keys, QKeySequence.StandardKey.Copy)
+        self._action(edit_menu, "Paste keys", self.paste_keys, QKeySequence.StandardKey.Paste)
+        self._action(edit_menu, "Delete keys", self.delete_selected, QKeySequence.StandardKey.Delete,
+                     "Delete the selected keys (or the selected track when no key is selected)")  # fmt: skip
+        interpolation = edit_menu.addMenu("Interpolation")
+        for name in edits.INTERPOLATIONS:
+            self._action(interpolation, name.capitalize(),
+                         lambda n=name: self.set_interpolation(set(self.selection.keys), n))  # fmt: skip
+
+        play_menu = bar.addMenu("&Playback")
+        self._action(play_menu, "Play / pause", self.playback.toggle, "Space")
+        self._action(play_menu, "Next frame", lambda: self.playback.step(1), "Right")
+        self._action(play_menu, "Previous frame", lambda: self.playback.step(-1), "Left")
+        self._action(play_menu, "First frame", lambda: self.playback.set_frame(0), "Home")
+        self._action(play_menu, "Last frame", lambda: self.playback.set_frame(self.playback.n_frames - 1), "End")
+
+        run_menu = bar.addMenu("&Generate")
+        self._action(run_menu, "Generate", self.generate, "Ctrl+Return")
+        self._action(run_menu, "Cancel", self.cancel_job, "Escape")
+        self._action(run_menu, "Connect…", self.connection_dialog, None, "Local embedded daemon or a remote one")
+
+    def _connect_relay(self) -> None:
+        self.relay.rendered.connect(self._rendered)
+        self.relay.render_failed.connect(self._render_failed)
+        self.relay.status.connect(self._status)
+        self.relay.job_event.connect(self._job_event)
+        self.relay.job_result.connect(self._job_result)
+        self.relay.job_error.connect(self._job_error)
+        self.relay.work_done.connect(lambda callback, value: callback(value))
+        self.relay.work_failed.connect(self.error)
+
+    def in_background(self, work: Callable[[], Any], done: Callable[[Any], None], what: str) -> threading.Thread:
+        """Run ``work`` off the GUI thread; ``done(result)`` runs on the GUI thread, a failure is shown."""
+
+        def run() -> None:
+            try:
+                value = work()
+            except Exception as error:  # shown to the user as a message, never a traceback
+                self.relay.work_failed.emit(f"{what}: {error}")
+            else:
+                self.relay.work_done.emit(done, value)
+
+        thread = threading.Thread(target=run, name=f"anyi2v-studio-{what}", daemon=True)
+        thread.start()
+        return thread
+
+    # Messages ---------------------------------------------------------------------------------
+
+    def error(self, message: str) -> None:
+        """A problem the user can act on: in the status bar and, for the moment, in its tooltip."""
+        self.last_error = message
+        self.statusBar().showMessage(f"⚠ {message}", 15000)
+
+    def info(self, message: str) -> None:
+        self.statusBar().showMessage(message, 6000)
+
+    # The document -----------------------------------------------------------------------------
+
+    @property
+    def shot(self) -> Shot | None:
+        return self.document.shot if self.document is not None else None
+
+    def set_document(self, document: ShotDocument | None) -> None:
+        self.document = document
+        self.undo_stack.clear()
+        self.selection.set(())
+        self.selected_track = None
+        self.conditions = self.condition_image = None
+        self._condition_shot = None
+        self.condition_view.set_image(None)
+        self.player.set_condition(None)
+        self.player.set_frames([])
+        self.job = None
+        self.job_shot = None
+        self.history_frames = []
+        if document is not None:
+            document.changed.connect(lambda _: self._update_title())
+        self.show_shot(document.shot if document is not None else None)
+        self._load_history()
+        self.undo_stack.setClean()
+        self._update_title()
+
+    def show_shot(self, shot: Shot | None) -> None:
+        """Show ``shot`` in every view (after an edit, an undo or an open) and re-render its condition."""
+        if self.document is not None and shot is not None:
+            self.document.replace(shot)
+        self.selection.prune(shot) if shot is not None else self.selection.set(())
+        if shot is not None:
+            self.playback.set_clip(shot.output.n_frames, shot.output.fps)
+            self.play_timer.setInterval(self.playback.interval_ms)
+            self.frame_spin.setMaximum(shot.output.n_frames - 1)
+            if self.selected_track not in {t.id for t in shot.tracks}:
+                self.selected_track = None
+        for view in (self.condition_view, self.timeline):
+            view.set_shot(shot)
+            view.set_selected_track(self.selected_track)
+        self.player.set_shot(self.job_shot or shot)
+        self.settings.set_shot(shot)
+        if shot is not None and self.document is not None and self._condition_inputs_changed(shot):
+            self.request_render(shot)
+        self._update_actions()
+        self._update_title()
+
+    def _condition_inputs_changed(self, shot: Shot) -> bool:
+        old = self._condition_shot
+        self._condition_shot = shot
+        if old is None:
+            return True
+        return (old.scene, old.conditions, old.output.width, old.output.height) != (
+            shot.scene, shot.conditions, shot.output.width, shot.output.height)  # fmt: skip
+
+    def apply(self, text: str, change: Callable[[Shot], Shot], merge_key: str | None = None) -> bool:
+        """Run an edit on the current shot and push it on the undo stack; a refused edit is explained in
+        the status bar and the views go back to the shot as it is."""
+        if self.shot is None:
+            return False
+        before = self.shot
+        try:
+            after = change(before)
+        except EditError as error:
+            self.error(f"{text}: {error}")
+            self.show_shot(before)
+            return False
+        if after == before:
+            return False
+        self.undo_stack.push(ShotCommand(self, Edit(text, before, after), merge_key))
+        return True
+
+    def _update_title(self) -> None:
+        title = self.document.title if self.document is not None else "no shot"
+        self.setWindowTitle(f"{title} - AnyI2V Studio")
+
+    def _update_actions(self) -> None:
+        has_shot = self.shot is not None
+        running = self.job is not None and not self.job.finished
+        self.generate_button.setEnabled(has_shot and not running)
+        self.cancel_button.setEnabled(running)
+        self.save_action.setEnabled(has_shot)
+        self.key_button.setEnabled(self.selected_track is not None)
+        self.export_action.setEnabled(bool(self.result_frames()))
+
+    # Edits ------------------------------------------------------------------------------------
+
+    def select_track(self, track_id: str | None) -> None:
+        self.selected_track = track_id
+        self.condition_view.set_selected_track(track_id)
+        self.timeline.set_selected_track(track_id)
+        self._update_actions()
+
+    def add_track(self, box: edits.Box) -> None:
+        created: list[str] = []
+
+        def change(shot: Shot) -> Shot:
+            new, track_id = edits.add_track(shot, self.playback.frame, box)
+            created.append(track_id)
+            return new
+
+        if self.apply("Add track", change):
+            self.select_track(created[0])
+
+    def set_box(self, track_id: str, box: edits.Box) -> None:
+        frame = self.playback.frame
+        self.apply(f"Key {track_id} at frame {frame}", lambda shot: edits.set_key(shot, track_id, frame, box))
+
+    def insert_key(self) -> None:
+        if self.shot is None or self.selected_track is None:
+            self.error("Insert key: select a track first (click its box or its row)")
+            return
+        track_id, frame = self.selected_track, self.playback.frame
+        box = boxes_at(self.shot, frame)[track_id]
+        self.apply(f"Key {track_id} at frame {frame}", lambda shot: edits.set_key(shot, track_id, frame, box))
+
+    def add_query_point(self, track_id: str, point: tuple[float, float]) -> None:
+        self.apply("Add query point", lambda shot: edits.add_query_point(shot, track_id, point))
+
+    def toggle_role(self, track_id: str) -> None:
+        assert self.shot is not None
+        role = next(t.role for t in self.shot.tracks if t.id == track_id)
+        new_role = "object" if role == "anchor" else "anchor"
+        self.apply(f"Make {track_id} an {new_role}", lambda shot: edits.set_track(shot, track_id, role=new_role))
+
+    def delete_tracks(self, track_ids: list[str]) -> None:
+        self.apply("Delete track", lambda shot: edits.remove_tracks(shot, track_ids))
+
+    def move_keys(self, keys: set[edits.KeyRef], delta: int) -> None:
+        if self.apply("Move keys", lambda shot: edits.move_keys(shot, keys, delta)):
+            self.selection.set({(track_id, frame + delta) for track_id, frame in keys})
+
+    def set_interpolation(self, keys: set[edits.KeyRef], interpolation: str) -> None:
+        if not keys:
+            self.error("Interpolation: select keys in the timeline first")
+            return
+        self.apply(f"Interpolation {interpolation}",
+                   lambda shot: edits.set_interpolation(shot, keys, interpolation))  # type: ignore[arg-type]  # fmt: skip
+
+    def delete_keys(self, keys: set[edits.KeyRef]) -> None:
+        if keys:
+            self.apply("Delete keys", lambda shot: edits.delete_keys(shot, keys))
+
+    def delete_selected(self) -> None:
+        if self.selection.keys:
+            self.delete_keys(set(self.selection.keys))
+        elif self.selected_track is not None:
+            self.delete_tracks([self.selected_track])
+
+    def copy_keys(self) -> None:
+        if self.shot is not None and self.selection.keys:
+            self.clipboard = edits.copy_keys(self.shot, self.selection.keys)
+            self.info(f"Copied {len(self.clipboard)} key(s)")
+
+    def paste_keys(self) -> None:
+        into = self.selected_track if len({key.track_id for key in self.clipboard}) == 1 else None
+        frame = self.playback.frame
+        self.apply("Paste keys", lambda shot: edits.paste_keys(shot, self.clipboard, frame, into))
+
+    def set_value(self, path: tuple[str, ...], value: Any) -> None:
+        if path == ("output", "n_frames"):
+            self.set_frame_count(int(value))
+            return
+        name = ".".join(path)
+        self.apply(f"Set {name}", lambda shot: edits.set_value(shot, path, value), merge_key=name)
+
+    def set_frame_count(self, n_frames: int) -> None:
+        self.apply("Set frame count", lambda shot: edits.set_frame_count(shot, n_frames), merge_key="n_frames")
+
+    def set_layers(self, layers: list[dict[str, Any]]) -> None:
+        self.apply("Change condition layers", lambda shot: edits.set_value(shot, ("conditions",), layers))
+
+    def _camera_preview(self, camera: OrbitCamera) -> None:
+        if self.shot is not None and self.document is not None:
+            try:
+                preview = edits.set_camera(self.shot, camera.eye, camera.target, camera.fov_deg)
+            except EditError as error:
+                self.error(str(error))
+                return
+            self.request_render(preview)
+
+    def set_camera(self, camera: OrbitCamera) -> None:
+        self.apply("Move camera", lambda shot: edits.set_camera(shot, camera.eye, camera.target, camera.fov_deg))
+
+    def _track_menu(self, track_id: str, where: QPoint) -> None:
+        self.select_track(track_id)
+        self.condition_view.show_track_menu(track_id, where)
+
+    # Playhead ---------------------------------------------------------------------------------
+
+    def _frame_changed(self, frame: int) -> None:
+        self.frame_spin.blockSignals(True)
+        self.frame_spin.setValue(frame)
+        self.frame_spin.blockSignals(False)
+        self.condition_view.set_frame(frame)
+        self.timeline.set_frame(frame)
+        self.player.set_frame(frame)
+
+    def _playing_changed(self, playing: bool) -> None:
+        self.play_button.setText("❚❚ Pause" if playing else "▶ Play")
+        if playing:
+            self.play_timer.start(self.playback.interval_ms)
+        else:
+            self.play_timer.stop()
+
+    # Condition rendering ----------------------------------------------------------------------
+
+    def request_render(self, shot: Shot) -> None:
+        assert self.document is not None
+        self.condition_view.busy = True
+        self.condition_view.update()
+        self.render_worker.submit((shot, self.document.base_dir))
+
+    def _rendered(self, generation: int, conditions: ShotConditions) -> None:
+        if generation < self._shown_generation:
+            return  # an older render finishing after a newer one
+        self._shown_generation = generation
+        self.conditions = conditions
+        self.condition_image = to_uint8(conditions.image)
+        image = to_qimage(self.condition_image)
+        self.condition_view.busy = not self.render_worker.idle()
+        self.condition_view.set_image(image)
+        self.player.set_condition(image)
+        self.settings.object_names = tuple(conditions.object_boxes)
+
+    def _render_failed(self, generation: int, message: str) -> None:
+        self.condition_view.busy = False
+        self.condition_view.update()
+        self.error(f"The condition could not be rendered: {message}")
+
+    # Files ------------------------------------------------------------------------------------
+
+    def confirm_discard(self) -> bool:
+        """Ask before losing unsaved changes; True when it is fine to go on."""
+        if (
+            self.document is None
+            or not self.document.dirty
+            or (self.document.path is None and not self.undo_stack.count())
+        ):
+            return True
+        answer = QMessageBox.question(
+            self, "Unsaved changes", f"Save the changes to {self.document.title.rstrip(' *')}?",
+            QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
+        )  # fmt: skip
+        if answer == QMessageBox.StandardButton.Save:
+            return self.save()
+        return answer == QMessageBox.StandardButton.Discard
+
+    def new_shot(self) -> None:
+        if self.confirm_discard():
+            self.set_document(None)
+
+    def open_dialog(self) -> None:
+        patterns = " ".join(f"*{s}" for s in (".json", *ASSET_SUFFIXES, *IMAGE_SUFFIXES))
+        path, _ = QFileDialog.getOpenFileName(self, "Open", "", f"Shots, meshes, point clouds, images ({patterns})")
+        if path:
+            self.open_path(Path(path))
+
+    def open_path(self, path: Path) -> bool:
+        """Open a shot file, or start a new shot around a mesh, point cloud or image."""
+        if not self.confirm_discard():
+            return False
+        try:
+            if path.suffix.lower() == ".json":
+                document = ShotDocument.open(path)
+                self.config.add_recent(path)
+                self._save_config()
+            else:
+                document = ShotDocument(shot_for_file(path), None, path.parent)
+        except ShotError as error:
+            self.error(f"{path.name} is not a valid shot: {error.problems[0]}" + (
+                f" (and {len(error.problems) - 1} more)" if len(error.problems) > 1 else ""))  # fmt: skip
+            return False
+        except (OSError, ValueError) as error:
+            self.error(f"Cannot open {path}: {error}")
+            return False
+        self.set_document(document)
+        self.info(f"Opened {path}")
+        return True
+
+    def save(self) -> bool:
+        if self.document is None:
+            return False
+        if self.document.path is None:
+            return self.save_as()
+        return self._save_to(self.document.path)
+
+    def save_as(self) -> bool:
+        if self.document is None:
+            return False
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save shot", str(self.document.base_dir / "shot.json"), "Shot (*.json)"
+        )
+        return self._save_to(Path(path)) if path else False
+
+    def _save_to(self, path: Path) -> bool:
+        assert self.document is not None
+        try:
+            written = self.document.save(path if path.suffix else path.with_suffix(".json"))
+        except (OSError, ValueError, ShotError) as error:
+            self.error(f"Not saved: {error}")
+            return False
+        self.undo_stack.setClean()
+        self.config.add_recent(written)
+        self._save_config()
+        self._update_title()
+        self._load_history()
+        self.info(f"Saved {written}")
+        return True
+
+    def _save_config(self) -> None:
+        try:
+            self.config.save(self.config_path)
+        except OSError as error:
+            self.error(f"Settings not saved ({self.config_path}): {error}")
+        self.recent_menu.clear()
+        for name in self.config.recent:
+            self.recent_menu.addAction(name, lambda n=name: self.open_path(Path(n)))
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        if not self.confirm_discard():
+            event.ignore()
+            return
+        self.shutdown()
+        event.accept()
+
+    def shutdown(self) -> None:
+        self.play_timer.stop()
+        self.render_worker.close()
+        if self.session is not None:
+            self.session.stop(timeout=2.0)
+        if self.daemon is not None:
+            self.daemon.stop()
+
+    # Connection -------------------------------------------------------------------------------
+
+    def connect_daemon(self, settings: ConnectionSettings) -> None:
+        """Connect to the daemon ``settings`` name: start the embedded one, or reach a remote one."""
+        problem = settings.problem()
+        if problem is not None:
+            self.error(f"Connection: {problem}")
+            return
+        if self.session is not None:
+            self.session.stop(timeout=1.0)
+        if self.daemon is not None:
+            self.daemon.stop()
+            self.daemon = None
+        if settings.mode == "local":
+            self.daemon = EmbeddedDaemon(data_dir() / "daemon", settings.model, settings.device)
+            self.daemon.start()
+            address, keys, exit_problem = self.daemon.address, None, self.daemon.exit_problem
+            self._status(ConnectionStatus("starting", address))
+        else:
+            address, exit_problem = settings.address, (lambda: None)
+            try:
+                keys = settings.keys()
+            except (OSError, ValueError) as error:
+                self.error(f"Connection: cannot read the keys: {error}")
+                return
+            self._status(ConnectionStatus("connecting", address))
+        self.session = DaemonSession(address, keys, self.relay.status.emit, exit_problem=exit_problem)
+        self.session.start()
+
+    def connection_dialog(self) -> None:
+        from .connection_dialog import ConnectionDialog
+
+        dialog = ConnectionDialog(self.config.connection, self)
+        if dialog.exec():
+            self.config.connection = dialog.settings()
+            self._save_config()
+            self.connect_daemon(self.config.connection)
+
+    def _status(self, status: ConnectionStatus) -> None:
+        self.connection_status = status
+        self.connection_label.setText(status.line)
+        colour = {"connected": "#3ecf8e", "error": "#ff5a5f", "disconnected": "#ffc145"}.get(status.state, "#a0a0a0")
+        self.connection_label.setStyleSheet(f"color: {colour}")
+
+    # Generation -------------------------------------------------------------------------------
+
+    def generate(self) -> None:
+        if self.shot is None or self.document is None:
+            self.error("Generate: open a shot, a mesh or an image first")
+            return
+        if self.job is not None and not self.job.finished:
+            self.error("Generate: a generation is running; cancel it first")
+            return
+        if self.session is None or self.connection_status.state not in ("connected",):
+            self.error(f"Generate: no daemon yet ({self.connection_status.line}); try again once connected")
+            return
+        if not self.settings.seed_locked:
+            self.apply("Random seed", edits.randomize_seed)
+        shot, base_dir = self.shot, self.document.base_dir
+        history = ResultHistory(self.document.path)
+        self.job_shot = shot
+        self.job = JobProgress("preparing", shot.output.n_frames)
+        self.player.set_shot(shot)
+        self.player.set_frames(self.job.frames)
+        self._show_progress()
+
+        def prepare() -> tuple[str, dict[str, Any], NDArray[np.uint8]]:
+            conditions = self.renderer.render(shot, base_dir)
+            resolved = shot.model_copy(update={"tracks": conditions.tracks})
+            document = json.loads(resolved.model_dump_json())
+            condition = to_uint8(conditions.image)
+            digest = hashlib.sha256(json.dumps(document, sort_keys=True).encode())
+            digest.update(condition.tobytes())
+            return "studio-" + digest.hexdigest()[:32], document, condition
+
+        def submit(prepared: tuple[str, dict[str, Any], NDArray[np.uint8]]) -> None:
+            job_id, document, condition = prepared
+            assert self.session is not None
+            assert self.job is not None
+            self.job.job_id = job_id
+            folder = history.new_folder(job_id)
+            self.session.run_job(
+                job_id, document, condition, folder,
+                on_event=lambda event: self.relay.job_event.emit(job_id, event),
+                on_result=lambda result: self.relay.job_result.emit(job_id, result),
+                on_error=lambda message: self.relay.job_error.emit(job_id, message),
+            )  # fmt: skip
+
+        def failed(message: str) -> None:
+            self._job_error("preparing", message)
+
+        self.in_background(prepare, submit, "preparing the job")
+        self.relay.work_failed.connect(failed, Qt.ConnectionType.SingleShotConnection)
+
+    def _show_progress(self) -> None:
+        job = self.job
+        if job is None:
+            self.progress.setFormat("")
+            self.progress.setValue(0)
+        else:
+            self.progress.setMaximum(max(job.total, 1))
+            self.progress.setValue(job.done if job.total else 0)
+            self.progress.setFormat(job.status_line)
+        self._update_actions()
+
+    def _job_event(self, job_id: str, event: Any) -> None:
+        if self.job is None or self.job.job_id != job_id:
+            return
+        before = self.job.frames_received
+        self.job.apply(event.type, event.content, event.buffers)
+        if event.type == "frame" and self.job.frames_received > before:
+            index = event.content.index
+            self.player.set_frame_image(index, self.job.frames[index])  # type: ignore[arg-type]
+        elif event.type == "preview":
+            self.player.set_frames(self.job.frames, self.job.previews)
+        self._show_progress()
+
+    def _job_result(self, job_id: str, result: JobResult) -> None:
+        if self.job is None or self.job.job_id != job_id:
+            return
+        self.result_folder = result.folder
+        self.job.state = "done"
+        self._show_progress()
+        self._load_history(select=result.folder)
+        self.info(f"Generated {self.job.frames_received} frames; saved in {result.folder}")
+
+    def _job_error(self, job_id: str, message: str) -> None:
+        if self.job is not None and self.job.job_id == job_id and not self.job.finished:
+            self.job.state, self.job.message = "failed", message
+        self._show_progress()
+        self.error(message)
+
+    def cancel_job(self) -> None:
+        if self.job is None or self.job.finished or self.session is None:
+            return
+        self.session.cancel(
+            self.job.job_id, lambda message: self.relay.job_error.emit(self.job.job_id if self.job else "", message)
+        )
+        self.info("Cancelling…")
+
+    # History and export -----------------------------------------------------------------------
+
+    def _load_history(self, select: Path | None = None) -> None:
+        self.history_combo.clear()
+        if self.document is None:
+            return
+        entries = ResultHistory(self.document.path).entries()
+        for entry in entries:
+            self.history_combo.addItem(entry.title, str(entry.folder))
+        if select is not None:
+            index = self.history_combo.findData(str(select))
+            self.history_combo.setCurrentIndex(max(index, 0))
+        self.history_combo.setEnabled(bool(entries))
+
+    def _history_chosen(self, index: int) -> None:
+        folder = Path(self.history_combo.itemData(index))
+
+        def shown(frames: list[NDArray[np.uint8]]) -> None:
+            self.job = None
+            self.result_folder = folder
+            self.history_frames = list(frames)
+            self.player.set_frames(list(frames))
+            self._show_progress()
+
+        self.in_background(lambda: load_frames(folder), shown, "loading the result")
+
+    def result_frames(self) -> list[NDArray[np.uint8]]:
+        """The frames the player shows when they are all there: the job's, or a result from the history."""
+        if self.job is None:
+            return list(self.history_frames)
+        if all(frame is not None for frame in self.job.frames):
+            return [frame for frame in self.job.frames if frame is not None]
+        return []
+
+    def export_dialog(self) -> None:
+        path, chosen = QFileDialog.getSaveFileName(
+            self, "Export result", str(Path.home() / "result.mp4"), EXPORT_FILTERS
+        )
+        if path:
+            self.export_result(Path(path), "png" if chosen.startswith("PNG") else None)
+
+    def export_result(self, path: Path, video_format: str | None = None) -> threading.Thread | None:
+        """Encode the result's frames to ``path`` on a worker thread (MP4, WebM or GIF by the suffix,
+        or a folder of PNG frames)."""
+        frames = self.result_frames()
+        if not frames or self.shot is None:
+            self.error("Export: there is no complete result yet: generate first")
+            return None
+        fps = (self.job_shot or self.shot).output.fps
+        shot_json = (self.job_shot or self.shot).model_dump_json(indent=2)
+
+        def write() -> list[Path]:
+            from anyi2v.daemon.pipeline.video import write_video
+
+            return write_video(frames, path, fps, shot_json=shot_json, format=video_format)
+
+        return self.in_background(write, lambda paths: self.info(f"Exported {paths[0]}"), f"exporting {path.name}")
+
+    def sizeHint(self) -> QSize:  # noqa: N802
+        return QSize(1440, 900)
