@@ -125,6 +125,8 @@ class StudioWindow(QMainWindow):
         self.setWindowTitle("AnyI2V Studio")
         self.resize(1440, 900)
         self.config_path = config_path or config_dir() / "studio.json"
+        #: asks Save / Discard / Cancel before unsaved changes are lost (tests answer it themselves)
+        self.ask_unsaved: Callable[[str], QMessageBox.StandardButton] = self._ask_unsaved
         self.config = StudioConfig.load(self.config_path)
         self.relay = Relay()
         self.document: ShotDocument | None = None
@@ -160,7 +162,7 @@ class StudioWindow(QMainWindow):
         self.playback.frame_changed.connect(self._frame_changed)
         self.playback.playing_changed.connect(self._playing_changed)
         self.selection.changed.connect(lambda _: self._update_actions())
-        self.undo_stack.cleanChanged.connect(lambda _: self._update_title())
+        self.undo_stack.cleanChanged.connect(self._clean_changed)  # a method: Qt drops it with the window
         self.show_shot(None)
         if start_daemon:
             self.connect_daemon(connection or self.config.connection)
@@ -434,6 +436,9 @@ class StudioWindow(QMainWindow):
         self.undo_stack.push(ShotCommand(self, Edit(text, before, after), merge_key))
         return True
 
+    def _clean_changed(self, _clean: bool) -> None:
+        self._update_title()
+
     def _update_title(self) -> None:
         title = self.document.title if self.document is not None else "no shot"
         self.setWindowTitle(f"{title} - AnyI2V Studio")
@@ -602,13 +607,14 @@ class StudioWindow(QMainWindow):
             or (self.document.path is None and not self.undo_stack.count())
         ):
             return True
-        answer = QMessageBox.question(
-            self, "Unsaved changes", f"Save the changes to {self.document.title.rstrip(' *')}?",
-            QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
-        )  # fmt: skip
+        answer = self.ask_unsaved(f"Save the changes to {self.document.title.rstrip(' *')}?")
         if answer == QMessageBox.StandardButton.Save:
             return self.save()
         return answer == QMessageBox.StandardButton.Discard
+
+    def _ask_unsaved(self, question: str) -> QMessageBox.StandardButton:
+        buttons = QMessageBox.StandardButton
+        return QMessageBox.question(self, "Unsaved changes", question, buttons.Save | buttons.Discard | buttons.Cancel)
 
     def new_shot(self) -> None:
         if self.confirm_discard():

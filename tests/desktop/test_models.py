@@ -1,0 +1,344 @@
+"""The studio's Qt-free models: edits, undo values, the timeline, the overlay, jobs, forms, workers."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from anyi2v.desktop.models import edits
+from anyi2v.desktop.models.condition import LatestWins, OrbitCamera
+from anyi2v.desktop.models.document import ShotDocument
+from anyi2v.desktop.models.edits import EditError
+from anyi2v.desktop.models.form import field_specs
+from anyi2v.desktop.models.job import JobProgress
+from anyi2v.desktop.models.overlay import box_between, boxes_at, drag_box, hit_test, track_paths
+from anyi2v.desktop.models.timeline import KeySelection, Playback, TimelineScale, timeline_rows
+from anyi2v.shared.document import load_shot
+from anyi2v.shared.settings import MethodSettings
+from anyi2v.shared.shot import Camera
+from anyi2v.shared.tracks import sample_track
+from tests.conftest import EXAMPLES
+
+
+@pytest.fixture
+def shot():
+    return load_shot(EXAMPLES / "demo.json")  # one track "torus", keys at 0 and 15, 16 frames
+
+
+def keys(shot, track_id="torus"):
+    return [(k.frame, k.box, k.interpolation) for t in shot.tracks if t.id == track_id for k in t.keyframes]
+
+
+# Edits ------------------------------------------------------------------------------------------
+
+
+def test_set_key_adds_a_key_with_the_previous_interpolation_then_updates_it(shot):
+    linear = edits.set_interpolation(shot, {("torus", 0)}, "linear")
+    added = edits.set_key(linear, "torus", 7, (0.2, 0.2, 0.5, 0.5))
+    assert [frame for frame, _, _ in keys(added)] == [0, 7, 15]
+    assert keys(added)[1] == (7, (0.2, 0.2, 0.5, 0.5), "linear")
+    moved = edits.set_key(added, "torus", 7, (0.3, 0.2, 0.6, 0.5))
+    assert keys(moved)[1][1] == (0.3, 0.2, 0.6, 0.5)
+    assert len(keys(moved)) == 3
+    assert sample_track(moved.tracks[0], 16)[7].tolist() == pytest.approx([0.3, 0.2, 0.6, 0.5])
+    assert keys(shot) == keys(load_shot(EXAMPLES / "demo.json"))  # the original value is untouched
+
+
+def test_an_edit_outside_the_clip_or_of_an_unknown_track_is_refused_with_a_reason(shot):
+    with pytest.raises(EditError, match=r"frame 16 is outside the clip \(frames 0..15\)"):
+        edits.set_key(shot, "torus", 16, (0.1, 0.1, 0.2, 0.2))
+    with pytest.raises(EditError, match="there is no track 'ghost'"):
+        edits.set_key(shot, "ghost", 3, (0.1, 0.1, 0.2, 0.2))
+    with pytest.raises(EditError, match="x0"):
+        edits.set_key(shot, "torus", 3, (5.0, 0.1, 6.0, 0.2))
+
+
+def test_add_track_gets_a_fresh_id_and_remove_takes_it_away(shot):
+    added, track_id = edits.add_track(shot, 4, (0.6, 0.1, 0.9, 0.4))
+    assert track_id == "track-1"
+    again, second = edits.add_track(added, 0, (0.1, 0.1, 0.2, 0.2))
+    assert second == "track-2"
+    assert [t.id for t in edits.remove_tracks(again, ["track-1"]).tracks] == ["torus", "track-2"]
+
+
+def test_deleting_every_key_of_a_track_removes_the_track(shot):
+    one = edits.delete_keys(shot, {("torus", 15)})
+    assert [frame for frame, _, _ in keys(one)] == [0]
+    assert edits.delete_keys(one, {("torus", 0)}).tracks == ()
+
+
+def test_move_keys_overwrites_the_key_it_lands_on_and_never_leaves_the_clip(shot):
+    three = edits.set_key(shot, "torus", 8, (0.3, 0.3, 0.6, 0.6))
+    moved = edits.move_keys(three, {("torus", 8)}, 7)  # onto frame 15
+    assert [(f, b) for f, b, _ in keys(moved)] == [(0, (0.04, 0.33, 0.41, 0.68)), (15, (0.3, 0.3, 0.6, 0.6))]
+    with pytest.raises(EditError, match="leaves the clip"):
+        edits.move_keys(three, {("torus", 15)}, 1)
+
+
+def test_copy_and_paste_keys_keep_their_spacing(shot):
+    clipboard = edits.copy_keys(shot, {("torus", 0), ("torus", 15)})
+    assert [key.offset for key in clipboard] == [0, 15]
+    with pytest.raises(EditError, match="past the clip's end"):
+        edits.paste_keys(shot, clipboard, 1)
+    single = edits.copy_keys(shot, {("torus", 15)})
+    added, other = edits.add_track(shot, 0, (0.1, 0.1, 0.3, 0.3))
+    pasted = edits.paste_keys(added, single, 6, into=other)
+    assert keys(pasted, other)[1] == (6, (0.55, 0.33, 0.92, 0.68), "smooth")
+
+
+def test_shrinking_the_clip_is_refused_while_keys_lie_past_its_end(shot):
+    with pytest.raises(EditError, match="track 'torus' has a key at frame 15"):
+        edits.set_frame_count(shot, 12)
+    assert edits.set_frame_count(shot, 24).output.n_frames == 24
+
+
+def test_query_points_must_be_inside_the_first_box(shot):
+    with_point = edits.add_query_point(shot, "torus", (0.2, 0.5))
+    assert with_point.tracks[0].query_points == ((0.2, 0.5),)
+    with pytest.raises(EditError, match="inside 'torus'"):
+        edits.add_query_point(shot, "torus", (0.9, 0.9))
+
+
+def test_set_value_validates_like_a_loaded_file(shot):
+    assert edits.set_value(shot, ("sampling", "steps"), 3).sampling.steps == 3
+    with pytest.raises(EditError, match=r"sampling.steps: .*sampling.steps"):
+        edits.set_value(shot, ("sampling", "steps"), 0)
+    assert edits.set_value(shot, ("method", "pca_components"), None).method.pca_components is None
+    assert edits.set_track(shot, "torus", role="anchor").tracks[0].role == "anchor"
+
+
+def test_set_camera_moves_the_scene_camera(shot):
+    moved = edits.set_camera(shot, (0.0, 1.0, 3.0), (0.0, 0.0, 0.0), 40.0)
+    assert moved.scene.camera.eye == (0.0, 1.0, 3.0)
+    assert moved.scene.camera.fov_deg == 40.0
+
+
+# The document -----------------------------------------------------------------------------------
+
+
+def test_document_is_dirty_after_an_edit_and_clean_after_saving(shot, tmp_path):
+    path = tmp_path / "copy.json"
+    document = ShotDocument(shot, None, EXAMPLES)
+    assert document.dirty
+    document.save(path)
+    assert not document.dirty
+    assert not Path(document.shot.scene.path).is_absolute()
+    assert (path.parent / document.shot.scene.path).resolve() == (EXAMPLES / "assets" / "torus.obj").resolve()
+    reopened = ShotDocument.open(path)
+    assert reopened.shot == document.shot
+    changes = []
+    document.changed.connect(changes.append)
+    document.replace(edits.set_value(document.shot, ("prompt",), "a blue torus"))
+    assert document.dirty
+    assert len(changes) == 1
+    assert document.title == "copy.json *"
+
+
+# Timeline ---------------------------------------------------------------------------------------
+
+
+def test_timeline_rows_show_keys_with_their_interpolation_glyph_and_selection(shot):
+    shot = edits.set_interpolation(edits.set_key(shot, "torus", 5, (0.2, 0.3, 0.5, 0.6)), {("torus", 5)}, "constant")
+    shot = edits.set_interpolation(shot, {("torus", 0)}, "linear")
+    (row,) = timeline_rows(shot, {("torus", 5)})
+    assert [(k.frame, k.glyph, k.selected) for k in row.keys] == [
+        (0, "diamond", False),
+        (5, "square", True),
+        (15, "circle", False),
+    ]
+
+
+@pytest.mark.parametrize("n_frames", [2, 16, 31])
+def test_timeline_scale_maps_each_frame_centre_back_to_its_frame(n_frames):
+    scale = TimelineScale(n_frames, width=700.0, left=150.0)
+    assert [scale.frame_at(scale.x(f)) for f in range(n_frames)] == list(range(n_frames))
+    assert scale.frame_at(0.0) == 0
+    assert scale.frame_at(10_000.0) == n_frames - 1
+
+
+def test_key_selection_click_extend_and_prune(shot):
+    selection = KeySelection()
+    seen = []
+    selection.changed.connect(seen.append)
+    selection.click(("torus", 0), extend=False)
+    selection.click(("torus", 15), extend=True)
+    assert selection.keys == {("torus", 0), ("torus", 15)}
+    selection.click(("torus", 0), extend=True)
+    assert selection.keys == {("torus", 15)}
+    selection.prune(edits.delete_keys(shot, {("torus", 15)}))
+    assert selection.keys == frozenset()
+    assert len(seen) == 4
+
+
+def test_playback_loops_or_stops_at_the_end():
+    playback = Playback(4, 8.0, loop=True)
+    frames = []
+    playback.frame_changed.connect(frames.append)
+    playback.set_playing(True)
+    for _ in range(5):
+        playback.tick()
+    assert frames == [1, 2, 3, 0, 1]
+    playback.loop = False
+    playback.set_frame(3)
+    playback.tick()
+    assert not playback.playing
+    playback.set_playing(True)  # from the last frame: starts over
+    assert playback.frame == 0
+    assert playback.interval_ms == 125
+
+
+# Overlay ----------------------------------------------------------------------------------------
+
+
+def test_hit_test_finds_corners_edges_and_insides_and_prefers_the_selected_track():
+    boxes = {"big": (0.1, 0.1, 0.9, 0.9), "small": (0.4, 0.4, 0.6, 0.6)}
+    tolerance = (0.01, 0.01)
+    assert hit_test(boxes, (0.1, 0.1), tolerance).handle == "top_left"
+    assert hit_test(boxes, (0.9, 0.5), tolerance).handle == "right"
+    assert hit_test(boxes, (0.5, 0.5), tolerance).track_id == "small"  # the smaller box wins
+    assert hit_test(boxes, (0.5, 0.5), tolerance, prefer="big").track_id == "big"
+    assert hit_test(boxes, (0.95, 0.95), tolerance) is None
+
+
+def test_drag_box_moves_and_resizes_without_inverting():
+    box = (0.2, 0.2, 0.4, 0.4)
+    assert drag_box(box, "move", (0.1, -0.1)) == pytest.approx((0.3, 0.1, 0.5, 0.3))
+    assert drag_box(box, "right", (0.1, 0.0)) == pytest.approx((0.2, 0.2, 0.5, 0.4))
+    shrunk = drag_box(box, "bottom_right", (-0.5, -0.5))
+    assert shrunk == pytest.approx((0.2, 0.2, 0.22, 0.22))  # the minimum size, never inside out
+    assert drag_box(box, "move", (5.0, 0.0))[2] == pytest.approx(2.0)  # clamped to what a shot accepts
+
+
+def test_box_between_ignores_clicks_and_clips_to_the_image():
+    assert box_between((0.5, 0.5), (0.505, 0.505)) is None
+    assert box_between((0.8, 0.9), (1.3, 0.2)) == (0.8, 0.2, 1.0, 0.9)
+
+
+def test_track_paths_and_boxes_follow_the_sampled_track(shot):
+    (path,) = track_paths(shot)
+    sampled = sample_track(shot.tracks[0], 16)
+    assert path.key_frames == (0, 15)
+    assert path.centres[7] == pytest.approx([(sampled[7, 0] + sampled[7, 2]) / 2, (sampled[7, 1] + sampled[7, 3]) / 2])
+    assert boxes_at(shot, 15)["torus"] == pytest.approx((0.55, 0.33, 0.92, 0.68))
+
+
+# Jobs -------------------------------------------------------------------------------------------
+
+
+def event(kind, seq, **content):
+    return kind, SimpleNamespace(seq=seq, job_id="j", **content)
+
+
+def test_job_progress_folds_events_in_order_and_ignores_replays():
+    job = JobProgress("j", 2)
+    frame = np.arange(4 * 2 * 3, dtype=np.uint8).reshape(2, 4, 3)
+    strip = np.zeros((2, 8, 3), dtype=np.uint8)
+    strip[:, 4:] = 200
+    job.apply(*event("accepted", 0, n_frames=2))
+    job.apply(*event("queued", 1, position=2, attempt=1))
+    assert job.status_line == "Queued: 2 jobs ahead"
+    job.apply(*event("started", 2, attempt=1))
+    job.apply(*event("preview", 3, stage="sampling", done=1, total=3, width=8, height=2), (strip.tobytes(),))
+    assert [int(p.max()) for p in job.previews] == [0, 200]
+    assert job.status_line == "Sampling 1/3"
+    job.apply(*event("frame", 4, index=1, width=4, height=2), (frame.tobytes(),))
+    job.apply(*event("frame", 4, index=0, width=4, height=2), (frame.tobytes(),))  # a replay: ignored
+    assert job.frames_received == 1
+    assert np.array_equal(job.frames[1], frame)
+    job.apply(*event("failed", 5, reason="out_of_memory", message="the GPU ran out of memory", hints=["fewer frames"]))
+    assert job.finished
+    assert job.status_line == "Failed: the GPU ran out of memory"
+    assert job.hints == ("fewer frames",)
+
+
+def test_a_frame_of_the_wrong_size_is_an_error_not_a_crash_later():
+    job = JobProgress("j", 1)
+    with pytest.raises(ValueError, match="rgb8 frame"):
+        job.apply(*event("frame", 0, index=0, width=4, height=2), (b"\x00" * 5,))
+
+
+# Forms and workers ------------------------------------------------------------------------------
+
+
+def test_the_advanced_form_covers_every_method_setting_with_help():
+    specs = {spec.name: spec for spec in field_specs(MethodSettings)}
+    assert set(specs) == set(MethodSettings.model_fields)
+    assert all(spec.description for spec in specs.values())
+    assert specs["pca_components"].optional
+    assert specs["mask"].choices == ("dynamic", "static", "none")
+    assert (specs["learning_rate"].minimum, specs["learning_rate"].maximum) == (0.0, 10.0)
+
+
+def test_latest_wins_renders_the_first_and_the_newest_request_only():
+    started = threading.Event()
+    release = threading.Event()
+    done: list[tuple[int, int]] = []
+
+    def work(value: int) -> int:
+        if value == 1:
+            started.set()
+            release.wait(5)
+        return value * 10
+
+    worker = LatestWins(work, lambda gen, result: done.append((gen, result)), lambda gen, error: None)
+    worker.submit(1)
+    assert started.wait(5)
+    for value in (2, 3, 4):
+        worker.submit(value)
+    release.set()
+    deadline = time.monotonic() + 5
+    while len(done) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    worker.close()
+    assert done == [(1, 10), (4, 40)]
+
+
+def test_latest_wins_reports_errors_and_keeps_working():
+    errors: list[str] = []
+    results: list[int] = []
+    finished = threading.Event()
+
+    def work(value: int) -> int:
+        if value < 0:
+            raise ValueError("negative")
+        return value
+
+    def on_done(generation: int, result: int) -> None:
+        results.append(result)
+        finished.set()
+
+    worker = LatestWins(work, on_done, lambda gen, error: errors.append(str(error)))
+    worker.submit(-1)
+    time.sleep(0.2)
+    worker.submit(5)
+    assert finished.wait(5)
+    worker.close()
+    assert errors == ["negative"]
+    assert results == [5]
+
+
+def test_orbit_camera_round_trips_and_orbits_around_the_target():
+    camera = Camera(eye=(1.0, 0.5, 2.0), target=(0.2, 0.0, 0.0), fov_deg=45.0)
+    orbit = OrbitCamera.from_camera(camera)
+    assert orbit.eye == pytest.approx(camera.eye)
+    turned = orbit.orbit(90.0, 0.0)
+    assert np.linalg.norm(np.subtract(turned.eye, camera.target)) == pytest.approx(orbit.distance)
+    assert turned.orbit(0.0, 500.0).elevation_deg == 89.0
+    assert orbit.zoom(0.5).distance == pytest.approx(orbit.distance / 2)
+    panned = orbit.pan(0.1, 0.0)
+    assert np.subtract(panned.eye, panned.target) == pytest.approx(np.subtract(orbit.eye, orbit.target))
+
+
+def test_shots_for_files(tmp_path: Path):
+    from anyi2v.desktop.models.files import shot_for_file
+
+    mesh_shot = shot_for_file(EXAMPLES / "assets" / "torus.obj")
+    assert mesh_shot.conditions[0].modality == "depth"
+    assert Path(mesh_shot.scene.path).is_absolute()
+    with pytest.raises(ValueError, match="not a mesh, point cloud or image"):
+        shot_for_file(tmp_path / "notes.txt")

@@ -1,0 +1,145 @@
+"""Widget tests (pytest-qt, offscreen): boxes drawn and moved with the mouse become keys in the
+timeline; interpolation and undo; the event loop keeps turning while a mesh loads and renders."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QPoint, QPointF, Qt
+
+from anyi2v.desktop.models.overlay import boxes_at
+from tests.conftest import EXAMPLES
+from tests.desktop.conftest import TickCounter
+
+
+def point(view, x: float, y: float) -> QPoint:
+    return view.to_widget(x, y).toPoint()
+
+
+def drag(qtbot, widget, start: QPoint, end: QPoint, steps: int = 5) -> None:
+    qtbot.mousePress(widget, Qt.MouseButton.LeftButton, pos=start)
+    for i in range(1, steps + 1):
+        qtbot.mouseMove(widget, start + (end - start) * (i / steps))
+    qtbot.mouseRelease(widget, Qt.MouseButton.LeftButton, pos=end)
+
+
+def open_demo(qtbot, window) -> None:
+    assert window.open_path(EXAMPLES / "demo.json"), window.last_error
+    qtbot.waitUntil(lambda: window.conditions is not None, timeout=60_000)
+
+
+def test_draw_a_box_move_it_at_another_frame_and_undo(qtbot, window):
+    open_demo(qtbot, window)
+    view = window.condition_view
+    drag(qtbot, view, point(view, 0.6, 0.1), point(view, 0.9, 0.3))
+    assert [t.id for t in window.shot.tracks] == ["torus", "track-1"]
+    first = boxes_at(window.shot, 0)["track-1"]
+    assert first == tuple(round(v, 2) for v in first) or abs(first[0] - 0.6) < 0.01
+    assert window.selected_track == "track-1"
+
+    window.playback.set_frame(8)
+    drag(qtbot, view, point(view, 0.75, 0.2), point(view, 0.75, 0.5))  # the box's middle, 0.3 down
+    moved = boxes_at(window.shot, 8)["track-1"]
+    assert abs(moved[1] - (first[1] + 0.3)) < 0.01
+    row = next(r for r in window.timeline.rows if r.track_id == "track-1")
+    assert [(k.frame, k.glyph) for k in row.keys] == [(0, "circle"), (8, "circle")]
+
+    # Click the new key in the timeline, then make it a constant key.
+    qtbot.mouseClick(window.timeline, Qt.MouseButton.LeftButton, pos=window.timeline.key_position("track-1", 8).toPoint())
+    assert window.selection.keys == {("track-1", 8)}
+    window.timeline.sig_interpolation_requested.emit(set(window.selection.keys), "constant")
+    row = next(r for r in window.timeline.rows if r.track_id == "track-1")
+    assert [(k.frame, k.glyph) for k in row.keys] == [(0, "circle"), (8, "square")]
+
+    window.undo_stack.undo()  # the interpolation
+    window.undo_stack.undo()  # the move: the box at frame 8 is the held first box again
+    assert boxes_at(window.shot, 8)["track-1"] == first
+    assert window.timeline.rows[1].keys[-1].frame == 0
+    window.undo_stack.redo()
+    assert boxes_at(window.shot, 8)["track-1"] == moved
+    assert window.document.dirty
+
+
+def test_keyboard_shortcuts_step_insert_and_delete(qtbot, window):
+    open_demo(qtbot, window)
+    window.select_track("torus")
+    window.activateWindow()
+    qtbot.keyClick(window, Qt.Key.Key_Right)
+    qtbot.keyClick(window, Qt.Key.Key_Right)
+    assert window.playback.frame == 2
+    qtbot.keyClick(window, Qt.Key.Key_I)
+    assert [k.frame for k in window.shot.tracks[0].keyframes] == [0, 2, 15]
+    window.selection.set({("torus", 2)})
+    qtbot.keyClick(window, Qt.Key.Key_Delete)
+    assert [k.frame for k in window.shot.tracks[0].keyframes] == [0, 15]
+    qtbot.keyClick(window, Qt.Key.Key_Space)
+    assert window.playback.playing
+    qtbot.waitUntil(lambda: window.playback.frame != 2, timeout=2000)
+    qtbot.keyClick(window, Qt.Key.Key_Space)
+    assert not window.playback.playing
+
+
+def test_a_refused_edit_says_why_and_changes_nothing(qtbot, window):
+    open_demo(qtbot, window)
+    before = window.shot
+    window.settings.frames.setValue(10)
+    window.settings.frames.editingFinished.emit()
+    assert window.shot == before
+    assert "has a key at frame 15" in window.last_error
+    assert window.settings.frames.value() == 16  # the panel shows the shot's value again
+
+
+def test_the_event_loop_keeps_turning_while_a_mesh_loads_and_orbits(qtbot, window):
+    ticks = TickCounter()
+    open_demo(qtbot, window)  # loads the mesh in a child process and renders it off the GUI thread
+    view = window.condition_view
+    centre = view.rect().center()
+    qtbot.mousePress(view, Qt.MouseButton.RightButton, pos=centre)
+    for step in range(1, 30):
+        qtbot.mouseMove(view, centre + QPoint(4 * step, step))
+    qtbot.mouseRelease(view, Qt.MouseButton.RightButton, pos=centre + QPoint(120, 29))
+    eye = window.shot.scene.camera.eye
+    qtbot.waitUntil(lambda: window.render_worker.idle() and not view.busy, timeout=30_000)
+    ticks.stop()
+    assert eye != (0.75, 0.5, 2.9)  # the orbit moved the shot's camera
+    assert len(ticks.times) > 10
+    assert ticks.longest_gap() < 0.5, f"the GUI thread stalled for {ticks.longest_gap():.2f} s"
+    window.undo_stack.undo()
+    assert window.shot.scene.camera.eye == (0.75, 0.5, 2.9)
+
+
+def test_opening_a_broken_file_is_a_message_not_a_crash(qtbot, window, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"schema_version": 3, "prompt": 5}')
+    assert not window.open_path(bad)
+    assert "bad.json is not a valid shot" in window.last_error
+    assert window.document is None
+    mesh = tmp_path / "broken.obj"
+    mesh.write_text("v 0 0 0\nf 1 2 3\n")
+    assert window.open_path(mesh)  # a new shot around it; the render fails with a message
+    qtbot.waitUntil(lambda: "could not be rendered" in window.last_error, timeout=30_000)
+
+
+def test_view_coordinates_round_trip(window):
+    view = window.condition_view
+    window.open_path(EXAMPLES / "demo.json")
+    x, y = view.to_normalized(QPointF(view.to_widget(0.25, 0.75)))
+    assert (round(x, 6), round(y, 6)) == (0.25, 0.75)
+
+
+def test_closing_with_unsaved_changes_asks_and_can_save(qtbot, window, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+    open_demo(qtbot, window)
+    window.apply("Set prompt", lambda shot: shot.model_copy(update={"prompt": "changed"}))
+    asked = []
+    window.ask_unsaved = lambda question: asked.append(question) or QMessageBox.StandardButton.Cancel
+    assert not window.confirm_discard()
+    assert "Save the changes to demo.json" in asked[0]
+    target = tmp_path / "saved.json"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
+    window.ask_unsaved = lambda question: QMessageBox.StandardButton.Save
+    window.document.path = None  # as if it were new: Save asks for a name
+    assert window.confirm_discard()
+    from anyi2v.shared.document import load_shot
+
+    assert load_shot(target).prompt == "changed"
+    assert not window.document.dirty
