@@ -23,7 +23,6 @@ from PySide6.QtWidgets import (
     QPushButton,
     QScrollArea,
     QSpinBox,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -33,6 +32,8 @@ from anyi2v.desktop.models.form import FieldSpec, field_specs, parse_layers
 from anyi2v.render.condition import MODALITY_PASS
 from anyi2v.shared.settings import MethodSettings
 from anyi2v.shared.shot import MODALITIES, Shot
+
+from .widgets import tool_button
 
 SCENE_MODALITIES = tuple(MODALITY_PASS)
 
@@ -94,7 +95,7 @@ class SettingsPanel(QScrollArea):
         self.seed.setValidator(QRegularExpressionValidator(QRegularExpression(r"\d{1,19}")))
         self.seed.setToolTip("The same seed and settings give the same video")
         self.seed.editingFinished.connect(lambda: self._request(("sampling", "seed"), int(self.seed.text() or 0)))
-        self.seed_lock = QToolButton(text="Locked", checkable=True, checked=True)
+        self.seed_lock = tool_button("Locked", checked=True)
         self.seed_lock.setToolTip("Locked: every generation uses this seed. Unlocked: a new seed each time")
         self.seed_lock.toggled.connect(self._lock_toggled)
         self.randomize = QPushButton("Randomize")
@@ -257,7 +258,7 @@ class SettingsPanel(QScrollArea):
             region.setToolTip("Where this layer applies: everywhere, or one object's silhouette (mixed modalities)")
             region.currentTextChanged.connect(lambda text, i=index: self._set_layer(i, "region", text))
             line.addWidget(region, 1)
-            remove = QToolButton(text="✕")
+            remove = tool_button("✕")
             remove.setToolTip("Remove this layer")
             remove.setEnabled(len(layers) > 1)
             remove.clicked.connect(lambda _=False, i=index: self._remove_layer(i))

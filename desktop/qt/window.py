@@ -12,6 +12,7 @@ import hashlib
 import json
 import threading
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,6 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSpinBox,
     QSplitter,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -64,6 +64,7 @@ from anyi2v.desktop.models.timeline import KeySelection, Playback
 from anyi2v.render.assets import SUFFIXES as ASSET_SUFFIXES
 from anyi2v.render.condition import to_uint8
 from anyi2v.render.shot_conditions import ShotConditions
+from anyi2v.shared.curves import INTERPOLATIONS
 from anyi2v.shared.errors import ShotError
 from anyi2v.shared.shot import Shot
 
@@ -72,6 +73,7 @@ from .images import to_qimage
 from .player import COMPARE_MODES, PlayerView
 from .settings_panel import SettingsPanel
 from .timeline import TimelineView
+from .widgets import tool_button
 
 EXPORT_FILTERS = "MP4 video (*.mp4);;WebM video (*.webm);;GIF (*.gif);;PNG frames (folder) (*)"
 
@@ -190,7 +192,8 @@ class StudioWindow(QMainWindow):
         self.compare_combo.addItems(list(COMPARE_MODES))
         self.compare_combo.setToolTip("Compare the result with the condition")
         self.compare_combo.currentTextChanged.connect(self.player.set_mode)
-        self.boxes_check = QCheckBox("Boxes", checked=True)
+        self.boxes_check = QCheckBox("Boxes")
+        self.boxes_check.setChecked(True)
         self.boxes_check.setToolTip("Draw the tracks' boxes over the result to check the motion")
         self.boxes_check.toggled.connect(self.player.set_show_boxes)
         player_bar.addWidget(self.history_combo, 1)
@@ -206,10 +209,10 @@ class StudioWindow(QMainWindow):
         timeline_layout = QVBoxLayout(timeline_box)
         timeline_layout.setContentsMargins(4, 0, 4, 4)
         transport = QHBoxLayout()
-        self.play_button = QToolButton(text="▶ Play")
+        self.play_button = tool_button("▶ Play")
         self.play_button.setToolTip("Play or pause (Space)")
         self.play_button.clicked.connect(self.playback.toggle)
-        self.loop_button = QToolButton(text="Loop", checkable=True, checked=True)
+        self.loop_button = tool_button("Loop", checked=True)
         self.loop_button.setToolTip("Play in a loop")
         self.loop_button.toggled.connect(lambda on: setattr(self.playback, "loop", on))
         self.frame_spin = QSpinBox(minimum=0, maximum=15)
@@ -302,7 +305,7 @@ class StudioWindow(QMainWindow):
         undo = self.undo_stack.createUndoAction(self, "&Undo")
         undo.setShortcut(QKeySequence.StandardKey.Undo)
         redo = self.undo_stack.createRedoAction(self, "&Redo")
-        redo.setShortcuts([QKeySequence.StandardKey.Redo, QKeySequence("Ctrl+Shift+Z")])
+        redo.setShortcuts([QKeySequence(QKeySequence.StandardKey.Redo), QKeySequence("Ctrl+Shift+Z")])
         for action in (undo, redo):
             edit_menu.addAction(action)
             self.addAction(action)
@@ -313,9 +316,8 @@ class StudioWindow(QMainWindow):
         self._action(edit_menu, "Delete keys", self.delete_selected, QKeySequence.StandardKey.Delete,
                      "Delete the selected keys (or the selected track when no key is selected)")  # fmt: skip
         interpolation = edit_menu.addMenu("Interpolation")
-        for name in edits.INTERPOLATIONS:
-            self._action(interpolation, name.capitalize(),
-                         lambda n=name: self.set_interpolation(set(self.selection.keys), n))  # fmt: skip
+        for name in INTERPOLATIONS:
+            self._action(interpolation, name.capitalize(), partial(self._interpolate_selected, name))
 
         play_menu = bar.addMenu("&Playback")
         self._action(play_menu, "Play / pause", self.playback.toggle, "Space")
@@ -498,6 +500,9 @@ class StudioWindow(QMainWindow):
     def move_keys(self, keys: set[edits.KeyRef], delta: int) -> None:
         if self.apply("Move keys", lambda shot: edits.move_keys(shot, keys, delta)):
             self.selection.set({(track_id, frame + delta) for track_id, frame in keys})
+
+    def _interpolate_selected(self, interpolation: str) -> None:
+        self.set_interpolation(set(self.selection.keys), interpolation)
 
     def set_interpolation(self, keys: set[edits.KeyRef], interpolation: str) -> None:
         if not keys:
@@ -685,7 +690,7 @@ class StudioWindow(QMainWindow):
             self.error(f"Settings not saved ({self.config_path}): {error}")
         self.recent_menu.clear()
         for name in self.config.recent:
-            self.recent_menu.addAction(name, lambda n=name: self.open_path(Path(n)))
+            self.recent_menu.addAction(name, partial(self.open_path, Path(name)))
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         if not self.confirm_discard():
@@ -814,7 +819,7 @@ class StudioWindow(QMainWindow):
         self.job.apply(event.type, event.content, event.buffers)
         if event.type == "frame" and self.job.frames_received > before:
             index = event.content.index
-            self.player.set_frame_image(index, self.job.frames[index])  # type: ignore[arg-type]
+            self.player.set_frame_image(index, self.job.frames[index])
         elif event.type == "preview":
             self.player.set_frames(self.job.frames, self.job.previews)
         self._show_progress()

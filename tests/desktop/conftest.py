@@ -11,7 +11,7 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from tests.conftest import REPO  # noqa: E402
+from tests.conftest import REPO
 
 SCREENSHOTS = Path(os.environ.get("ANYI2V_SCREENSHOTS", REPO / "out" / "screenshots"))
 

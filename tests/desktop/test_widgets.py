@@ -43,7 +43,9 @@ def test_draw_a_box_move_it_at_another_frame_and_undo(qtbot, window):
     assert [(k.frame, k.glyph) for k in row.keys] == [(0, "circle"), (8, "circle")]
 
     # Click the new key in the timeline, then make it a constant key.
-    qtbot.mouseClick(window.timeline, Qt.MouseButton.LeftButton, pos=window.timeline.key_position("track-1", 8).toPoint())
+    qtbot.mouseClick(
+        window.timeline, Qt.MouseButton.LeftButton, pos=window.timeline.key_position("track-1", 8).toPoint()
+    )
     assert window.selection.keys == {("track-1", 8)}
     window.timeline.sig_interpolation_requested.emit(set(window.selection.keys), "constant")
     row = next(r for r in window.timeline.rows if r.track_id == "track-1")
