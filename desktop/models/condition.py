@@ -144,6 +144,11 @@ class LatestWins(Generic[Request, Result]):
             self._condition.notify()
         self._thread.join(timeout)
 
+    def is_latest(self, generation: int) -> bool:
+        """Whether ``generation`` answers the newest request (so nothing newer is on its way)."""
+        with self._condition:
+            return generation == self._generation
+
     def idle(self) -> bool:
         with self._condition:
             return self._pending is None and not self.busy

@@ -202,6 +202,8 @@ class DaemonSession:
                 backoff = 0.5
                 model, device = hello.model.name, hello.device
                 while not self._stop.is_set():
+                    if device == "loading":  # the worker is still loading the model: ask again
+                        device = client.hello().device
                     server = client.status().server
                     self._report(
                         ConnectionStatus("connected", self.address, model, device, server.queued, server.running)

@@ -592,13 +592,14 @@ class StudioWindow(QMainWindow):
         self.conditions = conditions
         self.condition_image = to_uint8(conditions.image)
         image = to_qimage(self.condition_image)
-        self.condition_view.busy = not self.render_worker.idle()
+        # not idle(): the worker marks itself idle only after this signal was sent
+        self.condition_view.busy = not self.render_worker.is_latest(generation)
         self.condition_view.set_image(image)
         self.player.set_condition(image)
         self.settings.object_names = tuple(conditions.object_boxes)
 
     def _render_failed(self, generation: int, message: str) -> None:
-        self.condition_view.busy = False
+        self.condition_view.busy = not self.render_worker.is_latest(generation)
         self.condition_view.update()
         self.error(f"The condition could not be rendered: {message}")
 
@@ -768,6 +769,7 @@ class StudioWindow(QMainWindow):
         shot, base_dir = self.shot, self.document.base_dir
         history = ResultHistory(self.document.path)
         self.job_shot = shot
+        self.result_folder = None
         self.job = JobProgress("preparing", shot.output.n_frames)
         self.player.set_shot(shot)
         self.player.set_frames(self.job.frames)

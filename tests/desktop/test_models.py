@@ -296,6 +296,8 @@ def test_latest_wins_renders_the_first_and_the_newest_request_only():
         time.sleep(0.01)
     worker.close()
     assert done == [(1, 10), (4, 40)]
+    assert worker.is_latest(4)  # the view stops saying "rendering" at 4
+    assert not worker.is_latest(1)
 
 
 def test_latest_wins_reports_errors_and_keeps_working():

@@ -1,0 +1,96 @@
+"""The studio end to end: the embedded daemon (toy-world model) on a free port, an example shot,
+generate, every frame in the player, an MP4 export decoded and counted; the event loop keeps turning
+throughout. Screenshots of the main states go to ``$ANYI2V_SCREENSHOTS`` (default out/screenshots)."""
+
+from __future__ import annotations
+
+import shutil
+
+import av
+import numpy as np
+import pytest
+
+from anyi2v.desktop.models.connection import ConnectionSettings
+from tests.conftest import EXAMPLES
+from tests.desktop.conftest import TickCounter, save_screenshot
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def studio(qtbot, studio_home):
+    from PySide6.QtWidgets import QMessageBox
+
+    from anyi2v.desktop.qt.window import StudioWindow
+
+    window = StudioWindow(config_path=studio_home / "config" / "studio.json", connection=ConnectionSettings("local"))
+    window.ask_unsaved = lambda question: QMessageBox.StandardButton.Discard
+    qtbot.addWidget(window)
+    window.show()
+    yield window
+    window.shutdown()
+    assert window.daemon is None or window.daemon.process.poll() is not None, "the embedded daemon outlived the window"
+
+
+def test_generate_with_the_embedded_daemon_play_and_export(qtbot, studio, tmp_path):
+    window = studio
+    shots = tmp_path / "shots"
+    shutil.copytree(EXAMPLES, shots, ignore=shutil.ignore_patterns("*.results"))
+    save_screenshot(window, "1-empty")
+    ticks = TickCounter()
+
+    assert window.open_path(shots / "demo.json"), window.last_error
+    qtbot.waitUntil(lambda: window.conditions is not None, timeout=60_000)
+    assert window.condition_image is not None
+    assert window.condition_image.std() > 0  # a depth image, not blank
+    save_screenshot(window, "2-mesh-loaded-depth")
+    window.select_track("torus")
+    window.playback.set_frame(8)
+    window.selection.set({("torus", 15)})
+    save_screenshot(window, "3-tracks-on-the-timeline")
+
+    window.set_value(("sampling", "steps"), 3)
+    qtbot.waitUntil(lambda: window.connection_status.state == "connected", timeout=120_000)
+    assert "toy-world" in window.connection_status.line
+    window.generate()
+    assert window.last_error == "" or "Generate" not in window.last_error, window.last_error
+    qtbot.waitUntil(lambda: window.job is not None and (window.job.frames_received > 0 or window.job.finished),
+                    timeout=300_000)  # fmt: skip
+    if not window.job.finished:
+        save_screenshot(window, "4-generation-in-progress")
+    qtbot.waitUntil(lambda: window.job.finished, timeout=300_000)
+    assert window.job.state == "done", window.job.status_line
+    ticks.stop()
+    assert ticks.longest_gap() < 0.5, f"the GUI thread stalled for {ticks.longest_gap():.2f} s while generating"
+
+    n_frames = window.shot.output.n_frames
+    assert len(window.player.frames) == n_frames
+    assert all(image is not None and image.width() == 128 for image in window.player.frames)
+    qtbot.waitUntil(lambda: window.result_folder is not None, timeout=60_000)  # fetched after the last event
+    assert window.result_folder.parent == shots / "demo.results"
+    assert window.history_combo.count() == 1
+    # the status line learns the device once the model has loaded, and that the daemon is idle again
+    qtbot.waitUntil(lambda: window.connection_status.line == "Connected: toy-world on cpu, idle", timeout=10_000)
+    assert not window.condition_view.busy  # no stale "rendering…" once the last render is shown
+
+    window.playback.toggle()
+    qtbot.waitUntil(lambda: window.player.frame != 8, timeout=5_000)
+    window.compare_combo.setCurrentText("side by side")
+    save_screenshot(window, "5-result-playing")
+    window.playback.toggle()
+
+    missing = tmp_path / "no-such-folder" / "result.mp4"
+    thread = window.export_result(missing)
+    qtbot.waitUntil(lambda: not thread.is_alive(), timeout=60_000)
+    qtbot.waitUntil(lambda: "does not exist" in window.last_error, timeout=5_000)  # a message, not a crash
+
+    target = tmp_path / "result.mp4"
+    thread = window.export_result(target)
+    assert thread is not None
+    qtbot.waitUntil(lambda: not thread.is_alive(), timeout=60_000)
+    assert target.is_file(), window.last_error
+    with av.open(str(target)) as container:
+        decoded = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    assert len(decoded) == n_frames
+    assert decoded[0].shape == (128, 128, 3)
+    assert np.abs(decoded[0].astype(int) - window.result_frames()[0].astype(int)).mean() < 12  # lossy, but the same
