@@ -24,7 +24,6 @@ from pathlib import Path, PurePath
 from typing import Any, Literal
 
 import numpy as np
-import trimesh
 from numpy.typing import NDArray
 
 from .geometry import Asset, MeshObject, PointObject, SceneObject
@@ -502,6 +501,8 @@ def _check_xyz(file: Path, data: bytes, limits: LoadLimits) -> int:
 
 
 def _parse_trimesh(file: Path, data: bytes, limits: LoadLimits) -> list[SceneObject]:
+    import trimesh  # here, not at the top: importing it costs ~0.4 s that the studio's start does not need
+
     suffix = file.suffix.lower()
     mesh_only = suffix in (".obj", ".stl", ".off")
     if suffix == ".stl":
@@ -547,6 +548,8 @@ def _parse_trimesh(file: Path, data: bytes, limits: LoadLimits) -> list[SceneObj
 
 def _convert(name: str, geometry: Any, transform: Any) -> SceneObject | None:
     """A trimesh geometry, placed by its scene transform, as ours; None for kinds we do not draw (lines)."""
+    import trimesh
+
     if not isinstance(geometry, trimesh.Trimesh | trimesh.PointCloud):
         return None
     points = np.array(geometry.vertices, dtype=np.float64).reshape(-1, 3)

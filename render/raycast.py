@@ -13,7 +13,6 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
-import open3d as o3d
 from numpy.typing import NDArray
 
 from .camera import Camera
@@ -70,6 +69,8 @@ def _corner_normals(mesh: MeshObject, triangles: NDArray[np.int64]) -> NDArray[n
 
 
 def _tensor(array: NDArray[Any]) -> Any:
+    import open3d as o3d
+
     return o3d.core.Tensor(array)  # type: ignore[call-overload,unused-ignore]
 
 
@@ -81,6 +82,8 @@ class MeshScene:
     """
 
     def __init__(self, meshes: Sequence[MeshObject]) -> None:
+        import open3d as o3d  # here, not at the top: importing it costs ~1 s that the studio's start does not need
+
         self.meshes = tuple(meshes)
         self._scene = o3d.t.geometry.RaycastingScene()
         geometry_to_index: dict[int, int] = {}

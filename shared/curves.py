@@ -17,7 +17,6 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.interpolate import CubicHermiteSpline, PchipInterpolator
 
 Interpolation = Literal["constant", "linear", "smooth"]
 INTERPOLATIONS: tuple[Interpolation, ...] = ("constant", "linear", "smooth")
@@ -30,6 +29,8 @@ def smooth_slopes(key_times: NDArray[np.float64], key_values: NDArray[np.float64
     key_values : (k, c) float
     returns : (k, c) float, PCHIP slopes with the two end slopes set to zero
     """
+    from scipy.interpolate import PchipInterpolator  # here: importing it costs ~0.6 s, needed only for smooth keys
+
     slopes = np.asarray(PchipInterpolator(key_times, key_values, axis=0).derivative()(key_times))
     slopes[0] = 0.0
     slopes[-1] = 0.0
@@ -91,6 +92,8 @@ def sample_keys(
     inside_values[constant] = v0[constant]
     inside_values[linear] = (v0 + (v1 - v0) * u)[linear]
     if np.any(smooth):
+        from scipy.interpolate import CubicHermiteSpline
+
         spline = CubicHermiteSpline(key_t, values, smooth_slopes(key_t, values), axis=0)
         smooth_values = np.asarray(spline(t[smooth]))
         # Guard against rounding pushing a value a hair outside its keys.

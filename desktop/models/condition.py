@@ -4,20 +4,26 @@ ray-casting scene between renders, and a worker on which the latest request wins
 
 from __future__ import annotations
 
+import importlib
 import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import numpy as np
 
-from anyi2v.render.assets import load_asset
-from anyi2v.render.geometry import Asset, MeshObject
-from anyi2v.render.raycast import MeshScene
-from anyi2v.render.shot_conditions import ShotConditions, render_shot_conditions
 from anyi2v.shared.shot import Camera, Shot
+
+if TYPE_CHECKING:
+    from anyi2v.render.geometry import Asset
+    from anyi2v.render.raycast import MeshScene
+    from anyi2v.render.shot_conditions import ShotConditions
+
+# The renderer's imports (Open3D, SciPy, trimesh: about 1.5 s on two cores) happen on the worker
+# thread or in warm_up(), so the window shows before they are done.
+HEAVY_MODULES = ("anyi2v.render.shot_conditions", "open3d", "scipy.interpolate")
 
 Request = TypeVar("Request")
 Result = TypeVar("Result")
@@ -90,6 +96,10 @@ class ConditionRenderer:
         self._lock = threading.Lock()
 
     def asset(self, path: Path, up_axis: str) -> Asset:
+        from anyi2v.render.assets import load_asset
+        from anyi2v.render.geometry import MeshObject
+        from anyi2v.render.raycast import MeshScene
+
         stat = path.stat()
         key = (str(path.resolve()), up_axis, stat.st_mtime_ns, stat.st_size)
         with self._lock:
@@ -101,6 +111,8 @@ class ConditionRenderer:
 
     def render(self, shot: Shot, base_dir: Path) -> ShotConditions:
         """Raises ``AssetError``, ``RenderError`` or ``OSError`` with what is wrong."""
+        from anyi2v.render.shot_conditions import render_shot_conditions
+
         if shot.scene is None:
             return render_shot_conditions(shot, base_dir)
         path = base_dir / shot.scene.path
@@ -108,6 +120,19 @@ class ConditionRenderer:
             raise FileNotFoundError(f"scene.path: {path} does not exist (was it moved?)")
         asset = self.asset(path, shot.scene.up_axis)
         return render_shot_conditions(shot, base_dir, asset=asset, mesh_scene=self._mesh_scene)
+
+
+def warm_up() -> threading.Thread:
+    """Import the renderer's libraries on a background thread (an import the GUI thread needs later
+    waits for this one instead of starting again)."""
+
+    def run() -> None:
+        for name in HEAVY_MODULES:
+            importlib.import_module(name)
+
+    thread = threading.Thread(target=run, name="anyi2v-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 class LatestWins(Generic[Request, Result]):

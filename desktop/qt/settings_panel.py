@@ -29,13 +29,17 @@ from PySide6.QtWidgets import (
 
 from anyi2v.desktop.models.edits import MAX_SEED
 from anyi2v.desktop.models.form import FieldSpec, field_specs, parse_layers
-from anyi2v.render.condition import MODALITY_PASS
 from anyi2v.shared.settings import MethodSettings
 from anyi2v.shared.shot import MODALITIES, Shot
 
 from .widgets import tool_button
 
-SCENE_MODALITIES = tuple(MODALITY_PASS)
+
+def scene_modalities() -> tuple[str, ...]:
+    """The modalities the renderer makes from a 3D scene (imported here: the renderer loads late)."""
+    from anyi2v.render.condition import MODALITY_PASS
+
+    return tuple(MODALITY_PASS)
 
 
 class PromptEdit(QPlainTextEdit):
@@ -244,7 +248,7 @@ class SettingsPanel(QScrollArea):
             line.setContentsMargins(0, 0, 0, 0)
             combo = QComboBox()
             scene = layer["source"]["kind"] == "scene"
-            combo.addItems(list(SCENE_MODALITIES if scene else MODALITIES))
+            combo.addItems(list(scene_modalities() if scene else MODALITIES))
             combo.setCurrentText(layer["modality"])
             combo.setToolTip("The scene rendered as this modality" if scene else "What this image shows")
             combo.currentTextChanged.connect(lambda text, i=index: self._set_layer(i, "modality", text))

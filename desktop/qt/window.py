@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -39,7 +39,7 @@ from PySide6.QtWidgets import (
 )
 
 from anyi2v.desktop.models import edits
-from anyi2v.desktop.models.condition import ConditionRenderer, LatestWins, OrbitCamera
+from anyi2v.desktop.models.condition import ConditionRenderer, LatestWins, OrbitCamera, warm_up
 from anyi2v.desktop.models.connection import (
     ConnectionSettings,
     ConnectionStatus,
@@ -62,8 +62,6 @@ from anyi2v.desktop.models.job import JobProgress
 from anyi2v.desktop.models.overlay import boxes_at
 from anyi2v.desktop.models.timeline import KeySelection, Playback
 from anyi2v.render.assets import SUFFIXES as ASSET_SUFFIXES
-from anyi2v.render.condition import to_uint8
-from anyi2v.render.shot_conditions import ShotConditions
 from anyi2v.shared.curves import INTERPOLATIONS
 from anyi2v.shared.errors import ShotError
 from anyi2v.shared.shot import Shot
@@ -74,6 +72,9 @@ from .player import COMPARE_MODES, PlayerView
 from .settings_panel import SettingsPanel
 from .timeline import TimelineView
 from .widgets import tool_button
+
+if TYPE_CHECKING:
+    from anyi2v.render.shot_conditions import ShotConditions
 
 EXPORT_FILTERS = "MP4 video (*.mp4);;WebM video (*.webm);;GIF (*.gif);;PNG frames (folder) (*)"
 
@@ -129,6 +130,7 @@ class StudioWindow(QMainWindow):
         self.config_path = config_path or config_dir() / "studio.json"
         #: asks Save / Discard / Cancel before unsaved changes are lost (tests answer it themselves)
         self.ask_unsaved: Callable[[str], QMessageBox.StandardButton] = self._ask_unsaved
+        warm_up()
         self.config = StudioConfig.load(self.config_path)
         self.relay = Relay()
         self.document: ShotDocument | None = None
@@ -590,6 +592,8 @@ class StudioWindow(QMainWindow):
             return  # an older render finishing after a newer one
         self._shown_generation = generation
         self.conditions = conditions
+        from anyi2v.render.condition import to_uint8  # loaded by now: the worker rendered with it
+
         self.condition_image = to_uint8(conditions.image)
         image = to_qimage(self.condition_image)
         # not idle(): the worker marks itself idle only after this signal was sent
@@ -779,6 +783,8 @@ class StudioWindow(QMainWindow):
             conditions = self.renderer.render(shot, base_dir)
             resolved = shot.model_copy(update={"tracks": conditions.tracks})
             document = json.loads(resolved.model_dump_json())
+            from anyi2v.render.condition import to_uint8
+
             condition = to_uint8(conditions.image)
             digest = hashlib.sha256(json.dumps(document, sort_keys=True).encode())
             digest.update(condition.tobytes())
