@@ -7,6 +7,7 @@ on, and changes nothing. :class:`Edit` pairs the values before and after for an 
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -85,9 +86,13 @@ def key_at(shot: Shot, track_id: str, frame: int) -> Interpolation | None:
 
 
 def new_track_id(shot: Shot, stem: str = "track") -> str:
+    """``stem`` itself when it is a free, valid id (a scene object's name), else ``stem-N``."""
     taken = {track.id for track in shot.tracks}
     if shot.scene is not None:
         taken.update(shot.scene.derived_track_ids)
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-_.")[:56] or "track"
+    if stem != "track" and stem not in taken:
+        return stem
     index = 1
     while f"{stem}-{index}" in taken:
         index += 1
@@ -95,9 +100,10 @@ def new_track_id(shot: Shot, stem: str = "track") -> str:
 
 
 def add_track(shot: Shot, frame: int, box: Sequence[float], role: str = "object", label: str = "") -> tuple[Shot, str]:
-    """A new track with one key at ``frame``; returns the shot and the new track's id."""
+    """A new track with one key at ``frame``; returns the shot and the new track's id (the label's,
+    made a valid id, when it is free: a track seeded from a scene object is named after it)."""
     _check_frame(shot, frame)
-    track_id = new_track_id(shot)
+    track_id = new_track_id(shot, label or "track")
 
     def change(document: Document) -> None:
         key = {"frame": frame, "box": list(clamp_box(box)), "interpolation": "smooth"}

@@ -63,6 +63,13 @@ def hit_test(boxes: dict[str, Box], point: Point, tolerance: Point, prefer: str 
     return None
 
 
+def object_at(object_boxes: dict[str, Box], point: Point) -> str | None:
+    """The scene object whose frame-0 box holds ``point`` (the smallest, when boxes nest), or None."""
+    x, y = point
+    inside = [name for name, (x0, y0, x1, y1) in object_boxes.items() if x0 <= x <= x1 and y0 <= y <= y1]
+    return min(inside, key=lambda name: _area(object_boxes[name]), default=None)
+
+
 def _area(box: Box) -> float:
     return (box[2] - box[0]) * (box[3] - box[1])
 

@@ -15,7 +15,16 @@ from PySide6.QtGui import QColor, QContextMenuEvent, QImage, QMouseEvent, QPaint
 from PySide6.QtWidgets import QMenu, QWidget
 
 from anyi2v.desktop.models.condition import OrbitCamera
-from anyi2v.desktop.models.overlay import Box, Hit, box_between, boxes_at, drag_box, hit_test, track_paths
+from anyi2v.desktop.models.overlay import (
+    Box,
+    Hit,
+    box_between,
+    boxes_at,
+    drag_box,
+    hit_test,
+    object_at,
+    track_paths,
+)
 from anyi2v.shared.shot import Shot
 
 from .images import box_rect, draw_tracks, fit_rect
@@ -34,6 +43,7 @@ class ConditionView(QWidget):
     sig_camera_commit = Signal(object)  # OrbitCamera, on release
     sig_role_toggle_requested = Signal(str)
     sig_delete_track_requested = Signal(str)
+    sig_object_track_requested = Signal(str)  # a scene object's name: seed a track from its box
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -44,6 +54,7 @@ class ConditionView(QWidget):
         self.shot: Shot | None = None
         self.frame = 0
         self.selected_track: str | None = None
+        self.object_boxes: dict[str, Box] = {}  # the scene's objects as the camera sees them at frame 0
         self.message = "Open a mesh, a point cloud, an image or a shot (File > Open) to start"
         self.busy = False
         self._drag: tuple[str, QPointF, Hit | None, Box | None] | None = None  # kind, start, hit, start box
@@ -64,6 +75,15 @@ class ConditionView(QWidget):
     def set_frame(self, frame: int) -> None:
         self.frame = frame
         self.update()
+
+    def set_object_boxes(self, boxes: dict[str, Box]) -> None:
+        self.object_boxes = dict(boxes)
+        self.update()
+
+    def unseeded_objects(self) -> dict[str, Box]:
+        """The scene objects no track was seeded from (a seeded track carries the object's name)."""
+        labels = {track.label for track in self.shot.tracks} if self.shot is not None else set()
+        return {name: box for name, box in self.object_boxes.items() if name not in labels}
 
     def set_selected_track(self, track_id: str | None) -> None:
         self.selected_track = track_id
@@ -112,6 +132,12 @@ class ConditionView(QWidget):
         else:
             painter.setPen(QColor("#a0a0a0"))
             painter.drawText(target, Qt.AlignmentFlag.AlignCenter, "Rendering the condition…")
+        if self.frame == 0:  # where the objects' boxes hold: a hint that double-clicking one seeds a track
+            painter.setPen(QPen(QColor(200, 200, 200, 150), 1.0, Qt.PenStyle.DotLine))
+            for name, box in self.unseeded_objects().items():
+                rect = box_rect(box, target)
+                painter.drawRect(rect)
+                painter.drawText(rect.adjusted(3, 0, 0, -2), Qt.AlignmentFlag.AlignBottom, name)
         selected = frozenset({self.selected_track}) if self.selected_track else frozenset()
         draw_tracks(painter, target, self._boxes(), track_paths(self.shot), self.frame, selected, handles=True)
         if self._preview_box is not None and self._preview_box[0] is None:
@@ -195,6 +221,14 @@ class ConditionView(QWidget):
             return self._orbit.orbit(-dx * ORBIT_DEGREES_PER_PIXEL, dy * ORBIT_DEGREES_PER_PIXEL)
         height = self.image_rect().height()
         return self._orbit.pan(-dx / height, dy / height)
+
+    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        """Double-clicking a scene object (not a track's box) seeds a track from the object's box."""
+        if event.button() != Qt.MouseButton.LeftButton or self.shot is None or self.hit(event.position()):
+            return
+        name = object_at(self.unseeded_objects(), self.to_normalized(event.position()))
+        if name is not None:
+            self.sig_object_track_requested.emit(name)
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802
         if self._drag is None:

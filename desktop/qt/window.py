@@ -265,6 +265,7 @@ class StudioWindow(QMainWindow):
         self.condition_view.sig_camera_commit.connect(self.set_camera)
         self.condition_view.sig_role_toggle_requested.connect(self.toggle_role)
         self.condition_view.sig_delete_track_requested.connect(lambda tid: self.delete_tracks([tid]))
+        self.condition_view.sig_object_track_requested.connect(self.add_object_track)
         self.timeline.sig_frame_requested.connect(self.playback.set_frame)
         self.timeline.sig_move_keys_requested.connect(self.move_keys)
         self.timeline.sig_interpolation_requested.connect(self.set_interpolation)
@@ -317,6 +318,9 @@ class StudioWindow(QMainWindow):
         self._action(edit_menu, "Paste keys", self.paste_keys, QKeySequence.StandardKey.Paste)
         self._action(edit_menu, "Delete keys", self.delete_selected, QKeySequence.StandardKey.Delete,
                      "Delete the selected keys (or the selected track when no key is selected)")  # fmt: skip
+        self.objects_menu = edit_menu.addMenu("New track from scene object")
+        self.objects_menu.setToolTipsVisible(True)
+        self.objects_menu.setEnabled(False)
         interpolation = edit_menu.addMenu("Interpolation")
         for name in INTERPOLATIONS:
             self._action(interpolation, name.capitalize(), partial(self._interpolate_selected, name))
@@ -382,6 +386,8 @@ class StudioWindow(QMainWindow):
         self.conditions = self.condition_image = None
         self._condition_shot = None
         self.condition_view.set_image(None)
+        self.condition_view.set_object_boxes({})
+        self._fill_objects_menu(())
         self.player.set_condition(None)
         self.player.set_frames([])
         self.job = None
@@ -474,6 +480,23 @@ class StudioWindow(QMainWindow):
 
         if self.apply("Add track", change):
             self.select_track(created[0])
+
+    def add_object_track(self, name: str) -> None:
+        """A new track from a scene object's box at frame 0, named after the object."""
+        box = self.conditions.object_boxes.get(name) if self.conditions is not None else None
+        if box is None:
+            self.error(f"Track from object: the scene has no object {name!r} in view")
+            return
+        created: list[str] = []
+
+        def change(shot: Shot) -> Shot:
+            new, track_id = edits.add_track(shot, 0, box, label=name)
+            created.append(track_id)
+            return new
+
+        if self.apply(f"Track from {name}", change):
+            self.select_track(created[0])
+            self.playback.set_frame(0)
 
     def set_box(self, track_id: str, box: edits.Box) -> None:
         frame = self.playback.frame
@@ -601,6 +624,15 @@ class StudioWindow(QMainWindow):
         self.condition_view.set_image(image)
         self.player.set_condition(image)
         self.settings.object_names = tuple(conditions.object_boxes)
+        self.condition_view.set_object_boxes(conditions.object_boxes)
+        self._fill_objects_menu(tuple(conditions.object_boxes))
+
+    def _fill_objects_menu(self, names: tuple[str, ...]) -> None:
+        self.objects_menu.clear()
+        for name in names:
+            action = self.objects_menu.addAction(name, partial(self.add_object_track, name))
+            action.setToolTip("A track that starts on this object's box at frame 0 (or double-click the object)")
+        self.objects_menu.setEnabled(bool(names))
 
     def _render_failed(self, generation: int, message: str) -> None:
         self.condition_view.busy = not self.render_worker.is_latest(generation)

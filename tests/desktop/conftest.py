@@ -56,6 +56,21 @@ def window(qtbot, studio_home: Path) -> Iterator[object]:
     studio.shutdown()
 
 
+def point(view, x: float, y: float) -> object:
+    """Where the normalized image point (x, y) is on a view, in widget pixels."""
+    return view.to_widget(x, y).toPoint()
+
+
+def drag(qtbot, widget, start, end, steps: int = 5) -> None:
+    """Press the left button at ``start``, move to ``end`` in ``steps``, release."""
+    from PySide6.QtCore import Qt
+
+    qtbot.mousePress(widget, Qt.MouseButton.LeftButton, pos=start)
+    for i in range(1, steps + 1):
+        qtbot.mouseMove(widget, start + (end - start) * (i / steps))
+    qtbot.mouseRelease(widget, Qt.MouseButton.LeftButton, pos=end)
+
+
 def save_screenshot(widget: object, name: str) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from anyi2v.desktop.models.connection import ConnectionSettings
+from anyi2v.desktop.models.overlay import boxes_at
 from tests.conftest import EXAMPLES
-from tests.desktop.conftest import TickCounter, save_screenshot
+from tests.desktop.conftest import TickCounter, drag, point, save_screenshot
 
 pytestmark = pytest.mark.slow
 
@@ -44,9 +45,16 @@ def test_generate_with_the_embedded_daemon_play_and_export(qtbot, studio, tmp_pa
     assert window.condition_image is not None
     assert window.condition_image.std() > 0  # a depth image, not blank
     save_screenshot(window, "2-mesh-loaded-depth")
-    window.select_track("torus")
+    # Move the torus's box at frame 8 down: a new key there, and the generated clip follows it.
     window.playback.set_frame(8)
-    window.selection.set({("torus", 15)})
+    view = window.condition_view
+    x0, y0, x1, y1 = boxes_at(window.shot, 8)["torus"]
+    middle = ((x0 + x1) / 2, (y0 + y1) / 2)
+    drag(qtbot, view, point(view, *middle), point(view, middle[0], middle[1] + 0.2))
+    assert [key.frame for key in window.shot.tracks[0].keyframes] == [0, 8, 15]
+    moved = boxes_at(window.shot, 8)["torus"]
+    assert moved[1] == pytest.approx(y0 + 0.2, abs=0.02)
+    window.selection.set({("torus", 8)})
     save_screenshot(window, "3-tracks-on-the-timeline")
 
     window.set_value(("sampling", "steps"), 3)
@@ -63,6 +71,7 @@ def test_generate_with_the_embedded_daemon_play_and_export(qtbot, studio, tmp_pa
     ticks.stop()
     assert ticks.longest_gap() < 0.5, f"the GUI thread stalled for {ticks.longest_gap():.2f} s while generating"
 
+    assert [key.frame for key in window.job_shot.tracks[0].keyframes] == [0, 8, 15]  # the moved box was sent
     n_frames = window.shot.output.n_frames
     assert len(window.player.frames) == n_frames
     assert all(image is not None and image.width() == 128 for image in window.player.frames)

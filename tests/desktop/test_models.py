@@ -16,7 +16,7 @@ from anyi2v.desktop.models.document import ShotDocument
 from anyi2v.desktop.models.edits import EditError
 from anyi2v.desktop.models.form import field_specs
 from anyi2v.desktop.models.job import JobProgress
-from anyi2v.desktop.models.overlay import box_between, boxes_at, drag_box, hit_test, track_paths
+from anyi2v.desktop.models.overlay import box_between, boxes_at, drag_box, hit_test, object_at, track_paths
 from anyi2v.desktop.models.timeline import KeySelection, Playback, TimelineScale, timeline_rows
 from anyi2v.shared.document import load_shot
 from anyi2v.shared.settings import MethodSettings
@@ -64,6 +64,24 @@ def test_add_track_gets_a_fresh_id_and_remove_takes_it_away(shot):
     again, second = edits.add_track(added, 0, (0.1, 0.1, 0.2, 0.2))
     assert second == "track-2"
     assert [t.id for t in edits.remove_tracks(again, ["track-1"]).tracks] == ["torus", "track-2"]
+
+
+def test_a_track_seeded_from_a_scene_object_is_named_after_it(shot):
+    seeded, track_id = edits.add_track(shot, 0, (0.1, 0.2, 0.5, 0.6), label="Red Car.001")
+    assert track_id == "Red-Car.001"
+    assert seeded.tracks[-1].label == "Red Car.001"
+    _, taken = edits.add_track(seeded, 0, (0.1, 0.2, 0.5, 0.6), label="Red Car.001")
+    assert taken == "Red-Car.001-1"  # the name is taken: numbered
+    _, odd = edits.add_track(shot, 0, (0.1, 0.2, 0.5, 0.6), label="???")
+    assert odd == "track-1"  # nothing of the name is a valid id
+
+
+def test_object_at_picks_the_smallest_box_that_holds_the_point():
+    boxes = {"room": (0.0, 0.0, 1.0, 1.0), "cup": (0.4, 0.4, 0.6, 0.6), "car": (0.7, 0.1, 0.9, 0.3)}
+    assert object_at(boxes, (0.5, 0.5)) == "cup"
+    assert object_at(boxes, (0.8, 0.2)) == "car"
+    assert object_at(boxes, (0.1, 0.9)) == "room"
+    assert object_at({"cup": (0.4, 0.4, 0.6, 0.6)}, (0.1, 0.1)) is None
 
 
 def test_deleting_every_key_of_a_track_removes_the_track(shot):

@@ -3,22 +3,12 @@ timeline; interpolation and undo; the event loop keeps turning while a mesh load
 
 from __future__ import annotations
 
+import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
 
 from anyi2v.desktop.models.overlay import boxes_at
 from tests.conftest import EXAMPLES
-from tests.desktop.conftest import TickCounter
-
-
-def point(view, x: float, y: float) -> QPoint:
-    return view.to_widget(x, y).toPoint()
-
-
-def drag(qtbot, widget, start: QPoint, end: QPoint, steps: int = 5) -> None:
-    qtbot.mousePress(widget, Qt.MouseButton.LeftButton, pos=start)
-    for i in range(1, steps + 1):
-        qtbot.mouseMove(widget, start + (end - start) * (i / steps))
-    qtbot.mouseRelease(widget, Qt.MouseButton.LeftButton, pos=end)
+from tests.desktop.conftest import TickCounter, drag, point
 
 
 def open_demo(qtbot, window) -> None:
@@ -145,3 +135,25 @@ def test_closing_with_unsaved_changes_asks_and_can_save(qtbot, window, tmp_path,
 
     assert load_shot(target).prompt == "changed"
     assert not window.document.dirty
+
+
+def test_double_clicking_a_scene_object_seeds_a_track_from_its_box(qtbot, window):
+    assert window.open_path(EXAMPLES / "assets" / "torus.obj"), window.last_error  # a new shot, no tracks
+    qtbot.waitUntil(lambda: window.conditions is not None, timeout=60_000)
+    assert window.shot.tracks == ()
+    (name, box), *_ = window.conditions.object_boxes.items()
+    assert window.objects_menu.isEnabled()
+    assert [action.text() for action in window.objects_menu.actions()] == list(window.conditions.object_boxes)
+    view = window.condition_view
+    centre = point(view, (box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+    qtbot.mouseDClick(view, Qt.MouseButton.LeftButton, pos=centre)
+    (track,) = window.shot.tracks
+    assert track.label == name
+    assert [key.frame for key in track.keyframes] == [0]
+    assert track.keyframes[0].box == pytest.approx(box, abs=1e-6)
+    assert window.selected_track == track.id
+    assert name not in view.unseeded_objects()  # no second track from the same double-click
+    qtbot.mouseDClick(view, Qt.MouseButton.LeftButton, pos=centre)  # now on the track's box: nothing new
+    assert len(window.shot.tracks) == 1
+    window.undo_stack.undo()
+    assert window.shot.tracks == ()
