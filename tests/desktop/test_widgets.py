@@ -157,3 +157,20 @@ def test_double_clicking_a_scene_object_seeds_a_track_from_its_box(qtbot, window
     assert len(window.shot.tracks) == 1
     window.undo_stack.undo()
     assert window.shot.tracks == ()
+
+
+def test_typing_in_the_prompt_does_not_trigger_the_timeline_shortcuts(qtbot, window):
+    open_demo(qtbot, window)
+    window.activateWindow()
+    prompt = window.settings.prompt
+    prompt.setFocus()
+    prompt.selectAll()
+    qtbot.keyClicks(prompt, "a fish ")  # Space plays, I keys, Delete deletes: not while typing
+    qtbot.keyClick(prompt, Qt.Key.Key_I)
+    qtbot.keyClick(prompt, Qt.Key.Key_Left)
+    qtbot.keyClick(prompt, Qt.Key.Key_Delete)
+    assert not window.playback.playing
+    assert window.playback.frame == 0
+    assert [k.frame for k in window.shot.tracks[0].keyframes] == [0, 15]
+    assert prompt.toPlainText() == "a fish "
+    qtbot.waitUntil(lambda: window.shot.prompt == "a fish ", timeout=3_000)  # committed after a pause
