@@ -28,6 +28,7 @@ MODALITY_PASS: dict[str, str] = {
     "canny": "edges",
     "hed": "soft_edges",
     "segmentation": "segmentation",
+    "silhouette": "silhouette",
     "mesh_render": "shaded",
     "point_cloud_render": "splat",
 }

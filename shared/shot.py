@@ -28,6 +28,7 @@ Modality = Literal[
     "canny",
     "hed",
     "segmentation",
+    "silhouette",
     "skeleton",
     "sketch",
     "mesh_render",

@@ -69,6 +69,15 @@ class ShotDocument:
         return target
 
 
+def shot_relative(path: Path, base_dir: Path) -> str:
+    """``path`` as a shot file keeps it: relative to the shot's folder (absolute across drives)."""
+    absolute = path.resolve()
+    try:
+        return PurePath(os.path.relpath(absolute, base_dir.resolve())).as_posix()
+    except ValueError:  # another drive (Windows)
+        return str(absolute)
+
+
 def rebase_paths(shot: Shot, old_base: Path, new_base: Path) -> Shot:
     """``shot`` with every relative file path rewritten from ``old_base`` to ``new_base`` (as relative
     paths where the two share a root, absolute otherwise)."""
@@ -77,11 +86,7 @@ def rebase_paths(shot: Shot, old_base: Path, new_base: Path) -> Shot:
     document = shot.model_dump(mode="json")
 
     def moved(name: str) -> str:
-        absolute = (old_base / name).resolve()
-        try:
-            return PurePath(os.path.relpath(absolute, new_base)).as_posix()
-        except ValueError:  # another drive (Windows)
-            return str(absolute)
+        return shot_relative(old_base / name, new_base)
 
     if document.get("scene"):
         document["scene"]["path"] = moved(document["scene"]["path"])

@@ -4,6 +4,8 @@ overlay, with the tracks' boxes drawn over the result to check the motion."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from numpy.typing import NDArray
 from PySide6.QtCore import QRectF, Qt
@@ -31,7 +33,7 @@ class PlayerView(QWidget):
         self.show_boxes = True
         self.caption = "No result yet: press Generate"
 
-    def set_frames(self, frames: list[NDArray[np.uint8] | None], preview: list[NDArray[np.uint8]] = ()) -> None:  # type: ignore[assignment]
+    def set_frames(self, frames: Sequence[NDArray[np.uint8] | None], preview: Sequence[NDArray[np.uint8]] = ()) -> None:
         self.frames = [to_qimage(frame) if frame is not None else None for frame in frames]
         self.preview = [to_qimage(image) for image in preview]
         self.update()

@@ -7,6 +7,8 @@ and, when refused, this panel shows the shot's value again with the reason in th
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
+from pathlib import Path, PurePath
 from typing import Any
 
 from PySide6.QtCore import QRegularExpression, QTimer, Signal
@@ -15,6 +17,7 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
+    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -28,11 +31,15 @@ from PySide6.QtWidgets import (
 )
 
 from anyi2v.desktop.models.edits import MAX_SEED
+from anyi2v.desktop.models.files import IMAGE_SUFFIXES
 from anyi2v.desktop.models.form import FieldSpec, field_specs, parse_layers
+from anyi2v.desktop.models.layers import MODALITY_LABELS, choice_index, image_layer, mask_region, region_choices
 from anyi2v.shared.settings import MethodSettings
 from anyi2v.shared.shot import MODALITIES, Shot
 
 from .widgets import tool_button
+
+MASK_PICK = "pick a mask"  # the region menu's last item: choose a mask image
 
 
 def scene_modalities() -> tuple[str, ...]:
@@ -80,6 +87,9 @@ class SettingsPanel(QScrollArea):
         self.setWidgetResizable(True)
         self.shot: Shot | None = None
         self.object_names: tuple[str, ...] = ()  # the scene's objects, for per-object layers
+        self.base_dir = Path.cwd()  # the shot's folder: image and mask paths are kept relative to it
+        #: asks for an image file; returns None when cancelled (tests answer it themselves)
+        self.pick_file: Callable[[str, str], Path | None] = self._pick_with_dialog
         self.seed_locked = True
         body = QWidget()
         layout = QVBoxLayout(body)
@@ -246,21 +256,27 @@ class SettingsPanel(QScrollArea):
             row = QWidget()
             line = QHBoxLayout(row)
             line.setContentsMargins(0, 0, 0, 0)
-            combo = QComboBox()
             scene = layer["source"]["kind"] == "scene"
-            combo.addItems(list(scene_modalities() if scene else MODALITIES))
-            combo.setCurrentText(layer["modality"])
-            combo.setToolTip("The scene rendered as this modality" if scene else "What this image shows")
-            combo.currentTextChanged.connect(lambda text, i=index: self._set_layer(i, "modality", text))
+            combo = QComboBox()
+            for modality in scene_modalities() if scene else MODALITIES:
+                combo.addItem(MODALITY_LABELS[modality], modality)
+            combo.setCurrentIndex(max(combo.findData(layer["modality"]), 0))
+            source = "the scene" if scene else PurePath(layer["source"]["path"]).name
+            combo.setToolTip(f"Layer {index + 1}: {source}, " + (
+                "rendered as this modality" if scene else "showing this (the image is sent as it is)"))  # fmt: skip
+            combo.currentIndexChanged.connect(
+                lambda _, c=combo, i=index: self._set_layer(i, "modality", c.currentData())
+            )
             line.addWidget(combo, 1)
             region = QComboBox()
-            region.addItem("everywhere")
-            region.addItems([f"object: {name}" for name in self.object_names])
-            current = layer.get("region")
-            if current and current["kind"] == "object":
-                region.setCurrentText(f"object: {current['object']}")
-            region.setToolTip("Where this layer applies: everywhere, or one object's silhouette (mixed modalities)")
-            region.currentTextChanged.connect(lambda text, i=index: self._set_layer(i, "region", text))
+            choices = region_choices(self.object_names, layer.get("region"))
+            for choice in choices:
+                region.addItem(choice.label, choice.region)
+            region.addItem("mask image…", MASK_PICK)
+            region.setCurrentIndex(choice_index(choices, layer.get("region")))
+            region.setToolTip("Where this layer applies: everywhere, an object's silhouette (or all but it), or "
+                              "the white part of a mask image")  # fmt: skip
+            region.activated.connect(lambda _, r=region, i=index: self._region_chosen(i, r.currentData()))
             line.addWidget(region, 1)
             remove = tool_button("✕")
             remove.setToolTip("Remove this layer")
@@ -268,25 +284,59 @@ class SettingsPanel(QScrollArea):
             remove.clicked.connect(lambda _=False, i=index: self._remove_layer(i))
             line.addWidget(remove)
             self.layers_form.addWidget(row)
+        buttons = QHBoxLayout()
         if shot.scene is not None:
             add = QPushButton("Add a scene layer")
             add.setToolTip("Another modality of the scene, for one object (choose it in the new row)")
             add.clicked.connect(self._add_layer)
-            self.layers_form.addWidget(add)
+            buttons.addWidget(add)
+        add_image = QPushButton("Add an image layer…")
+        add_image.setToolTip("An image you bring (a sketch, a skeleton, a segmentation...) drawn over the layers above")
+        add_image.clicked.connect(self._add_image_layer)
+        buttons.addWidget(add_image)
+        holder = QWidget()
+        holder.setLayout(buttons)
+        buttons.setContentsMargins(0, 0, 0, 0)
+        self.layers_form.addWidget(holder)
+
+    def set_object_names(self, names: tuple[str, ...]) -> None:
+        """The scene's objects in view, offered as layer regions."""
+        if names != self.object_names:
+            self.object_names = names
+            if self.shot is not None:
+                self._show_layers(self.shot)
 
     def _layers(self) -> list[dict[str, Any]]:
         assert self.shot is not None
         return [layer.model_dump(mode="json") for layer in self.shot.conditions]
 
-    def _set_layer(self, index: int, what: str, value: str) -> None:
+    def _set_layer(self, index: int, what: str, value: Any) -> None:
         layers = self._layers()
-        if what == "modality":
-            layers[index]["modality"] = value
-        elif value == "everywhere":
-            layers[index]["region"] = None
-        else:
-            layers[index]["region"] = {"kind": "object", "object": value.removeprefix("object: "), "invert": False}
+        layers[index][what] = value
         self.sig_layers_requested.emit(layers)
+
+    def _region_chosen(self, index: int, region: Any) -> None:
+        if region == MASK_PICK:
+            path = self._pick("Mask image (white: where the layer applies)")
+            if path is None:
+                if self.shot is not None:
+                    self._show_layers(self.shot)  # the menu shows the layer's region again
+                return
+            region = mask_region(path, self.base_dir)
+        self._set_layer(index, "region", region)
+
+    def _add_image_layer(self) -> None:
+        path = self._pick("Condition image")
+        if path is not None:
+            self.sig_layers_requested.emit([*self._layers(), image_layer(path, self.base_dir)])
+
+    def _pick(self, title: str) -> Path | None:
+        patterns = " ".join(f"*{suffix}" for suffix in IMAGE_SUFFIXES)
+        return self.pick_file(title, f"Images ({patterns})")
+
+    def _pick_with_dialog(self, title: str, file_filter: str) -> Path | None:
+        path, _ = QFileDialog.getOpenFileName(self, title, str(self.base_dir), file_filter)
+        return Path(path) if path else None
 
     def _remove_layer(self, index: int) -> None:
         layers = self._layers()

@@ -387,6 +387,7 @@ class StudioWindow(QMainWindow):
         self._condition_shot = None
         self.condition_view.set_image(None)
         self.condition_view.set_object_boxes({})
+        self.settings.object_names = ()
         self._fill_objects_menu(())
         self.player.set_condition(None)
         self.player.set_frames([])
@@ -415,6 +416,8 @@ class StudioWindow(QMainWindow):
             view.set_shot(shot)
             view.set_selected_track(self.selected_track)
         self.player.set_shot(self.job_shot or shot)
+        if self.document is not None:
+            self.settings.base_dir = self.document.base_dir  # (moves with a save as)
         self.settings.set_shot(shot)
         if shot is not None and self.document is not None and self._condition_inputs_changed(shot):
             self.request_render(shot)
@@ -623,7 +626,7 @@ class StudioWindow(QMainWindow):
         self.condition_view.busy = not self.render_worker.is_latest(generation)
         self.condition_view.set_image(image)
         self.player.set_condition(image)
-        self.settings.object_names = tuple(conditions.object_boxes)
+        self.settings.set_object_names(tuple(conditions.object_boxes))
         self.condition_view.set_object_boxes(conditions.object_boxes)
         self._fill_objects_menu(tuple(conditions.object_boxes))
 

@@ -362,3 +362,34 @@ def test_shots_for_files(tmp_path: Path):
     assert Path(mesh_shot.scene.path).is_absolute()
     with pytest.raises(ValueError, match="not a mesh, point cloud or image"):
         shot_for_file(tmp_path / "notes.txt")
+
+
+# Condition layers -------------------------------------------------------------------------------
+
+
+def test_every_modality_has_a_label_and_regions_offer_objects_and_masks(tmp_path):
+    from anyi2v.desktop.models.layers import MODALITY_LABELS, choice_index, region_choices
+    from anyi2v.shared.shot import MODALITIES
+
+    assert set(MODALITY_LABELS) == set(MODALITIES)
+    choices = region_choices(("car",), None)
+    assert [c.label for c in choices] == ["everywhere", "object: car", "all but car"]
+    assert choice_index(choices, {"kind": "object", "object": "car", "invert": True}) == 2
+    # the layer's own region is offered even when its object is not in view, and its mask with its inverse
+    gone = region_choices((), {"kind": "object", "object": "wheel", "invert": False})
+    assert "object: wheel" in [c.label for c in gone]
+    masked = region_choices(("car",), {"kind": "mask", "path": "masks/sky.png", "invert": False})
+    assert [c.label for c in masked][-2:] == ["mask: sky.png", "outside mask: sky.png"]
+    assert choice_index(masked, {"kind": "mask", "path": "masks/sky.png"}) == len(masked) - 2
+
+
+def test_image_layers_and_masks_keep_paths_relative_to_the_shot(tmp_path):
+    from anyi2v.desktop.models.layers import image_layer, mask_region
+
+    shots, images = tmp_path / "shots", tmp_path / "images"
+    assert image_layer(images / "sketch.png", shots) == {
+        "source": {"kind": "image", "path": "../images/sketch.png"}, "modality": "other", "region": None
+    }  # fmt: skip
+    assert mask_region(shots / "masks" / "sky.png", shots, invert=True) == {
+        "kind": "mask", "path": "masks/sky.png", "invert": True
+    }  # fmt: skip

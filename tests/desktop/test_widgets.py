@@ -174,3 +174,47 @@ def test_typing_in_the_prompt_does_not_trigger_the_timeline_shortcuts(qtbot, win
     assert [k.frame for k in window.shot.tracks[0].keyframes] == [0, 15]
     assert prompt.toPlainText() == "a fish "
     qtbot.waitUntil(lambda: window.shot.prompt == "a fish ", timeout=3_000)  # committed after a pause
+
+
+def test_an_image_layer_over_the_scene_limited_to_a_mask(qtbot, window, tmp_path):
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+    from PySide6.QtWidgets import QComboBox, QPushButton
+
+    shots = tmp_path / "shot"
+    shutil.copytree(EXAMPLES, shots)
+    Image.fromarray(np.full((128, 128, 3), 255, np.uint8)).save(shots / "white.png")
+    mask = np.zeros((128, 128), np.uint8)
+    mask[:, 64:] = 255  # the right half
+    Image.fromarray(mask).save(shots / "right.png")
+    assert window.open_path(shots / "demo.json"), window.last_error
+    qtbot.waitUntil(lambda: window.conditions is not None, timeout=60_000)
+    depth = window.condition_image.copy()
+    panel = window.settings
+    picks = iter([shots / "white.png", shots / "right.png"])
+    panel.pick_file = lambda title, file_filter: next(picks)
+
+    add_image = next(b for b in panel.findChildren(QPushButton) if b.text() == "Add an image layer…")
+    add_image.click()
+    assert [layer.source.kind for layer in window.shot.conditions] == ["scene", "image"]
+    assert window.shot.conditions[1].source.path == "white.png"
+
+    def region_combo(index):
+        return [c for c in panel.findChildren(QComboBox) if c.isVisible() and c.itemText(0) == "everywhere"][index]
+
+    qtbot.waitUntil(lambda: len([c for c in panel.findChildren(QComboBox) if c.isVisible()
+                                 and c.itemText(0) == "everywhere"]) == 2)  # fmt: skip
+    combo = region_combo(1)
+    combo.setCurrentIndex(combo.count() - 1)  # "mask image…"
+    combo.activated.emit(combo.count() - 1)
+    assert window.shot.conditions[1].region.kind == "mask"
+    assert window.shot.conditions[1].region.path == "right.png"
+    qtbot.waitUntil(lambda: window.render_worker.idle() and not window.condition_view.busy, timeout=30_000)
+    image = window.condition_image
+    assert image[:, 70:].min() == 255  # the white image, inside the mask
+    assert np.array_equal(image[:, :60], depth[:, :60])  # the depth render outside it
+    window.undo_stack.undo()
+    window.undo_stack.undo()
+    assert [layer.source.kind for layer in window.shot.conditions] == ["scene"]

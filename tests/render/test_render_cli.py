@@ -108,3 +108,15 @@ def test_render_reports_bad_input_clearly(tmp_path: Path, capsys: pytest.Capture
     assert "needs a mesh" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["render", str(point_cloud), "--size", "500x500", "--out", str(tmp_path / "n.png")])
+
+
+def test_a_silhouette_layer_is_white_on_the_objects_and_black_elsewhere(tmp_path: Path) -> None:
+    from anyi2v.render.shot_conditions import render_shot_conditions
+    from anyi2v.shared.document import parse_shot
+
+    document = json.loads((EXAMPLES / "demo.json").read_text())
+    document["conditions"] = [{"source": {"kind": "scene"}, "modality": "silhouette"}]
+    conditions = render_shot_conditions(parse_shot(document), EXAMPLES)
+    values = np.unique(np.round(conditions.image, 6))
+    assert values.tolist() == [0.0, 1.0]
+    assert 0.05 < conditions.image[..., 0].mean() < 0.6  # the torus, not the whole frame
