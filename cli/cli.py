@@ -241,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _studio(arguments: argparse.Namespace) -> int:
     import os
 
+    if arguments.shot is not None and not arguments.shot.is_file():
+        print(f"anyi2v studio: {arguments.shot}: no such file (a shot, mesh, point cloud or image)", file=sys.stderr)
+        return EXIT_BAD_INPUT
     if sys.platform == "linux" and not any(
         os.environ.get(k) for k in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")
     ):

@@ -365,11 +365,14 @@ class StudioWindow(QMainWindow):
     # Messages ---------------------------------------------------------------------------------
 
     def error(self, message: str) -> None:
-        """A problem the user can act on: in the status bar and, for the moment, in its tooltip."""
+        """A problem the user can act on: in red in the status bar until the next message (never a
+        dialog that blocks the window)."""
         self.last_error = message
-        self.statusBar().showMessage(f"⚠ {message}", 15000)
+        self.statusBar().setStyleSheet("QStatusBar { color: #ff6b6b; }")
+        self.statusBar().showMessage(f"⚠ {message}")
 
     def info(self, message: str) -> None:
+        self.statusBar().setStyleSheet("")
         self.statusBar().showMessage(message, 6000)
 
     # The document -----------------------------------------------------------------------------

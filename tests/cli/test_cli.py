@@ -99,3 +99,14 @@ def test_help_imports_nothing_heavy() -> None:
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert "validate" in result.stdout
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_studio_without_a_display_says_so_instead_of_crashing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["studio", str(EXAMPLES / "demo.json")]) == 2
+    assert "no display" in capsys.readouterr().err
+    assert main(["studio", "no-such-shot.json"]) == 2
+    assert "no-such-shot.json: no such file" in capsys.readouterr().err
