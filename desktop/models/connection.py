@@ -232,7 +232,9 @@ class DaemonSession:
         on_error: Callable[[str], None],
     ) -> threading.Thread:
         """Submit and follow a job on a thread of its own; fetch the result into ``result_dir`` when done.
-        Exactly one of ``on_result`` or ``on_error`` is called at the end (none when the session stops)."""
+        Every event goes to ``on_event``, the final one too. It ends with ``on_result`` once a done job's
+        result is fetched, with ``on_error`` when the job cannot be submitted, followed or fetched, and
+        with only its final event when it failed or was cancelled (and silently when the session stops)."""
 
         def run() -> None:
             client = None

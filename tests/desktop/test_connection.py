@@ -1,0 +1,81 @@
+"""The studio's daemon session without Qt: it connects, learns the model and device, loses a daemon
+that dies and finds it again when it comes back; a job runs, streams and is fetched; a cancel ends one."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+import pytest
+
+from anyi2v.desktop.models.connection import ConnectionStatus, DaemonSession, wait_for
+from tests.daemon.daemon_helpers import condition_image, free_port, shot_document, start_daemon
+
+pytestmark = pytest.mark.slow
+
+
+def stop(process) -> None:
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(10)
+
+
+@pytest.fixture
+def address():
+    return f"tcp://127.0.0.1:{free_port()}"
+
+
+def test_the_session_reconnects_when_the_daemon_comes_back(tmp_path, address):
+    statuses: list[ConnectionStatus] = []
+    daemon = start_daemon(address, tmp_path / "data")
+    session = DaemonSession(address, None, statuses.append, poll_seconds=0.2, timeout=1.0)
+    session.start()
+    try:
+        assert wait_for(lambda: session.status.state == "connected" and session.status.device == "cpu", 120)
+        assert session.status.model == "tiny-random"
+        stop(daemon)
+        assert wait_for(lambda: session.status.state == "disconnected", 30), session.status
+        assert "retrying" in session.status.line
+        daemon = start_daemon(address, tmp_path / "data")
+        assert wait_for(lambda: session.status.state == "connected", 120), session.status
+    finally:
+        session.stop(timeout=5)
+        stop(daemon)
+    states = [status.state for status in statuses]
+    assert states.index("disconnected") < len(states) - 1 - states[::-1].index("connected")
+
+
+def test_a_job_streams_to_its_result_and_a_cancel_ends_another(tmp_path, address):
+    daemon = start_daemon(address, tmp_path / "data")
+    session = DaemonSession(address, None, lambda status: None, poll_seconds=0.2, timeout=5.0)
+    session.start()
+    try:
+        assert wait_for(lambda: session.status.state == "connected", 120), session.status
+        events, results, errors = [], [], []
+        finished = threading.Event()
+        session.run_job(
+            "studio-test-1", shot_document(), condition_image(), tmp_path / "result",
+            on_event=events.append, on_result=lambda r: (results.append(r), finished.set()),
+            on_error=lambda m: (errors.append(m), finished.set()),
+        )  # fmt: skip
+        assert finished.wait(240), [event.type for event in events]
+        assert errors == []
+        assert [event.type for event in events][-1] == "done"
+        assert sum(event.type == "frame" for event in events) == 4
+        (result,) = results
+        assert result.folder == tmp_path / "result"
+        assert any(path.suffix == ".mp4" for path in result.folder.iterdir())
+
+        cancelled = []
+        session.run_job(
+            "studio-test-2", shot_document(seed=8, steps=50), condition_image(), tmp_path / "second",
+            on_event=cancelled.append, on_result=results.append, on_error=errors.append,
+        )  # fmt: skip
+        assert wait_for(lambda: any(event.type in ("started", "progress") for event in cancelled), 120)
+        session.cancel("studio-test-2", errors.append)
+        assert wait_for(lambda: cancelled and cancelled[-1].type == "cancelled", 120), [e.type for e in cancelled]
+        assert errors == []
+        assert len(results) == 1  # no result for the cancelled job
+    finally:
+        session.stop(timeout=5)
+        stop(daemon)
