@@ -28,7 +28,7 @@ from anyi2v.daemon.client import ClientKeys, DaemonClient, DaemonError, DaemonTi
 
 log = logging.getLogger(__name__)
 
-ConnectionState = Literal["starting", "connecting", "connected", "disconnected", "error"]
+ConnectionState = Literal["none", "starting", "connecting", "connected", "disconnected", "error"]
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,8 @@ class ConnectionStatus:
         if self.state == "connected":
             busy = f"busy ({self.queued} queued)" if self.running else "idle"
             return f"Connected: {self.model} on {self.device}, {busy}"
+        if self.state == "none":
+            return "Not connected: choose a daemon in Generate > Connect…"
         if self.state == "starting":
             return f"Starting the local daemon{f': {self.message}' if self.message else ''}"
         if self.state == "connecting":

@@ -157,3 +157,27 @@ def load_frames(folder: Path) -> list[NDArray[np.uint8]]:
     if not frames:
         raise FileNotFoundError(f"{folder}: no frames in this result")
     return frames
+
+
+# The export dialog's file types, and the format each writes.
+EXPORT_FORMATS: dict[str, str] = {
+    "MP4 video (*.mp4)": "mp4",
+    "WebM video (*.webm)": "webm",
+    "GIF (*.gif)": "gif",
+    "PNG frames (a folder)": "png",
+}
+
+
+def export_target(path: Path, chosen: str) -> tuple[Path, str]:
+    """Where an export goes and in which format: the suffix typed decides when it names a format,
+    else the file type chosen in the dialog (whose suffix is then added; PNG frames go to a folder)."""
+    typed = {".mp4": "mp4", ".webm": "webm", ".gif": "gif"}.get(path.suffix.lower())
+    if typed is not None:
+        return path, typed
+    video_format = EXPORT_FORMATS.get(chosen, "mp4")
+    return (path if video_format == "png" else path.with_name(path.name + "." + video_format)), video_format
+
+
+def default_export_path(shot_path: Path | None, base_dir: Path) -> Path:
+    """Beside the shot, named after it: ``demo.json`` exports to ``demo.mp4``."""
+    return base_dir / f"{shot_path.stem if shot_path is not None else 'result'}.mp4"

@@ -50,11 +50,14 @@ from anyi2v.desktop.models.connection import (
 from anyi2v.desktop.models.document import ShotDocument
 from anyi2v.desktop.models.edits import ClipboardKey, Edit, EditError
 from anyi2v.desktop.models.files import (
+    EXPORT_FORMATS,
     IMAGE_SUFFIXES,
     ResultHistory,
     StudioConfig,
     config_dir,
     data_dir,
+    default_export_path,
+    export_target,
     load_frames,
     shot_for_file,
 )
@@ -75,8 +78,6 @@ from .widgets import tool_button
 
 if TYPE_CHECKING:
     from anyi2v.render.shot_conditions import ShotConditions
-
-EXPORT_FILTERS = "MP4 video (*.mp4);;WebM video (*.webm);;GIF (*.gif);;PNG frames (folder) (*)"
 
 
 class Relay(QObject):
@@ -150,7 +151,7 @@ class StudioWindow(QMainWindow):
         self.last_error = ""
         self.session: DaemonSession | None = None
         self.daemon: EmbeddedDaemon | None = None
-        self.connection_status = ConnectionStatus("connecting")
+        self.connection_status = ConnectionStatus("none")
         self.renderer = ConditionRenderer()
         self.render_worker: LatestWins[tuple[Shot, Path], ShotConditions] = LatestWins(
             lambda request: self.renderer.render(*request),
@@ -168,6 +169,7 @@ class StudioWindow(QMainWindow):
         self.selection.changed.connect(lambda _: self._update_actions())
         self.undo_stack.cleanChanged.connect(self._clean_changed)  # a method: Qt drops it with the window
         self.show_shot(None)
+        self._status(self.connection_status)
         if start_daemon:
             self.connect_daemon(connection or self.config.connection)
 
@@ -928,11 +930,13 @@ class StudioWindow(QMainWindow):
         return []
 
     def export_dialog(self) -> None:
-        path, chosen = QFileDialog.getSaveFileName(
-            self, "Export result", str(Path.home() / "result.mp4"), EXPORT_FILTERS
-        )
+        if not self.result_frames():
+            self.error("Export: there is no complete result yet: generate first")
+            return
+        start = default_export_path(self.document.path, self.document.base_dir) if self.document else Path.home()
+        path, chosen = QFileDialog.getSaveFileName(self, "Export result", str(start), ";;".join(EXPORT_FORMATS))
         if path:
-            self.export_result(Path(path), "png" if chosen.startswith("PNG") else None)
+            self.export_result(*export_target(Path(path), chosen))
 
     def export_result(self, path: Path, video_format: str | None = None) -> threading.Thread | None:
         """Encode the result's frames to ``path`` on a worker thread (MP4, WebM or GIF by the suffix,
@@ -949,7 +953,10 @@ class StudioWindow(QMainWindow):
 
             return write_video(frames, path, fps, shot_json=shot_json, format=video_format)
 
-        return self.in_background(write, lambda paths: self.info(f"Exported {paths[0]}"), f"exporting {path.name}")
+        def written(paths: list[Path]) -> None:
+            self.info(f"Exported {path} ({len(frames)} frames, with the shot beside it)")
+
+        return self.in_background(write, written, f"exporting {path.name}")
 
     def sizeHint(self) -> QSize:  # noqa: N802
         return QSize(1440, 900)

@@ -33,7 +33,10 @@ def studio(qtbot, studio_home):
     assert window.daemon is None or window.daemon.process.poll() is not None, "the embedded daemon outlived the window"
 
 
-def test_generate_with_the_embedded_daemon_play_and_export(qtbot, studio, tmp_path):
+def test_generate_with_the_embedded_daemon_play_and_export(qtbot, studio, tmp_path, monkeypatch):
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QFileDialog
+
     window = studio
     shots = tmp_path / "shots"
     shutil.copytree(EXAMPLES, shots, ignore=shutil.ignore_patterns("*.results"))
@@ -60,8 +63,11 @@ def test_generate_with_the_embedded_daemon_play_and_export(qtbot, studio, tmp_pa
     window.set_value(("sampling", "steps"), 3)
     qtbot.waitUntil(lambda: window.connection_status.state == "connected", timeout=120_000)
     assert "toy-world" in window.connection_status.line
-    window.generate()
-    assert window.last_error == "" or "Generate" not in window.last_error, window.last_error
+    with qtbot.waitActive(window):  # shortcuts go to the active window
+        window.activateWindow()
+    qtbot.keyClick(window, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)  # Generate
+    assert "Generate" not in window.last_error, window.last_error
+    assert window.job is not None
     qtbot.waitUntil(lambda: window.job is not None and (window.job.frames_received > 0 or window.job.finished),
                     timeout=300_000)  # fmt: skip
     if not window.job.finished:
@@ -82,21 +88,31 @@ def test_generate_with_the_embedded_daemon_play_and_export(qtbot, studio, tmp_pa
     qtbot.waitUntil(lambda: window.connection_status.line == "Connected: toy-world on cpu, idle", timeout=10_000)
     assert not window.condition_view.busy  # no stale "rendering…" once the last render is shown
 
-    window.playback.toggle()
+    qtbot.keyClick(window, Qt.Key.Key_Space)  # play
+    assert window.playback.playing
     qtbot.waitUntil(lambda: window.player.frame != 8, timeout=5_000)
     window.compare_combo.setCurrentText("side by side")
     save_screenshot(window, "5-result-playing")
-    window.playback.toggle()
+    qtbot.keyClick(window, Qt.Key.Key_Space)
+    assert not window.playback.playing
 
     missing = tmp_path / "no-such-folder" / "result.mp4"
     thread = window.export_result(missing)
     qtbot.waitUntil(lambda: not thread.is_alive(), timeout=60_000)
     qtbot.waitUntil(lambda: "does not exist" in window.last_error, timeout=5_000)  # a message, not a crash
 
+    # File > Export (Ctrl+E): the dialog offers demo.mp4 beside the shot; the user types "result"
+    offered = []
+
+    def save_dialog(parent, title, start, filters):
+        offered.append(start)
+        return str(tmp_path / "result"), "MP4 video (*.mp4)"
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", save_dialog)
+    qtbot.keyClick(window, Qt.Key.Key_E, Qt.KeyboardModifier.ControlModifier)
+    assert offered == [str(shots / "demo.mp4")]
     target = tmp_path / "result.mp4"
-    thread = window.export_result(target)
-    assert thread is not None
-    qtbot.waitUntil(lambda: not thread.is_alive(), timeout=60_000)
+    qtbot.waitUntil(lambda: "Exported" in window.statusBar().currentMessage(), timeout=60_000)
     assert target.is_file(), window.last_error
     with av.open(str(target)) as container:
         decoded = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]

@@ -393,3 +393,28 @@ def test_image_layers_and_masks_keep_paths_relative_to_the_shot(tmp_path):
     assert mask_region(shots / "masks" / "sky.png", shots, invert=True) == {
         "kind": "mask", "path": "masks/sky.png", "invert": True
     }  # fmt: skip
+
+
+def test_export_target_follows_the_typed_suffix_or_the_chosen_type(tmp_path):
+    from anyi2v.desktop.models.files import EXPORT_FORMATS, default_export_path, export_target
+
+    mp4, webm, gif, png = EXPORT_FORMATS
+    assert export_target(tmp_path / "clip.gif", mp4) == (tmp_path / "clip.gif", "gif")  # the typed name wins
+    assert export_target(tmp_path / "clip", webm) == (tmp_path / "clip.webm", "webm")
+    assert export_target(tmp_path / "take.2", gif) == (tmp_path / "take.2.gif", "gif")
+    assert export_target(tmp_path / "frames", png) == (tmp_path / "frames", "png")
+    assert default_export_path(tmp_path / "shots" / "demo.json", tmp_path / "shots") == tmp_path / "shots" / "demo.mp4"
+    assert default_export_path(None, tmp_path).name == "result.mp4"
+
+
+def test_the_connection_status_line_says_what_the_user_can_do():
+    from anyi2v.desktop.models.connection import ConnectionSettings, ConnectionStatus
+
+    assert "Generate > Connect" in ConnectionStatus("none").line
+    busy = ConnectionStatus("connected", "tcp://gpu:5557", "sd15", "cuda", queued=2, running="job-1")
+    assert busy.line == "Connected: sd15 on cuda, busy (2 queued)"
+    assert ConnectionStatus("connected", "tcp://gpu:5557", "sd15", "cuda").line.endswith("idle")
+    assert "retrying" in ConnectionStatus("disconnected", "tcp://gpu:5557", message="no answer; retrying").line
+    assert "tcp://HOST:PORT" in ConnectionSettings("remote", "gpu-box:5557").problem()
+    assert "both" in ConnectionSettings("remote", "tcp://gpu:5557", server_key="server.key").problem()
+    assert ConnectionSettings("remote", "tcp://127.0.0.1:5557").problem() is None
