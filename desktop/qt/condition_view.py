@@ -133,11 +133,14 @@ class ConditionView(QWidget):
             painter.setPen(QColor("#a0a0a0"))
             painter.drawText(target, Qt.AlignmentFlag.AlignCenter, "Rendering the condition…")
         if self.frame == 0:  # where the objects' boxes hold: a hint that double-clicking one seeds a track
+            painter.save()
+            painter.setClipRect(target)  # an object partly out of view has its box cut at the frame
             painter.setPen(QPen(QColor(200, 200, 200, 150), 1.0, Qt.PenStyle.DotLine))
             for name, box in self.unseeded_objects().items():
                 rect = box_rect(box, target)
                 painter.drawRect(rect)
-                painter.drawText(rect.adjusted(3, 0, 0, -2), Qt.AlignmentFlag.AlignBottom, name)
+                painter.drawText(rect.intersected(target).adjusted(3, 0, 0, -2), Qt.AlignmentFlag.AlignBottom, name)
+            painter.restore()
         selected = frozenset({self.selected_track}) if self.selected_track else frozenset()
         draw_tracks(painter, target, self._boxes(), track_paths(self.shot), self.frame, selected, handles=True)
         if self._preview_box is not None and self._preview_box[0] is None:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePath
 from typing import Any
 
-from PySide6.QtCore import QRegularExpression, QTimer, Signal
+from PySide6.QtCore import QRegularExpression, Qt, QTimer, Signal
 from PySide6.QtGui import QRegularExpressionValidator
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -38,6 +38,15 @@ from anyi2v.shared.settings import MethodSettings
 from anyi2v.shared.shot import MODALITIES, Shot
 
 from .widgets import tool_button
+
+
+def shrinking_combo() -> QComboBox:
+    """A combo box that may be narrower than its longest item (the panel never scrolls sideways)."""
+    combo = QComboBox()
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(8)
+    return combo
+
 
 MASK_PICK = "pick a mask"  # the region menu's last item: choose a mask image
 
@@ -85,6 +94,7 @@ class SettingsPanel(QScrollArea):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWidgetResizable(True)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # fields shrink instead
         self.shot: Shot | None = None
         self.object_names: tuple[str, ...] = ()  # the scene's objects, for per-object layers
         self.base_dir = Path.cwd()  # the shot's folder: image and mask paths are kept relative to it
@@ -257,7 +267,7 @@ class SettingsPanel(QScrollArea):
             line = QHBoxLayout(row)
             line.setContentsMargins(0, 0, 0, 0)
             scene = layer["source"]["kind"] == "scene"
-            combo = QComboBox()
+            combo = shrinking_combo()
             for modality in scene_modalities() if scene else MODALITIES:
                 combo.addItem(MODALITY_LABELS[modality], modality)
             combo.setCurrentIndex(max(combo.findData(layer["modality"]), 0))
@@ -268,7 +278,7 @@ class SettingsPanel(QScrollArea):
                 lambda _, c=combo, i=index: self._set_layer(i, "modality", c.currentData())
             )
             line.addWidget(combo, 1)
-            region = QComboBox()
+            region = shrinking_combo()
             choices = region_choices(self.object_names, layer.get("region"))
             for choice in choices:
                 region.addItem(choice.label, choice.region)
@@ -284,7 +294,7 @@ class SettingsPanel(QScrollArea):
             remove.clicked.connect(lambda _=False, i=index: self._remove_layer(i))
             line.addWidget(remove)
             self.layers_form.addWidget(row)
-        buttons = QHBoxLayout()
+        buttons = QVBoxLayout()
         if shot.scene is not None:
             add = QPushButton("Add a scene layer")
             add.setToolTip("Another modality of the scene, for one object (choose it in the new row)")
