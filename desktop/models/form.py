@@ -27,6 +27,16 @@ class FieldSpec:
     optional: bool = False
 
 
+# Words a field name spells in lower case that people write otherwise.
+TITLE_WORDS = {"adain": "AdaIN", "pca": "PCA", "kv": "K/V", "lr": "LR"}
+
+
+def field_title(name: str) -> str:
+    """``residual_adain`` -> ``Residual AdaIN``: the first word capitalized, known acronyms as written."""
+    words = [TITLE_WORDS.get(word, word) for word in name.split("_")]
+    return " ".join([words[0][:1].upper() + words[0][1:], *words[1:]])
+
+
 def _bounds(metadata: list[Any]) -> tuple[float | None, float | None]:
     low = high = None
     for item in metadata:
@@ -51,7 +61,7 @@ def field_specs(model: type[BaseModel]) -> tuple[FieldSpec, ...]:
             optional = len(members) < len(typing.get_args(annotation))
             annotation = members[0]
         low, high = _bounds(list(info.metadata))
-        title = name.replace("_", " ").capitalize()
+        title = field_title(name)
         description = info.description or ""
         if annotation is bool:
             spec = FieldSpec(name, title, "bool", description)

@@ -290,6 +290,10 @@ def test_the_advanced_form_covers_every_method_setting_with_help():
     assert specs["pca_components"].optional
     assert specs["mask"].choices == ("dynamic", "static", "none")
     assert (specs["learning_rate"].minimum, specs["learning_rate"].maximum) == (0.0, 10.0)
+    assert specs["residual_adain"].title == "Residual AdaIN"
+    assert specs["pca_components"].title == "PCA components"
+    assert specs["kv_copy"].title == "K/V copy"
+    assert specs["inversion_timestep"].title == "Inversion timestep"
 
 
 def test_latest_wins_renders_the_first_and_the_newest_request_only():
