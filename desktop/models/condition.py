@@ -87,15 +87,17 @@ class OrbitCamera:
 
 class ConditionRenderer:
     """Renders a shot's condition, loading its scene file once (again only when the file changes) and
-    building the ray-casting scene once per loaded asset: an orbit step only casts rays."""
+    building the ray-casting scene once per loaded asset: an orbit step only casts rays. Renders from
+    several threads (the view's worker, a generation being prepared) take turns."""
 
     def __init__(self) -> None:
         self._key: tuple[str, str, int, int] | None = None
         self._asset: Asset | None = None
         self._mesh_scene: MeshScene | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
-    def asset(self, path: Path, up_axis: str) -> Asset:
+    def asset(self, path: Path, up_axis: str) -> tuple[Asset, MeshScene | None]:
+        """The asset at ``path`` and the ray-casting scene of its meshes, loaded when not cached."""
         from anyi2v.render.assets import load_asset
         from anyi2v.render.geometry import MeshObject
         from anyi2v.render.raycast import MeshScene
@@ -107,7 +109,7 @@ class ConditionRenderer:
                 self._asset = load_asset(path, up_axis=up_axis)  # type: ignore[arg-type]
                 self._mesh_scene = MeshScene([o for o in self._asset.objects if isinstance(o, MeshObject)])
                 self._key = key
-            return self._asset
+            return self._asset, self._mesh_scene
 
     def render(self, shot: Shot, base_dir: Path) -> ShotConditions:
         """Raises ``AssetError``, ``RenderError`` or ``OSError`` with what is wrong."""
@@ -118,8 +120,9 @@ class ConditionRenderer:
         path = base_dir / shot.scene.path
         if not path.is_file():
             raise FileNotFoundError(f"scene.path: {path} does not exist (was it moved?)")
-        asset = self.asset(path, shot.scene.up_axis)
-        return render_shot_conditions(shot, base_dir, asset=asset, mesh_scene=self._mesh_scene)
+        with self._lock:
+            asset, mesh_scene = self.asset(path, shot.scene.up_axis)
+            return render_shot_conditions(shot, base_dir, asset=asset, mesh_scene=mesh_scene)
 
 
 def warm_up() -> threading.Thread:
@@ -168,6 +171,12 @@ class LatestWins(Generic[Request, Result]):
             self._closed = True
             self._condition.notify()
         self._thread.join(timeout)
+
+    @property
+    def latest(self) -> int:
+        """The generation of the newest request (0 before any)."""
+        with self._condition:
+            return self._generation
 
     def is_latest(self, generation: int) -> bool:
         """Whether ``generation`` answers the newest request (so nothing newer is on its way)."""

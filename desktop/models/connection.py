@@ -178,6 +178,8 @@ class DaemonSession:
         return thread
 
     def _report(self, status: ConnectionStatus) -> None:
+        if self._stop.is_set():
+            return  # a stopped session's late answers must not overwrite its successor's status
         if status != self.status:
             self.status = status
             self.on_status(status)
@@ -257,6 +259,9 @@ class DaemonSession:
                 on_error(f"{error}; the job goes on if the daemon has it: generate again to follow it")
             except OSError as error:
                 on_error(f"could not save the result in {result_dir}: {error}")
+            except Exception as error:  # a job must never stay "running" because its thread died quietly
+                log.exception("following job %s failed", job_id)
+                on_error(f"lost track of the job ({type(error).__name__}: {error}); generate again to follow it")
             finally:
                 if client is not None:
                     client.close()

@@ -7,6 +7,7 @@ pure functions in :mod:`.edits`), so undo is putting the previous value back.
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path, PurePath
 
 from anyi2v.shared.document import load_shot, parse_shot, save_shot
@@ -24,6 +25,7 @@ class ShotDocument:
         self.path = path.resolve() if path is not None else None
         self.base_dir = (self.path.parent if self.path is not None else (base_dir or Path.cwd())).resolve()
         self._saved: Shot | None = shot if path is not None else None
+        self.key = uuid.uuid4().hex[:12]  # names an untitled shot's results folder
         self.changed: Emitter[Shot] = Emitter()
         self.saved: Emitter[Path] = Emitter()
 

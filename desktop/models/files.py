@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from numpy.typing import NDArray
 
 from anyi2v.render.assets import SUFFIXES as ASSET_SUFFIXES
 from anyi2v.shared.document import parse_shot
+from anyi2v.shared.errors import ShotError
 from anyi2v.shared.shot import SCHEMA_VERSION, Shot
 
 from .condition import default_scene_camera
@@ -118,15 +120,33 @@ class ResultEntry:
 
 
 class ResultHistory:
-    """Results of a shot, newest first, in ``<shot>.results/`` beside the shot file (unsaved shots keep
-    theirs in the studio's data folder). Each result is a folder as the daemon's client fetches it:
+    """Results of a shot, newest first, in ``<shot>.results/`` beside the shot file; an unsaved shot
+    keeps its own in the studio's data folder (``unsaved-results/<key>``, the document's key) until its
+    first save adopts them. Each result is a folder as the daemon's client fetches it:
     ``manifest.json``, ``video.*``, ``shot.json`` and ``frames/NNNN.png``."""
 
-    def __init__(self, shot_path: Path | None) -> None:
+    def __init__(self, shot_path: Path | None, unsaved_key: str = "untitled") -> None:
         if shot_path is not None:
             self.root = shot_path.with_name(f"{shot_path.stem}.results")
         else:
-            self.root = data_dir() / "unsaved-results"
+            self.root = data_dir() / "unsaved-results" / unsaved_key
+
+    def adopt(self, other: ResultHistory) -> list[Path]:
+        """Move ``other``'s results into this history (a shot saved for the first time takes the results
+        made while it was untitled); returns their new folders. Run it off the GUI thread: across file
+        systems a move copies."""
+        moved: list[Path] = []
+        if not other.root.is_dir() or other.root == self.root:
+            return moved
+        self.root.mkdir(parents=True, exist_ok=True)
+        for folder in sorted(p for p in other.root.iterdir() if p.is_dir()):
+            target = self.root / folder.name
+            if target.exists():
+                continue  # never overwrite a result
+            moved.append(Path(shutil.move(str(folder), str(target))))
+        with contextlib.suppress(OSError):
+            other.root.rmdir()  # only when it is empty
+        return moved
 
     def new_folder(self, job_id: str) -> Path:
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -144,6 +164,23 @@ class ResultHistory:
             except (OSError, ValueError, KeyError, TypeError):
                 log.warning("skipping an unreadable result in %s", manifest_path.parent)
         return sorted(found, key=lambda entry: entry.created, reverse=True)
+
+
+@dataclass(frozen=True)
+class LoadedResult:
+    """A result read back from its folder: its frames and the shot that made it (None when its
+    ``shot.json`` is missing or no longer valid)."""
+
+    folder: Path
+    frames: list[NDArray[np.uint8]]
+    shot: Shot | None
+
+
+def load_result(folder: Path) -> LoadedResult:
+    shot = None
+    with contextlib.suppress(OSError, ValueError, ShotError):
+        shot = parse_shot(json.loads((folder / "shot.json").read_text(encoding="utf-8")))
+    return LoadedResult(folder, load_frames(folder), shot)
 
 
 def load_frames(folder: Path) -> list[NDArray[np.uint8]]:

@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 from anyi2v.shared.protocol import FINAL_STATES
 
 STAGE_TITLES: dict[str, str] = {
+    "preparing": "Rendering the condition",
     "submitting": "Sending",
     "queued": "Queued",
     "loading": "Loading the model",

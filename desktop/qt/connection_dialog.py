@@ -21,6 +21,7 @@ class ConnectionDialog(QDialog):
     def __init__(self, current: ConnectionSettings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Connect to a daemon")
+        self._device = current.device  # not shown here; kept as configured
         layout = QVBoxLayout(self)
         self.local = QRadioButton("Local: start a daemon on this machine")
         self.local.setChecked(current.mode == "local")
@@ -56,6 +57,7 @@ class ConnectionDialog(QDialog):
             server_key=self.server_key.text().strip(),
             client_key=self.client_key.text().strip(),
             model=self.model.text().strip(),
+            device=self._device,
         )
 
     def _accept(self) -> None:

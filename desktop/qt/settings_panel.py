@@ -14,6 +14,8 @@ from typing import Any
 from PySide6.QtCore import QRegularExpression, Qt, QTimer, Signal
 from PySide6.QtGui import QRegularExpressionValidator
 from PySide6.QtWidgets import (
+    QAbstractSpinBox,
+    QApplication,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
@@ -74,6 +76,11 @@ class PromptEdit(QPlainTextEdit):
     def commit(self) -> None:
         self._timer.stop()
         self.committed.emit(self.toPlainText())
+
+    def commit_pending(self) -> None:
+        """Commit text typed less than a pause ago (before a save, a generate or a close)."""
+        if self._timer.isActive():
+            self.commit()
 
     def focusOutEvent(self, event: Any) -> None:  # noqa: N802
         self.commit()
@@ -308,6 +315,17 @@ class SettingsPanel(QScrollArea):
         holder.setLayout(buttons)
         buttons.setContentsMargins(0, 0, 0, 0)
         self.layers_form.addWidget(holder)
+
+    def commit_pending(self) -> None:
+        """Make what is typed but not yet committed part of the shot: the prompts within their pause,
+        and the field being edited (a spin box or a line commits on Enter or when it loses focus)."""
+        self.prompt.commit_pending()
+        self.negative.commit_pending()
+        focused = QApplication.focusWidget()
+        if focused is not None and isinstance(focused.parentWidget(), QAbstractSpinBox):
+            focused = focused.parentWidget()  # a spin box's own line edit
+        if isinstance(focused, QAbstractSpinBox | QLineEdit) and self.isAncestorOf(focused):
+            focused.editingFinished.emit()
 
     def set_object_names(self, names: tuple[str, ...]) -> None:
         """The scene's objects in view, offered as layer regions."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import threading
 from collections.abc import Callable
 from functools import partial
@@ -47,18 +48,20 @@ from anyi2v.desktop.models.connection import (
     EmbeddedDaemon,
     JobResult,
 )
-from anyi2v.desktop.models.document import ShotDocument
+from anyi2v.desktop.models.document import ShotDocument, rebase_paths
 from anyi2v.desktop.models.edits import ClipboardKey, Edit, EditError
 from anyi2v.desktop.models.files import (
     EXPORT_FORMATS,
     IMAGE_SUFFIXES,
+    LoadedResult,
+    ResultEntry,
     ResultHistory,
     StudioConfig,
     config_dir,
     data_dir,
     default_export_path,
     export_target,
-    load_frames,
+    load_result,
     shot_for_file,
 )
 from anyi2v.desktop.models.job import JobProgress
@@ -90,7 +93,6 @@ class Relay(QObject):
     job_result = Signal(str, object)
     job_error = Signal(str, str)
     work_done = Signal(object, object)  # callback, value: run on the GUI thread
-    work_failed = Signal(str)
 
 
 class ShotCommand(QUndoCommand):
@@ -109,6 +111,11 @@ class ShotCommand(QUndoCommand):
             return False
         self.edit = Edit(self.edit.text, self.edit.before, other.edit.after)
         return True
+
+    def rebase(self, old_base: Path, new_base: Path) -> None:
+        """The shot was saved to another folder: keep this edit's relative paths pointing at the same files."""
+        self.edit = Edit(self.edit.text, rebase_paths(self.edit.before, old_base, new_base),
+                         rebase_paths(self.edit.after, old_base, new_base))  # fmt: skip
 
     def redo(self) -> None:
         self.window.show_shot(self.edit.after)
@@ -147,7 +154,8 @@ class StudioWindow(QMainWindow):
         self.job: JobProgress | None = None
         self.job_shot: Shot | None = None
         self.result_folder: Path | None = None
-        self.history_frames: list[NDArray[np.uint8]] = []
+        self.shown_result: LoadedResult | None = None  # a result chosen from the history
+        self._history_token = 0  # drops listings and loads that a newer one overtook
         self.last_error = ""
         self.session: DaemonSession | None = None
         self.daemon: EmbeddedDaemon | None = None
@@ -347,16 +355,19 @@ class StudioWindow(QMainWindow):
         self.relay.job_result.connect(self._job_result)
         self.relay.job_error.connect(self._job_error)
         self.relay.work_done.connect(lambda callback, value: callback(value))
-        self.relay.work_failed.connect(self.error)
 
-    def in_background(self, work: Callable[[], Any], done: Callable[[Any], None], what: str) -> threading.Thread:
-        """Run ``work`` off the GUI thread; ``done(result)`` runs on the GUI thread, a failure is shown."""
+    def in_background(
+        self, work: Callable[[], Any], done: Callable[[Any], None], what: str,
+        failed: Callable[[str], None] | None = None,
+    ) -> threading.Thread:  # fmt: skip
+        """Run ``work`` off the GUI thread; ``done(result)`` runs on the GUI thread, and so does
+        ``failed(message)`` when it raises (by default the message is shown)."""
 
         def run() -> None:
             try:
                 value = work()
             except Exception as error:  # shown to the user as a message, never a traceback
-                self.relay.work_failed.emit(f"{what}: {error}")
+                self.relay.work_done.emit(failed or self.error, f"{what}: {error}")
             else:
                 self.relay.work_done.emit(done, value)
 
@@ -390,6 +401,7 @@ class StudioWindow(QMainWindow):
         self.selected_track = None
         self.conditions = self.condition_image = None
         self._condition_shot = None
+        self._shown_generation = self.render_worker.latest + 1  # renders of the previous shot are dropped
         self.condition_view.set_image(None)
         self.condition_view.set_object_boxes({})
         self.settings.object_names = ()
@@ -398,7 +410,7 @@ class StudioWindow(QMainWindow):
         self.player.set_frames([])
         self.job = None
         self.job_shot = None
-        self.history_frames = []
+        self.shown_result = None
         if document is not None:
             document.changed.connect(lambda _: self._update_title())
         self.show_shot(document.shot if document is not None else None)
@@ -643,6 +655,8 @@ class StudioWindow(QMainWindow):
         self.objects_menu.setEnabled(bool(names))
 
     def _render_failed(self, generation: int, message: str) -> None:
+        if generation < self._shown_generation:
+            return
         self.condition_view.busy = not self.render_worker.is_latest(generation)
         self.condition_view.update()
         self.error(f"The condition could not be rendered: {message}")
@@ -651,6 +665,7 @@ class StudioWindow(QMainWindow):
 
     def confirm_discard(self) -> bool:
         """Ask before losing unsaved changes; True when it is fine to go on."""
+        self.settings.commit_pending()
         if (
             self.document is None
             or not self.document.dirty
@@ -699,6 +714,7 @@ class StudioWindow(QMainWindow):
         return True
 
     def save(self) -> bool:
+        self.settings.commit_pending()
         if self.document is None:
             return False
         if self.document.path is None:
@@ -706,6 +722,7 @@ class StudioWindow(QMainWindow):
         return self._save_to(self.document.path)
 
     def save_as(self) -> bool:
+        self.settings.commit_pending()
         if self.document is None:
             return False
         path, _ = QFileDialog.getSaveFileName(
@@ -714,17 +731,30 @@ class StudioWindow(QMainWindow):
         return self._save_to(Path(path)) if path else False
 
     def _save_to(self, path: Path) -> bool:
-        assert self.document is not None
+        document = self.document
+        assert document is not None
+        old_base, untitled = document.base_dir, self._history()
         try:
-            written = self.document.save(path if path.suffix else path.with_suffix(".json"))
+            written = document.save(path if path.suffix else path.with_suffix(".json"))
         except (OSError, ValueError, ShotError) as error:
             self.error(f"Not saved: {error}")
             return False
+        if document.base_dir != old_base:
+            # relative paths now start from the new folder: every shot the undo stack holds moves too
+            for index in range(self.undo_stack.count()):
+                command = self.undo_stack.command(index)
+                if isinstance(command, ShotCommand):
+                    command.rebase(old_base, document.base_dir)
+            self.show_shot(document.shot)
         self.undo_stack.setClean()
         self.config.add_recent(written)
         self._save_config()
         self._update_title()
-        self._load_history()
+        if untitled.root != self._history().root:  # the first save takes the results made untitled
+            self.in_background(lambda: self._history().adopt(untitled), lambda _: self._load_history(),
+                               "moving the results beside the shot")  # fmt: skip
+        else:
+            self._load_history()
         self.info(f"Saved {written}")
         return True
 
@@ -748,9 +778,9 @@ class StudioWindow(QMainWindow):
         self.play_timer.stop()
         self.render_worker.close()
         if self.session is not None:
-            self.session.stop(timeout=2.0)
+            self.session.stop(timeout=0.5)  # its threads are daemon threads: none keeps the app alive
         if self.daemon is not None:
-            self.daemon.stop()
+            self.daemon.stop()  # the embedded daemon is a child process: it must not outlive the app
 
     # Connection -------------------------------------------------------------------------------
 
@@ -760,11 +790,17 @@ class StudioWindow(QMainWindow):
         if problem is not None:
             self.error(f"Connection: {problem}")
             return
-        if self.session is not None:
-            self.session.stop(timeout=1.0)
-        if self.daemon is not None:
-            self.daemon.stop()
-            self.daemon = None
+        old_session, old_daemon = self.session, self.daemon
+        self.session = self.daemon = None
+        if old_session is not None or old_daemon is not None:
+
+            def stop_old() -> None:  # joining threads and waiting for a process: never on the GUI thread
+                if old_session is not None:
+                    old_session.stop(timeout=1.0)
+                if old_daemon is not None:
+                    old_daemon.stop()
+
+            threading.Thread(target=stop_old, name="anyi2v-studio-disconnect", daemon=True).start()
         if settings.mode == "local":
             self.daemon = EmbeddedDaemon(data_dir() / "daemon", settings.model, settings.device)
             self.daemon.start()
@@ -799,6 +835,7 @@ class StudioWindow(QMainWindow):
     # Generation -------------------------------------------------------------------------------
 
     def generate(self) -> None:
+        self.settings.commit_pending()  # text typed a moment ago is part of the shot sent
         if self.shot is None or self.document is None:
             self.error("Generate: open a shot, a mesh or an image first")
             return
@@ -810,44 +847,46 @@ class StudioWindow(QMainWindow):
             return
         if not self.settings.seed_locked:
             self.apply("Random seed", edits.randomize_seed)
-        shot, base_dir = self.shot, self.document.base_dir
-        history = ResultHistory(self.document.path)
-        self.job_shot = shot
-        self.result_folder = None
-        self.job = JobProgress("preparing", shot.output.n_frames)
+        shot, base_dir, session = self.shot, self.document.base_dir, self.session
+        history = self._history()
+        job = JobProgress("", shot.output.n_frames, state="preparing", stage="preparing")
+        self.job, self.job_shot, self.result_folder, self.shown_result = job, shot, None, None
         self.player.set_shot(shot)
-        self.player.set_frames(self.job.frames)
+        self.player.set_frames(job.frames)
         self._show_progress()
 
         def prepare() -> tuple[str, dict[str, Any], NDArray[np.uint8]]:
+            from anyi2v.render.condition import to_uint8
+
             conditions = self.renderer.render(shot, base_dir)
             resolved = shot.model_copy(update={"tracks": conditions.tracks})
             document = json.loads(resolved.model_dump_json())
-            from anyi2v.render.condition import to_uint8
-
             condition = to_uint8(conditions.image)
             digest = hashlib.sha256(json.dumps(document, sort_keys=True).encode())
             digest.update(condition.tobytes())
-            return "studio-" + digest.hexdigest()[:32], document, condition
+            # one id per attempt: the daemon would answer a repeated id with the earlier job (a
+            # cancelled or failed one included) instead of running it again
+            return f"studio-{digest.hexdigest()[:24]}-{secrets.token_hex(4)}", document, condition
 
         def submit(prepared: tuple[str, dict[str, Any], NDArray[np.uint8]]) -> None:
+            if self.job is not job or job.finished:
+                return  # cancelled while preparing, or another shot was opened meanwhile
             job_id, document, condition = prepared
-            assert self.session is not None
-            assert self.job is not None
-            self.job.job_id = job_id
-            folder = history.new_folder(job_id)
-            self.session.run_job(
-                job_id, document, condition, folder,
+            job.job_id = job_id
+            session.run_job(
+                job_id, document, condition, history.new_folder(job_id),
                 on_event=lambda event: self.relay.job_event.emit(job_id, event),
                 on_result=lambda result: self.relay.job_result.emit(job_id, result),
                 on_error=lambda message: self.relay.job_error.emit(job_id, message),
             )  # fmt: skip
 
         def failed(message: str) -> None:
-            self._job_error("preparing", message)
+            if self.job is job and not job.finished:
+                job.state, job.message = "failed", message
+                self._show_progress()
+            self.error(message)
 
-        self.in_background(prepare, submit, "preparing the job")
-        self.relay.work_failed.connect(failed, Qt.ConnectionType.SingleShotConnection)
+        self.in_background(prepare, submit, "preparing the job", failed)
 
     def _show_progress(self) -> None:
         job = self.job
@@ -858,6 +897,7 @@ class StudioWindow(QMainWindow):
             self.progress.setMaximum(max(job.total, 1))
             self.progress.setValue(job.done if job.total else 0)
             self.progress.setFormat(job.status_line)
+        self.history_combo.setEnabled(self.history_combo.count() > 0 and (job is None or job.finished))
         self._update_actions()
 
     def _job_event(self, job_id: str, event: Any) -> None:
@@ -888,46 +928,82 @@ class StudioWindow(QMainWindow):
         self.error(message)
 
     def cancel_job(self) -> None:
-        if self.job is None or self.job.finished or self.session is None:
+        job = self.job
+        if job is None or job.finished or self.session is None:
             return
-        self.session.cancel(
-            self.job.job_id, lambda message: self.relay.job_error.emit(self.job.job_id if self.job else "", message)
-        )
+        if not job.job_id:  # still rendering the condition here: it is never sent
+            job.state = "cancelled"
+            self._show_progress()
+            self.info("Cancelled before it was sent")
+            return
+        job_id = job.job_id
+        self.session.cancel(job_id, lambda message: self.relay.job_error.emit(job_id, message))
         self.info("Cancelling…")
 
     # History and export -----------------------------------------------------------------------
 
+    def _history(self) -> ResultHistory:
+        assert self.document is not None
+        return ResultHistory(self.document.path, self.document.key)
+
     def _load_history(self, select: Path | None = None) -> None:
-        self.history_combo.clear()
-        if self.document is None:
+        """List the shot's results (read off the GUI thread); ``select`` one once listed."""
+        self._history_token += 1
+        token, document = self._history_token, self.document
+        if document is None:
+            self.history_combo.clear()
+            self._show_progress()
             return
-        entries = ResultHistory(self.document.path).entries()
-        for entry in entries:
-            self.history_combo.addItem(entry.title, str(entry.folder))
-        if select is not None:
-            index = self.history_combo.findData(str(select))
-            self.history_combo.setCurrentIndex(max(index, 0))
-        self.history_combo.setEnabled(bool(entries))
+        history = self._history()
 
-    def _history_chosen(self, index: int) -> None:
-        folder = Path(self.history_combo.itemData(index))
-
-        def shown(frames: list[NDArray[np.uint8]]) -> None:
-            self.job = None
-            self.result_folder = folder
-            self.history_frames = list(frames)
-            self.player.set_frames(list(frames))
+        def listed(entries: list[ResultEntry]) -> None:
+            if token != self._history_token or self.document is not document:
+                return  # a newer listing, or another shot
+            self.history_combo.blockSignals(True)
+            self.history_combo.clear()
+            for entry in entries:
+                self.history_combo.addItem(entry.title, str(entry.folder))
+            index = self.history_combo.findData(str(select)) if select is not None else -1
+            self.history_combo.setCurrentIndex(index)  # -1: none chosen (a result is not shown unasked)
+            self.history_combo.blockSignals(False)
             self._show_progress()
 
-        self.in_background(lambda: load_frames(folder), shown, "loading the result")
+        self.in_background(history.entries, listed, "listing the results")
+
+    def _history_chosen(self, index: int) -> None:
+        if index < 0 or (self.job is not None and not self.job.finished):
+            return  # the combo is disabled while a job runs; a late signal changes nothing
+        folder = Path(self.history_combo.itemData(index))
+        if folder == self.result_folder and self.result_frames():
+            return  # already shown
+        self._history_token += 1
+        token, document = self._history_token, self.document
+
+        def shown(result: LoadedResult) -> None:
+            if token != self._history_token or self.document is not document:
+                return
+            if self.job is not None and not self.job.finished:
+                return  # a generation started while it loaded
+            self.job, self.shown_result, self.result_folder = None, result, folder
+            self.player.set_shot(result.shot or self.shot)
+            self.player.set_frames(list(result.frames))
+            self._show_progress()
+
+        self.in_background(lambda: load_result(folder), shown, "loading the result")
 
     def result_frames(self) -> list[NDArray[np.uint8]]:
         """The frames the player shows when they are all there: the job's, or a result from the history."""
         if self.job is None:
-            return list(self.history_frames)
+            return list(self.shown_result.frames) if self.shown_result is not None else []
         if all(frame is not None for frame in self.job.frames):
             return [frame for frame in self.job.frames if frame is not None]
         return []
+
+    def result_shot(self) -> Shot | None:
+        """The shot that made the result shown (for its fps and the sidecar), when known."""
+        if self.job is None:
+            return self.shown_result.shot if self.shown_result is not None else None
+        return self.job_shot
 
     def export_dialog(self) -> None:
         if not self.result_frames():
@@ -940,13 +1016,13 @@ class StudioWindow(QMainWindow):
 
     def export_result(self, path: Path, video_format: str | None = None) -> threading.Thread | None:
         """Encode the result's frames to ``path`` on a worker thread (MP4, WebM or GIF by the suffix,
-        or a folder of PNG frames)."""
+        or a folder of PNG frames), with the shot that made them beside it."""
         frames = self.result_frames()
-        if not frames or self.shot is None:
+        shot = self.result_shot() or self.shot
+        if not frames or shot is None:
             self.error("Export: there is no complete result yet: generate first")
             return None
-        fps = (self.job_shot or self.shot).output.fps
-        shot_json = (self.job_shot or self.shot).model_dump_json(indent=2)
+        fps, shot_json = shot.output.fps, shot.model_dump_json(indent=2)
 
         def write() -> list[Path]:
             from anyi2v.daemon.pipeline.video import write_video

@@ -422,3 +422,19 @@ def test_the_connection_status_line_says_what_the_user_can_do():
     assert "tcp://HOST:PORT" in ConnectionSettings("remote", "gpu-box:5557").problem()
     assert "both" in ConnectionSettings("remote", "tcp://gpu:5557", server_key="server.key").problem()
     assert ConnectionSettings("remote", "tcp://127.0.0.1:5557").problem() is None
+
+
+def test_the_first_save_adopts_the_results_made_while_untitled(studio_home, tmp_path):
+    from anyi2v.desktop.models.files import ResultHistory
+
+    untitled, other = ResultHistory(None, "abc123"), ResultHistory(None, "def456")
+    assert untitled.root != other.root  # each untitled shot has results of its own
+    folder = untitled.new_folder("studio-0123456789")
+    (folder / "frames").mkdir(parents=True)
+    (folder / "manifest.json").write_text('{"job_id": "studio-0123456789", "n_frames": 4}')
+    saved = ResultHistory(tmp_path / "shots" / "walk.json")
+    moved = saved.adopt(untitled)
+    assert moved == [saved.root / folder.name]
+    assert [entry.job_id for entry in saved.entries()] == ["studio-0123456789"]
+    assert not untitled.root.exists()
+    assert saved.adopt(untitled) == []  # nothing left: harmless

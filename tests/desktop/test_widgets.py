@@ -218,3 +218,96 @@ def test_an_image_layer_over_the_scene_limited_to_a_mask(qtbot, window, tmp_path
     window.undo_stack.undo()
     window.undo_stack.undo()
     assert [layer.source.kind for layer in window.shot.conditions] == ["scene"]
+
+
+class FakeSession:
+    """Stands in for a DaemonSession: records what the window asks of the daemon."""
+
+    def __init__(self):
+        self.jobs, self.cancelled = [], []
+
+    def run_job(self, job_id, document, condition, folder, on_event, on_result, on_error):
+        self.jobs.append(job_id)
+
+    def cancel(self, job_id, on_error):
+        self.cancelled.append(job_id)
+
+    def stop(self, timeout=0.0):
+        pass
+
+
+def connect_fake(window):
+    from anyi2v.desktop.models.connection import ConnectionStatus
+
+    window.session = FakeSession()
+    window._status(ConnectionStatus("connected", "tcp://127.0.0.1:1", "toy-world", "cpu"))
+    return window.session
+
+
+def test_cancel_while_preparing_sends_nothing_and_each_attempt_is_a_new_job(qtbot, window):
+    open_demo(qtbot, window)
+    session = connect_fake(window)
+    window.generate()
+    assert window.job.state == "preparing"
+    window.cancel_job()
+    assert window.job.state == "cancelled"
+    qtbot.wait(1500)  # the condition render finishes meanwhile: the job must not be sent
+    assert session.jobs == []
+    window.generate()
+    qtbot.waitUntil(lambda: len(session.jobs) == 1, timeout=30_000)
+    window.job.state = "failed"  # as a failed job ends
+    window.generate()  # again, unchanged: a new id, or the daemon would answer with the failed job
+    qtbot.waitUntil(lambda: len(session.jobs) == 2, timeout=30_000)
+    first, second = session.jobs
+    assert first != second
+    assert first.rsplit("-", 1)[0] == second.rsplit("-", 1)[0]  # the same shot and condition
+    window.cancel_job()
+    assert session.cancelled == [second]
+
+
+def test_text_typed_a_moment_ago_is_saved_and_sent(qtbot, window, tmp_path):
+    import shutil
+
+    shutil.copytree(EXAMPLES, tmp_path / "shots")
+    assert window.open_path(tmp_path / "shots" / "demo.json")
+    qtbot.waitUntil(lambda: window.conditions is not None, timeout=60_000)
+    prompt = window.settings.prompt
+    prompt.setFocus()
+    prompt.selectAll()
+    qtbot.keyClicks(prompt, "a blue fox")
+    assert window.save()  # at once, before the typing pause has passed
+    from anyi2v.shared.document import load_shot
+
+    assert load_shot(tmp_path / "shots" / "demo.json").prompt == "a blue fox"
+    window.settings.steps.setFocus()
+    window.settings.steps.lineEdit().selectAll()
+    qtbot.keyClicks(window.settings.steps.lineEdit(), "7")  # no Enter, no focus change
+    session = connect_fake(window)
+    window.generate()
+    assert window.job_shot.sampling.steps == 7
+    window.cancel_job()
+    assert session.jobs == []
+
+
+def test_save_as_to_another_folder_keeps_every_path_and_undo_pointing_at_the_same_files(qtbot, window, tmp_path):
+    import shutil
+
+    from anyi2v.shared.document import load_shot
+
+    shutil.copytree(EXAMPLES, tmp_path / "a")
+    assert window.open_path(tmp_path / "a" / "camera_pan.json"), window.last_error  # an image layer
+    qtbot.waitUntil(lambda: window.conditions is not None, timeout=60_000)
+    image = (tmp_path / "a" / window.shot.conditions[0].source.path).resolve()
+    window.apply("Set prompt", lambda shot: shot.model_copy(update={"prompt": "first"}))
+    target = tmp_path / "b" / "deep" / "pan.json"
+    target.parent.mkdir(parents=True)
+    assert window._save_to(target)
+    assert (target.parent / window.shot.conditions[0].source.path).resolve() == image
+    assert (target.parent / window.settings.shot.conditions[0].source.path).resolve() == image  # the panel too
+    window.settings._set_layer(0, "modality", "sketch")  # an edit from the panel after the move
+    assert (target.parent / window.shot.conditions[0].source.path).resolve() == image
+    window.undo_stack.undo()
+    window.undo_stack.undo()  # back before "first": still the same image from the new folder
+    assert (target.parent / window.shot.conditions[0].source.path).resolve() == image
+    assert window.save()
+    assert load_shot(target).conditions[0].source.path == window.shot.conditions[0].source.path
