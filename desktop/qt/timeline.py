@@ -123,6 +123,13 @@ class TimelineView(QWidget):
             for key in row.keys:
                 delta = self._drag_delta if key.selected else 0
                 self._draw_key(painter, QPointF(scale.x(key.frame + delta), centre_y), key, color)
+        if not self.rows:
+            painter.setPen(QColor("#8a8a8a"))
+            hint = "No tracks yet: drag on the condition image to draw a box"
+            if self.shot.scene is not None:
+                hint += ", or double-click an object's dotted box"
+            painter.drawText(QRectF(HEADER_WIDTH, RULER_HEIGHT, self.width() - HEADER_WIDTH, ROW_HEIGHT * 2),
+                             Qt.AlignmentFlag.AlignVCenter, hint)  # fmt: skip
         playhead = scale.x(self.frame)
         painter.setPen(QPen(QColor("#4aa8ff"), 2.0))
         painter.drawLine(QPointF(playhead, 0), QPointF(playhead, self.height()))
