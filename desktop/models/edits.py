@@ -17,6 +17,9 @@ from anyi2v.shared.curves import INTERPOLATIONS, Interpolation
 from anyi2v.shared.document import parse_shot
 from anyi2v.shared.errors import ShotError
 from anyi2v.shared.shot import Shot
+from anyi2v.shared.tracks import sample_track
+
+from .overlay import carry_point
 
 Box = tuple[float, float, float, float]
 KeyRef = tuple[str, int]  # (track id, frame)
@@ -50,10 +53,25 @@ class ClipboardKey:
 def _rebuild(shot: Shot, change: Callable[[Document], None]) -> Shot:
     document = shot.model_dump(mode="json")
     change(document)
+    _carry_query_points(shot, document)
     try:
         return parse_shot(document, source="edit")
     except ShotError as error:
         raise EditError("; ".join(str(problem) for problem in error.problems)) from None
+
+
+def _carry_query_points(before: Shot, document: Document) -> None:
+    """Query points sit on the object in frame 0, inside the first key's box: when an edit moves,
+    resizes, deletes or precedes that key, the points keep their place relative to the box."""
+    old_tracks = {track.id: track for track in before.tracks}
+    for track in document["tracks"]:
+        old = old_tracks.get(track["id"])
+        if old is None or not track.get("query_points") or not track["keyframes"]:
+            continue
+        new_box = min(track["keyframes"], key=lambda key: key["frame"])["box"]
+        old_box = old.first_box
+        if list(new_box) != list(old_box):
+            track["query_points"] = [list(carry_point(p, old_box, new_box)) for p in track["query_points"]]
 
 
 def _track(document: Document, track_id: str) -> Document:
@@ -247,12 +265,19 @@ def set_track(shot: Shot, track_id: str, **fields: Any) -> Shot:
     return _rebuild(shot, change)
 
 
-def add_query_point(shot: Shot, track_id: str, point: tuple[float, float]) -> Shot:
-    """A query point for the track's semantic mask: it must lie in the track's first key's box, which is
-    where the object is in frame 0."""
+def add_query_point(shot: Shot, track_id: str, point: tuple[float, float], frame: int | None = None) -> Shot:
+    """A query point for the track's semantic mask, where the object is in frame 0: inside the first
+    key's box. Clicked at another ``frame``, inside the box there, it is carried to the same place
+    relative to the first key's box."""
     track = next((t for t in shot.tracks if t.id == track_id), None)
     if track is None:
         raise EditError(f"there is no track {track_id!r}")
+    if frame is not None and frame != track.keyframes[0].frame:
+        _check_frame(shot, frame)
+        box = [float(v) for v in sample_track(track, shot.output.n_frames)[frame]]
+        if not contains_point(box, point):
+            raise EditError(f"a query point must be inside {track_id!r}'s box")
+        point = carry_point(point, box, track.first_box)
     if not contains_point(track.first_box, point):
         raise EditError(f"a query point must be inside {track_id!r}'s box at frame {track.keyframes[0].frame}")
     rounded = (round(point[0], 6), round(point[1], 6))

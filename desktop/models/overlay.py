@@ -5,6 +5,7 @@ Coordinates are normalized (``0..1`` spans the image, as in the shot); callers c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -41,13 +42,14 @@ class Hit:
 def hit_test(boxes: dict[str, Box], point: Point, tolerance: Point, prefer: str | None = None) -> Hit | None:
     """The box handle under ``point``: a corner or an edge within ``tolerance`` (x, y), else the inside.
 
-    The ``prefer`` track (the selected one) wins ties; among the rest, the smallest box wins, so a small
-    box inside a big one stays reachable."""
+    Handles first, the ``prefer`` track's (the selected one) before the others'; a handle reaches at
+    most a quarter into its box, so the middle of even a small box moves it. Then insides: the smallest
+    box holding the point wins, so a box inside a big (selected) one stays reachable."""
     x, y = point
-    tx, ty = tolerance
     order = sorted(boxes, key=lambda tid: (tid != prefer, _area(boxes[tid])))
     for track_id in order:
         x0, y0, x1, y1 = boxes[track_id]
+        tx, ty = min(tolerance[0], (x1 - x0) / 4), min(tolerance[1], (y1 - y0) / 4)
         if not (x0 - tx <= x <= x1 + tx and y0 - ty <= y <= y1 + ty):
             continue
         near_left, near_right = abs(x - x0) <= tx, abs(x - x1) <= tx
@@ -58,9 +60,17 @@ def hit_test(boxes: dict[str, Box], point: Point, tolerance: Point, prefer: str 
             return Hit(track_id, f"{vertical}_{horizontal}")
         if vertical or horizontal:
             return Hit(track_id, vertical or horizontal)
-        if x0 <= x <= x1 and y0 <= y <= y1:
-            return Hit(track_id, "move")
+    inside = [tid for tid, (x0, y0, x1, y1) in boxes.items() if x0 <= x <= x1 and y0 <= y <= y1]
+    if inside:
+        return Hit(min(inside, key=lambda tid: _area(boxes[tid])), "move")
     return None
+
+
+def carry_point(point: Sequence[float], from_box: Sequence[float], to_box: Sequence[float]) -> Point:
+    """``point`` moved with its box: the same place relative to ``to_box`` as it had in ``from_box``."""
+    u = (point[0] - from_box[0]) / (from_box[2] - from_box[0])
+    v = (point[1] - from_box[1]) / (from_box[3] - from_box[1])
+    return (round(to_box[0] + u * (to_box[2] - to_box[0]), 6), round(to_box[1] + v * (to_box[3] - to_box[1]), 6))
 
 
 def object_at(object_boxes: dict[str, Box], point: Point) -> str | None:
@@ -74,6 +84,9 @@ def _area(box: Box) -> float:
     return (box[2] - box[0]) * (box[3] - box[1])
 
 
+VISIBLE = 0.05  # how much of a moved box stays in the frame at least
+
+
 def drag_box(box: Box, handle: str, delta: Point, min_size: float = MIN_SIZE) -> Box:
     """``box`` after dragging ``handle`` by ``delta``: a move keeps the size; a resize keeps the opposite
     edges and never makes the box smaller than ``min_size`` or turns it inside out. Coordinates stay in
@@ -81,9 +94,10 @@ def drag_box(box: Box, handle: str, delta: Point, min_size: float = MIN_SIZE) ->
     dx, dy = delta
     low, high = BOX_COORDINATE_MIN, BOX_COORDINATE_MAX
     x0, y0, x1, y1 = box
-    if handle == "move":
-        dx = min(max(dx, low - x0), high - x1)
-        dy = min(max(dy, low - y0), high - y1)
+    if handle == "move":  # a moved box keeps a sliver in the frame, so it can be grabbed again
+        keep_x, keep_y = min(VISIBLE, x1 - x0), min(VISIBLE, y1 - y0)
+        dx = min(max(dx, low - x0, keep_x - x1), high - x1, 1.0 - keep_x - x0)
+        dy = min(max(dy, low - y0, keep_y - y1), high - y1, 1.0 - keep_y - y0)
         return (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
     move_x0, move_y0, move_x1, move_y1 = HANDLE_EDGES[handle]
     if move_x0:

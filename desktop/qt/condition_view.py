@@ -20,6 +20,7 @@ from anyi2v.desktop.models.overlay import (
     Hit,
     box_between,
     boxes_at,
+    carry_point,
     drag_box,
     hit_test,
     object_at,
@@ -146,11 +147,12 @@ class ConditionView(QWidget):
         if self._preview_box is not None and self._preview_box[0] is None:
             painter.setPen(QPen(QColor("white"), 1.5, Qt.PenStyle.DashLine))
             painter.drawRect(box_rect(self._preview_box[1], target))
+        boxes = self._boxes()
         for track in self.shot.tracks:
-            if track.id == self.selected_track:
+            if track.id == self.selected_track and track.id in boxes:
                 painter.setPen(QPen(QColor("white"), 1.5))
-                for x, y in track.query_points:
-                    centre = self.to_widget(x, y)
+                for point in track.query_points:  # on the object: they move with its box
+                    centre = self.to_widget(*carry_point(point, track.first_box, boxes[track.id]))
                     painter.drawLine(centre + QPointF(-5, 0), centre + QPointF(5, 0))
                     painter.drawLine(centre + QPointF(0, -5), centre + QPointF(0, 5))
         painter.setPen(QColor("#e0e0e0"))

@@ -531,7 +531,8 @@ class StudioWindow(QMainWindow):
         self.apply(f"Key {track_id} at frame {frame}", lambda shot: edits.set_key(shot, track_id, frame, box))
 
     def add_query_point(self, track_id: str, point: tuple[float, float]) -> None:
-        self.apply("Add query point", lambda shot: edits.add_query_point(shot, track_id, point))
+        frame = self.playback.frame
+        self.apply("Add query point", lambda shot: edits.add_query_point(shot, track_id, point, frame))
 
     def toggle_role(self, track_id: str) -> None:
         assert self.shot is not None

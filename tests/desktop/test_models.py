@@ -16,7 +16,7 @@ from anyi2v.desktop.models.document import ShotDocument
 from anyi2v.desktop.models.edits import EditError
 from anyi2v.desktop.models.form import field_specs
 from anyi2v.desktop.models.job import JobProgress
-from anyi2v.desktop.models.overlay import box_between, boxes_at, drag_box, hit_test, object_at, track_paths
+from anyi2v.desktop.models.overlay import Hit, box_between, boxes_at, drag_box, hit_test, object_at, track_paths
 from anyi2v.desktop.models.timeline import KeySelection, Playback, TimelineScale, timeline_rows
 from anyi2v.shared.document import load_shot
 from anyi2v.shared.settings import MethodSettings
@@ -214,13 +214,21 @@ def test_playback_loops_or_stops_at_the_end():
 
 
 def test_hit_test_finds_corners_edges_and_insides_and_prefers_the_selected_track():
-    boxes = {"big": (0.1, 0.1, 0.9, 0.9), "small": (0.4, 0.4, 0.6, 0.6)}
+    boxes = {"big": (0.1, 0.1, 0.9, 0.9), "small": (0.4, 0.4, 0.6, 0.6), "twin": (0.1, 0.1, 0.5, 0.5)}
     tolerance = (0.01, 0.01)
-    assert hit_test(boxes, (0.1, 0.1), tolerance).handle == "top_left"
     assert hit_test(boxes, (0.9, 0.5), tolerance).handle == "right"
-    assert hit_test(boxes, (0.5, 0.5), tolerance).track_id == "small"  # the smaller box wins
-    assert hit_test(boxes, (0.5, 0.5), tolerance, prefer="big").track_id == "big"
+    assert hit_test(boxes, (0.1, 0.1), tolerance) == Hit("twin", "top_left")  # shared corner: the smaller
+    assert hit_test(boxes, (0.1, 0.1), tolerance, prefer="big") == Hit("big", "top_left")  # unless selected
+    # inside, the smallest box wins even when a bigger one is selected: nested boxes stay reachable
+    assert hit_test(boxes, (0.55, 0.55), tolerance, prefer="big") == Hit("small", "move")
+    assert hit_test(boxes, (0.7, 0.7), tolerance, prefer="small") == Hit("big", "move")
     assert hit_test(boxes, (0.95, 0.95), tolerance) is None
+
+
+def test_the_middle_of_a_tiny_box_moves_it():
+    tiny = {"tiny": (0.5, 0.5, 0.52, 0.52)}
+    assert hit_test(tiny, (0.51, 0.51), (0.012, 0.012)) == Hit("tiny", "move")
+    assert hit_test(tiny, (0.5, 0.5), (0.012, 0.012)).handle == "top_left"
 
 
 def test_drag_box_moves_and_resizes_without_inverting():
@@ -229,7 +237,9 @@ def test_drag_box_moves_and_resizes_without_inverting():
     assert drag_box(box, "right", (0.1, 0.0)) == pytest.approx((0.2, 0.2, 0.5, 0.4))
     shrunk = drag_box(box, "bottom_right", (-0.5, -0.5))
     assert shrunk == pytest.approx((0.2, 0.2, 0.22, 0.22))  # the minimum size, never inside out
-    assert drag_box(box, "move", (5.0, 0.0))[2] == pytest.approx(2.0)  # clamped to what a shot accepts
+    # a move keeps a sliver (0.05) in the frame, so the box can be grabbed again
+    assert drag_box(box, "move", (5.0, 0.0)) == pytest.approx((0.95, 0.2, 1.15, 0.4))
+    assert drag_box(box, "move", (0.0, -5.0)) == pytest.approx((0.2, -0.15, 0.4, 0.05))
 
 
 def test_box_between_ignores_clicks_and_clips_to_the_image():
@@ -438,3 +448,26 @@ def test_the_first_save_adopts_the_results_made_while_untitled(studio_home, tmp_
     assert [entry.job_id for entry in saved.entries()] == ["studio-0123456789"]
     assert not untitled.root.exists()
     assert saved.adopt(untitled) == []  # nothing left: harmless
+
+
+def test_query_points_stay_on_the_object_when_the_first_key_changes(shot):
+    x0, y0, x1, y1 = shot.tracks[0].first_box
+    middle = ((x0 + x1) / 2, (y0 + y1) / 2)
+    pointed = edits.add_query_point(shot, "torus", middle)
+    moved = edits.set_key(pointed, "torus", 0, (x0 + 0.1, y0, x1 + 0.1, y1))  # the first key moves right
+    assert moved.tracks[0].query_points[0] == pytest.approx((middle[0] + 0.1, middle[1]))
+    ahead = edits.set_key(pointed, "torus", 0, (0.0, 0.0, 0.2, 0.2))
+    assert ahead.tracks[0].query_points[0] == pytest.approx((0.1, 0.1))  # the middle of the new box
+    without_first = edits.delete_keys(pointed, {("torus", 0)})  # the key at 15 becomes the first
+    fx0, fy0, fx1, fy1 = without_first.tracks[0].first_box
+    assert without_first.tracks[0].query_points[0] == pytest.approx(((fx0 + fx1) / 2, (fy0 + fy1) / 2))
+
+
+def test_a_query_point_clicked_at_another_frame_lands_on_the_object_in_frame_0(shot):
+    at_8 = boxes_at(shot, 8)["torus"]
+    quarter = (at_8[0] + 0.25 * (at_8[2] - at_8[0]), at_8[1] + 0.75 * (at_8[3] - at_8[1]))
+    pointed = edits.add_query_point(shot, "torus", quarter, frame=8)
+    x0, y0, x1, y1 = shot.tracks[0].first_box
+    assert pointed.tracks[0].query_points[0] == pytest.approx((x0 + 0.25 * (x1 - x0), y0 + 0.75 * (y1 - y0)))
+    with pytest.raises(EditError, match="inside 'torus''s box"):
+        edits.add_query_point(shot, "torus", (at_8[2] + 0.05, at_8[3] + 0.05), frame=8)
