@@ -89,6 +89,14 @@ def key_at(rows: Iterable[TimelineRow], row_index: int, frame: int) -> KeyMark |
     return None
 
 
+def clamp_shift(frames: Iterable[int], delta: int, n_frames: int) -> int:
+    """``delta`` limited so keys at ``frames`` shifted by it stay in the clip (a drag stops at the ends)."""
+    frames = list(frames)
+    if not frames:
+        return 0
+    return max(-min(frames), min(delta, n_frames - 1 - max(frames)))
+
+
 class KeySelection:
     """The selected keys. ``changed`` fires with the new selection."""
 

@@ -38,6 +38,7 @@ HANDLE_PIXELS = 6.0
 class ConditionView(QWidget):
     sig_new_box_requested = Signal(object)  # Box
     sig_box_edit_requested = Signal(str, object)  # track id, Box
+    sig_edit_started = Signal()  # a box drag begins (playback stops, so the key lands at this frame)
     sig_query_point_requested = Signal(str, object)  # track id, (x, y)
     sig_track_selected = Signal(object)  # track id or None
     sig_camera_preview = Signal(object)  # OrbitCamera, while dragging
@@ -192,8 +193,10 @@ class ConditionView(QWidget):
             self.selected_track = hit.track_id
             self.sig_track_selected.emit(hit.track_id)
             self._drag = ("box", point, hit, self._boxes()[hit.track_id])
+            self.sig_edit_started.emit()
         else:
             self._drag = ("new", point, None, None)
+            self.sig_edit_started.emit()
         self.update()
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802

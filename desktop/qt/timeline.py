@@ -13,7 +13,14 @@ from PySide6.QtGui import QColor, QContextMenuEvent, QMouseEvent, QPainter, QPai
 from PySide6.QtWidgets import QMenu, QWidget
 
 from anyi2v.desktop.models.edits import KeyRef
-from anyi2v.desktop.models.timeline import KeyMark, KeySelection, TimelineRow, TimelineScale, timeline_rows
+from anyi2v.desktop.models.timeline import (
+    KeyMark,
+    KeySelection,
+    TimelineRow,
+    TimelineScale,
+    clamp_shift,
+    timeline_rows,
+)
 from anyi2v.shared.curves import INTERPOLATIONS
 from anyi2v.shared.shot import Shot
 
@@ -78,10 +85,9 @@ class TimelineView(QWidget):
         if row is None or point.x() < HEADER_WIDTH:
             return None
         scale = self.scale()
-        for key in self.rows[row].keys:
-            if abs(scale.x(key.frame) - point.x()) <= max(KEY_RADIUS, scale.step / 2):
-                return key
-        return None
+        reach = max(KEY_RADIUS, scale.step / 2)
+        near = [key for key in self.rows[row].keys if abs(scale.x(key.frame) - point.x()) <= reach]
+        return min(near, key=lambda key: abs(scale.x(key.frame) - point.x()), default=None)  # the nearest
 
     def key_position(self, track_id: str, frame: int) -> QPointF:
         """Where a key is drawn (for tests and for menus)."""
@@ -178,7 +184,9 @@ class TimelineView(QWidget):
         if kind == "scrub":
             self.sig_frame_requested.emit(scale.frame_at(event.position().x()))
         else:
-            self._drag_delta = scale.frame_at(event.position().x()) - scale.frame_at(start.x())
+            delta = scale.frame_at(event.position().x()) - scale.frame_at(start.x())
+            n_frames = self.shot.output.n_frames if self.shot is not None else 1
+            self._drag_delta = clamp_shift((frame for _, frame in self.selection.keys), delta, n_frames)
             self.update()
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802

@@ -12,6 +12,7 @@ import hashlib
 import json
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -96,12 +97,18 @@ class Relay(QObject):
 
 
 class ShotCommand(QUndoCommand):
-    """An :class:`Edit` on the undo stack. Edits with the same ``merge_key`` in a row merge into one
-    (typing a prompt, dragging a spin box), keeping the first ``before``."""
+    """An :class:`Edit` on the undo stack, with the key selection before and after it. Edits with the
+    same ``merge_key`` in quick succession (typing a prompt, wheel zoom steps) merge into one, keeping
+    the first ``before``; one that ends where it began is dropped."""
+
+    MERGE_SECONDS = 1.5
 
     def __init__(self, window: StudioWindow, edit: Edit, merge_key: str | None = None) -> None:
         super().__init__(edit.text)
         self.window, self.edit, self.merge_key = window, edit, merge_key
+        self.selection_before = window.selection.keys
+        self.selection_after: frozenset[edits.KeyRef] | None = None  # known once it has been undone
+        self.last_change = time.monotonic()
 
     def id(self) -> int:
         return hash(self.merge_key) & 0x7FFFFFFF if self.merge_key else -1
@@ -109,7 +116,11 @@ class ShotCommand(QUndoCommand):
     def mergeWith(self, other: QUndoCommand) -> bool:  # noqa: N802
         if not isinstance(other, ShotCommand) or other.merge_key != self.merge_key or self.merge_key is None:
             return False
+        if other.last_change - self.last_change > self.MERGE_SECONDS:
+            return False  # a separate change, made later: its own undo step
         self.edit = Edit(self.edit.text, self.edit.before, other.edit.after)
+        self.last_change = other.last_change
+        self.setObsolete(self.edit.before == self.edit.after)
         return True
 
     def rebase(self, old_base: Path, new_base: Path) -> None:
@@ -119,9 +130,13 @@ class ShotCommand(QUndoCommand):
 
     def redo(self) -> None:
         self.window.show_shot(self.edit.after)
+        if self.selection_after is not None:
+            self.window.selection.set(self.selection_after)
 
     def undo(self) -> None:
+        self.selection_after = self.window.selection.keys
         self.window.show_shot(self.edit.before)
+        self.window.selection.set(self.selection_before)  # not a key that only shares a frame with it
 
 
 class StudioWindow(QMainWindow):
@@ -269,6 +284,7 @@ class StudioWindow(QMainWindow):
 
         self.condition_view.sig_new_box_requested.connect(self.add_track)
         self.condition_view.sig_box_edit_requested.connect(self.set_box)
+        self.condition_view.sig_edit_started.connect(lambda: self.playback.set_playing(False))  # keys land where shown
         self.condition_view.sig_query_point_requested.connect(self.add_query_point)
         self.condition_view.sig_track_selected.connect(self.select_track)
         self.condition_view.sig_camera_preview.connect(self._camera_preview)
@@ -600,7 +616,8 @@ class StudioWindow(QMainWindow):
             self.request_render(preview)
 
     def set_camera(self, camera: OrbitCamera) -> None:
-        self.apply("Move camera", lambda shot: edits.set_camera(shot, camera.eye, camera.target, camera.fov_deg))
+        self.apply("Move camera", lambda shot: edits.set_camera(shot, camera.eye, camera.target, camera.fov_deg),
+                   merge_key="camera")  # fmt: skip
 
     def _track_menu(self, track_id: str, where: QPoint) -> None:
         self.select_track(track_id)

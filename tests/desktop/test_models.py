@@ -471,3 +471,12 @@ def test_a_query_point_clicked_at_another_frame_lands_on_the_object_in_frame_0(s
     assert pointed.tracks[0].query_points[0] == pytest.approx((x0 + 0.25 * (x1 - x0), y0 + 0.75 * (y1 - y0)))
     with pytest.raises(EditError, match="inside 'torus''s box"):
         edits.add_query_point(shot, "torus", (at_8[2] + 0.05, at_8[3] + 0.05), frame=8)
+
+
+def test_a_key_drag_stops_at_the_ends_of_the_clip():
+    from anyi2v.desktop.models.timeline import clamp_shift
+
+    assert clamp_shift([4, 15], 2, 16) == 0  # the last key is at the end already
+    assert clamp_shift([4, 10], 9, 16) == 5
+    assert clamp_shift([4, 10], -9, 16) == -4
+    assert clamp_shift([], 3, 16) == 0

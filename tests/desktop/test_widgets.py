@@ -311,3 +311,47 @@ def test_save_as_to_another_folder_keeps_every_path_and_undo_pointing_at_the_sam
     assert (target.parent / window.shot.conditions[0].source.path).resolve() == image
     assert window.save()
     assert load_shot(target).conditions[0].source.path == window.shot.conditions[0].source.path
+
+
+def test_undoing_a_key_move_selects_the_moved_key_again_not_its_neighbour(qtbot, window):
+    open_demo(qtbot, window)
+    window.playback.set_frame(5)
+    window.select_track("torus")
+    window.insert_key()  # keys 0, 5, 15
+    window.selection.set({("torus", 5)})
+    window.move_keys({("torus", 5)}, 10)  # onto 15: it replaces that key
+    assert window.selection.keys == {("torus", 15)}
+    window.undo_stack.undo()
+    assert [k.frame for k in window.shot.tracks[0].keyframes] == [0, 5, 15]
+    assert window.selection.keys == {("torus", 5)}  # the key that was moved, not the one at 15
+    window.undo_stack.redo()
+    assert window.selection.keys == {("torus", 15)}
+
+
+def test_separate_changes_are_separate_undo_steps_and_quick_ones_merge(qtbot, window):
+    open_demo(qtbot, window)
+    window.set_frame_count(20)
+    window.set_frame_count(24)  # at once: merged, like a spin box being dragged
+    assert window.undo_stack.count() == 1
+    window.undo_stack.command(0).last_change -= 10  # as if the next change came much later
+    window.set_frame_count(16)
+    assert window.undo_stack.count() == 2
+    window.undo_stack.undo()
+    assert window.shot.output.n_frames == 24
+    window.undo_stack.undo()
+    assert window.shot.output.n_frames == 16
+
+
+def test_a_box_drag_stops_playback_and_keys_the_frame_it_started_on(qtbot, window):
+    open_demo(qtbot, window)
+    view = window.condition_view
+    window.playback.set_frame(3)
+    window.playback.set_playing(True)
+    x0, y0, x1, y1 = boxes_at(window.shot, 3)["torus"]
+    start = point(view, (x0 + x1) / 2, (y0 + y1) / 2)
+    qtbot.mousePress(view, Qt.MouseButton.LeftButton, pos=start)
+    assert not window.playback.playing
+    qtbot.wait(300)  # the play timer would have moved the playhead by now
+    qtbot.mouseMove(view, start + QPoint(0, 30))
+    qtbot.mouseRelease(view, Qt.MouseButton.LeftButton, pos=start + QPoint(0, 30))
+    assert [k.frame for k in window.shot.tracks[0].keyframes] == [0, 3, 15]
