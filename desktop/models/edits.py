@@ -274,7 +274,8 @@ def add_query_point(shot: Shot, track_id: str, point: tuple[float, float], frame
         raise EditError(f"there is no track {track_id!r}")
     if frame is not None and frame != track.keyframes[0].frame:
         _check_frame(shot, frame)
-        box = [float(v) for v in sample_track(track, shot.output.n_frames)[frame]]
+        x0, y0, x1, y1 = (float(v) for v in sample_track(track, shot.output.n_frames)[frame])
+        box = (x0, y0, x1, y1)
         if not contains_point(box, point):
             raise EditError(f"a query point must be inside {track_id!r}'s box")
         point = carry_point(point, box, track.first_box)
