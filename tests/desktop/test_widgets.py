@@ -355,3 +355,37 @@ def test_a_box_drag_stops_playback_and_keys_the_frame_it_started_on(qtbot, windo
     qtbot.mouseMove(view, start + QPoint(0, 30))
     qtbot.mouseRelease(view, Qt.MouseButton.LeftButton, pos=start + QPoint(0, 30))
     assert [k.frame for k in window.shot.tracks[0].keyframes] == [0, 3, 15]
+
+
+def test_a_result_from_the_history_plays_and_exports_with_its_own_shot(qtbot, window, tmp_path):
+    import json
+    import shutil
+
+    import av
+    import numpy as np
+    from PIL import Image
+
+    shutil.copytree(EXAMPLES, tmp_path / "shots")
+    assert window.open_path(tmp_path / "shots" / "demo.json")
+    made_with = window.shot.model_copy(update={"output": window.shot.output.model_copy(update={"fps": 12.0})})
+    folder = tmp_path / "shots" / "demo.results" / "20261122-101010-abcd1234"
+    (folder / "frames").mkdir(parents=True)
+    for index in range(4):
+        Image.fromarray(np.full((128, 128, 3), 60 * index, np.uint8)).save(folder / "frames" / f"{index:04d}.png")
+    (folder / "manifest.json").write_text(json.dumps({"job_id": "studio-x-abcd1234", "n_frames": 4}))
+    (folder / "shot.json").write_text(made_with.model_dump_json())
+    window._load_history()
+    qtbot.waitUntil(lambda: window.history_combo.count() == 1, timeout=10_000)
+    assert window.history_combo.currentIndex() == -1  # listed, not shown unasked
+    window.history_combo.setCurrentIndex(0)
+    window.history_combo.activated.emit(0)  # what choosing it in the list sends
+    qtbot.waitUntil(lambda: len(window.result_frames()) == 4, timeout=10_000)
+    assert window.player.frames[3].pixel(5, 5) & 0xFF == 180
+    assert window.result_shot().output.fps == 12.0
+    target = tmp_path / "old.mp4"
+    thread = window.export_result(target)
+    qtbot.waitUntil(lambda: not thread.is_alive(), timeout=30_000)
+    with av.open(str(target)) as container:
+        stream = container.streams.video[0]
+        assert stream.average_rate == 12  # the result's own rate, not the open shot's 8
+        assert sum(1 for _ in container.decode(stream)) == 4
