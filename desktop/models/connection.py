@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -52,14 +52,23 @@ class ConnectionSettings:
         if bool(self.server_key) != bool(self.client_key):
             return "CURVE needs both the daemon's public key (NAME.key) and your secret key (NAME.key_secret)"
         for path in (self.server_key, self.client_key):
-            if path and not Path(path).is_file():
+            if path and not Path(path).expanduser().is_file():
                 return f"{path}: no such key file (create keys with `anyi2v keys create NAME`)"
         return None
 
     def keys(self) -> ClientKeys | None:
         if self.mode == "local" or not self.server_key:
             return None
-        return ClientKeys.from_files(Path(self.server_key), Path(self.client_key))
+        return ClientKeys.from_files(Path(self.server_key).expanduser(), Path(self.client_key).expanduser())
+
+    def checked(self) -> ConnectionSettings:
+        """These settings as read from a file someone may have edited: raises ValueError on a wrong type."""
+        for name, value in asdict(self).items():
+            if not isinstance(value, str):
+                raise ValueError(f"connection.{name} must be text, not {value!r}")
+        if self.mode not in ("local", "remote"):
+            raise ValueError(f"connection.mode must be local or remote, not {self.mode!r}")
+        return self
 
 
 @dataclass(frozen=True)

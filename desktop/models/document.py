@@ -83,8 +83,6 @@ def shot_relative(path: Path, base_dir: Path) -> str:
 def rebase_paths(shot: Shot, old_base: Path, new_base: Path) -> Shot:
     """``shot`` with every relative file path rewritten from ``old_base`` to ``new_base`` (as relative
     paths where the two share a root, absolute otherwise)."""
-    if old_base.resolve() == new_base.resolve():
-        return shot
     document = shot.model_dump(mode="json")
 
     def moved(name: str) -> str:

@@ -306,7 +306,10 @@ def set_value(shot: Shot, path: Sequence[str | int], value: Any) -> Shot:
     try:
         return _rebuild(shot, change)
     except EditError as error:
-        raise EditError(f"{where}: {error}") from None
+        message = str(error) if str(error).startswith(where) else f"{where}: {error}"
+        if "multiple of 8" in message and isinstance(value, int):
+            message += f" (the nearest is {max(8, round(value / 8) * 8)})"
+        raise EditError(message) from None
 
 
 def set_frame_count(shot: Shot, n_frames: int) -> Shot:

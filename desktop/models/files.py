@@ -79,22 +79,26 @@ class StudioConfig:
 
     recent: list[str] = field(default_factory=list)
     connection: ConnectionSettings = field(default_factory=ConnectionSettings)
+    problem: str = ""  # why the file could not be read, for the user (never saved)
 
     @classmethod
     def load(cls, path: Path) -> StudioConfig:
-        """A missing file gives the defaults; an unreadable one is kept aside (``.bad``) and logged."""
+        """A missing file gives the defaults; an unreadable one is kept aside (``.bad``), logged, and
+        said in ``problem`` (the window shows it)."""
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            connection = ConnectionSettings(**data.get("connection", {}))
-            recent = [str(item) for item in data.get("recent", [])][:MAX_RECENT]
+            connection = ConnectionSettings(**data.get("connection", {})).checked()
+            recent = [item for item in data.get("recent", []) if isinstance(item, str)][:MAX_RECENT]
             return cls(recent, connection)
         except FileNotFoundError:
             return cls()
         except (OSError, ValueError, TypeError, AttributeError) as error:
-            log.warning("%s is unreadable (%s): starting from defaults; the file is kept as .bad", path, error)
+            kept = path.with_suffix(".bad")
+            log.warning("%s is unreadable (%s): starting from defaults; the file is kept as %s", path, error, kept)
             with contextlib.suppress(OSError):
-                path.replace(path.with_suffix(".bad"))
-            return cls()
+                path.replace(kept)
+            return cls(problem=f"the studio's settings ({path}) were unreadable ({error}); defaults are used and "
+                              f"the file is kept as {kept.name}")  # fmt: skip
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -125,7 +125,7 @@ class SettingsPanel(QScrollArea):
         self.seed = QLineEdit()
         self.seed.setValidator(QRegularExpressionValidator(QRegularExpression(r"\d{1,19}")))
         self.seed.setToolTip("The same seed and settings give the same video")
-        self.seed.editingFinished.connect(lambda: self._request(("sampling", "seed"), int(self.seed.text() or 0)))
+        self.seed.editingFinished.connect(self._seed_edited)
         self.seed_lock = tool_button("Locked", checked=True)
         self.seed_lock.setToolTip("Locked: every generation uses this seed. Unlocked: a new seed each time")
         self.seed_lock.toggled.connect(self._lock_toggled)
@@ -151,7 +151,7 @@ class SettingsPanel(QScrollArea):
         self.frames.setToolTip("Frames in the clip (the motion module allows up to 32)")
         self.frames.editingFinished.connect(lambda: self.sig_frame_count_requested.emit(self.frames.value()))
         form.addRow("Frames", self.frames)
-        self.fps = self._double(1.0, 240.0, 1.0, ("output", "fps"), "Playback rate, frames per second")
+        self.fps = self._double(0.01, 240.0, 1.0, ("output", "fps"), "Playback rate, frames per second")
         form.addRow("FPS", self.fps)
         layout.addWidget(general)
 
@@ -192,8 +192,25 @@ class SettingsPanel(QScrollArea):
     def _double(self, low: float, high: float, step: float, path: tuple[str, ...], tip: str) -> QDoubleSpinBox:
         spin = QDoubleSpinBox(minimum=low, maximum=high, singleStep=step, decimals=3)
         spin.setToolTip(tip)
-        spin.editingFinished.connect(lambda: self._request(path, spin.value()))
+        spin.editingFinished.connect(lambda: self._request_number(path, spin))
         return spin
+
+    def _seed_edited(self) -> None:
+        if not self.seed.text().strip():  # an emptied field is not a seed: show the shot's again
+            if self.shot is not None:
+                self.seed.setText(str(self.shot.sampling.seed))
+            return
+        self._request(("sampling", "seed"), int(self.seed.text()))
+
+    def _request_number(self, path: tuple[str, ...], spin: QDoubleSpinBox) -> None:
+        """Send the field's value only when the user changed it: leaving a field that shows a rounded
+        value (2e-05 shown as 0.000020) must not round the shot."""
+        current: Any = self.shot.model_dump(mode="json") if self.shot is not None else None
+        for name in path:
+            current = current.get(name) if isinstance(current, dict) else None
+        if isinstance(current, int | float) and round(current, spin.decimals()) == round(spin.value(), spin.decimals()):
+            return
+        self._request(path, spin.value())
 
     def _method_widget(self, spec: FieldSpec) -> QWidget:
         path = ("method", spec.name)
@@ -219,8 +236,8 @@ class SettingsPanel(QScrollArea):
                 lambda: self._request(path, None if spec.optional and spin.value() < low else spin.value())
             )
             return spin
-        double = QDoubleSpinBox(minimum=spec.minimum or 0.0, maximum=spec.maximum or 1e6, decimals=4, singleStep=0.01)
-        double.editingFinished.connect(lambda: self._request(path, double.value()))
+        double = QDoubleSpinBox(minimum=spec.minimum or 0.0, maximum=spec.maximum or 1e6, decimals=6, singleStep=0.01)
+        double.editingFinished.connect(lambda: self._request_number(path, double))
         return double
 
     # Showing the shot ---------------------------------------------------------------------------

@@ -193,6 +193,9 @@ class StudioWindow(QMainWindow):
         self.undo_stack.cleanChanged.connect(self._clean_changed)  # a method: Qt drops it with the window
         self.show_shot(None)
         self._status(self.connection_status)
+        self._fill_recent_menu()
+        if self.config.problem:
+            self.error(self.config.problem)
         if start_daemon:
             self.connect_daemon(connection or self.config.connection)
 
@@ -448,7 +451,7 @@ class StudioWindow(QMainWindow):
         for view in (self.condition_view, self.timeline):
             view.set_shot(shot)
             view.set_selected_track(self.selected_track)
-        self.player.set_shot(self.job_shot or shot)
+        self.player.set_shot(self.result_shot() or shot)
         if self.document is not None:
             self.settings.base_dir = self.document.base_dir  # (moves with a save as)
         self.settings.set_shot(shot)
@@ -478,6 +481,7 @@ class StudioWindow(QMainWindow):
             self.show_shot(before)
             return False
         if after == before:
+            self.settings.set_shot(before)  # a field the user left as it was shows the shot's value again
             return False
         self.undo_stack.push(ShotCommand(self, Edit(text, before, after), merge_key))
         return True
@@ -598,7 +602,8 @@ class StudioWindow(QMainWindow):
             self.set_frame_count(int(value))
             return
         name = ".".join(path)
-        self.apply(f"Set {name}", lambda shot: edits.set_value(shot, path, value), merge_key=name)
+        label = path[-1].replace("_", " ")
+        self.apply(f"Set {label}", lambda shot: edits.set_value(shot, path, value), merge_key=name)
 
     def set_frame_count(self, n_frames: int) -> None:
         self.apply("Set frame count", lambda shot: edits.set_frame_count(shot, n_frames), merge_key="n_frames")
@@ -711,6 +716,12 @@ class StudioWindow(QMainWindow):
 
     def open_path(self, path: Path) -> bool:
         """Open a shot file, or start a new shot around a mesh, point cloud or image."""
+        if not path.exists():
+            if str(path.resolve()) in self.config.recent:
+                self.config.recent.remove(str(path.resolve()))
+                self._save_config()
+            self.error(f"{path} no longer exists (moved or deleted?); it is off the recent list")
+            return False
         if not self.confirm_discard():
             return False
         try:
@@ -751,7 +762,8 @@ class StudioWindow(QMainWindow):
     def _save_to(self, path: Path) -> bool:
         document = self.document
         assert document is not None
-        old_base, untitled = document.base_dir, self._history()
+        old_base = document.base_dir
+        untitled = self._history() if document.path is None else None  # a saved shot's results stay with it
         try:
             written = document.save(path if path.suffix else path.with_suffix(".json"))
         except (OSError, ValueError, ShotError) as error:
@@ -768,7 +780,7 @@ class StudioWindow(QMainWindow):
         self.config.add_recent(written)
         self._save_config()
         self._update_title()
-        if untitled.root != self._history().root:  # the first save takes the results made untitled
+        if untitled is not None:  # the first save takes the results made while untitled
             self.in_background(lambda: self._history().adopt(untitled), lambda _: self._load_history(),
                                "moving the results beside the shot")  # fmt: skip
         else:
@@ -781,9 +793,13 @@ class StudioWindow(QMainWindow):
             self.config.save(self.config_path)
         except OSError as error:
             self.error(f"Settings not saved ({self.config_path}): {error}")
+        self._fill_recent_menu()
+
+    def _fill_recent_menu(self) -> None:
         self.recent_menu.clear()
         for name in self.config.recent:
             self.recent_menu.addAction(name, partial(self.open_path, Path(name)))
+        self.recent_menu.setEnabled(bool(self.config.recent))
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         if not self.confirm_discard():
@@ -1002,7 +1018,7 @@ class StudioWindow(QMainWindow):
                 return
             if self.job is not None and not self.job.finished:
                 return  # a generation started while it loaded
-            self.job, self.shown_result, self.result_folder = None, result, folder
+            self.job, self.job_shot, self.shown_result, self.result_folder = None, None, result, folder
             self.player.set_shot(result.shot or self.shot)
             self.player.set_frames(list(result.frames))
             self._show_progress()

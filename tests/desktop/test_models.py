@@ -124,8 +124,11 @@ def test_query_points_must_be_inside_the_first_box(shot):
 
 def test_set_value_validates_like_a_loaded_file(shot):
     assert edits.set_value(shot, ("sampling", "steps"), 3).sampling.steps == 3
-    with pytest.raises(EditError, match=r"sampling.steps: .*sampling.steps"):
+    with pytest.raises(EditError) as refused:
         edits.set_value(shot, ("sampling", "steps"), 0)
+    assert str(refused.value) == "sampling.steps: input should be greater than or equal to 1"  # named once
+    with pytest.raises(EditError, match=r"multiple of 8 \(the nearest is 336\)"):
+        edits.set_value(shot, ("output", "width"), 333)
     assert edits.set_value(shot, ("method", "pca_components"), None).method.pca_components is None
     assert edits.set_track(shot, "torus", role="anchor").tracks[0].role == "anchor"
 
@@ -480,3 +483,39 @@ def test_a_key_drag_stops_at_the_ends_of_the_clip():
     assert clamp_shift([4, 10], 9, 16) == 5
     assert clamp_shift([4, 10], -9, 16) == -4
     assert clamp_shift([], 3, 16) == 0
+
+
+def test_a_hand_edited_config_of_the_wrong_shape_gives_defaults_and_says_so(tmp_path):
+    from anyi2v.desktop.models.files import StudioConfig
+
+    path = tmp_path / "studio.json"
+    path.write_text('{"connection": {"mode": "remote", "address": 5555}, "recent": ["a.json", 3]}')
+    config = StudioConfig.load(path)
+    assert config.connection.mode == "local"
+    assert "connection.address must be text" in config.problem
+    assert (tmp_path / "studio.bad").is_file()
+    assert not path.exists()
+
+
+def test_key_paths_may_start_with_a_tilde(tmp_path, monkeypatch):
+    from anyi2v.desktop.models.connection import ConnectionSettings
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "a.key").write_text("x")
+    (tmp_path / "a.key_secret").write_text("x")
+    assert ConnectionSettings("remote", "tcp://gpu:5557", "~/a.key", "~/a.key_secret").problem() is None
+
+
+def test_saving_a_new_shot_beside_its_mesh_keeps_the_path_relative(tmp_path):
+    import shutil
+
+    from anyi2v.desktop.models.files import shot_for_file
+
+    folder = tmp_path / "ünï"
+    folder.mkdir()
+    mesh = folder / "tör us.obj"
+    shutil.copy(EXAMPLES / "assets" / "torus.obj", mesh)
+    document = ShotDocument(shot_for_file(mesh), None, folder)
+    assert Path(document.shot.scene.path).is_absolute()  # until it is saved somewhere
+    document.save(folder / "shot.json")
+    assert load_shot(folder / "shot.json").scene.path == "tör us.obj"

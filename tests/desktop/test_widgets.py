@@ -389,3 +389,56 @@ def test_a_result_from_the_history_plays_and_exports_with_its_own_shot(qtbot, wi
         stream = container.streams.video[0]
         assert stream.average_rate == 12  # the result's own rate, not the open shot's 8
         assert sum(1 for _ in container.decode(stream)) == 4
+
+
+def test_save_as_leaves_a_saved_shots_results_with_it(qtbot, window, tmp_path):
+    import shutil
+
+    shutil.copytree(EXAMPLES, tmp_path / "shots")
+    assert window.open_path(tmp_path / "shots" / "demo.json")
+    result = tmp_path / "shots" / "demo.results" / "20261122-000000-abcd1234"
+    result.mkdir(parents=True)
+    (result / "manifest.json").write_text('{"job_id": "x", "n_frames": 4}')
+    assert window._save_to(tmp_path / "shots" / "copy.json")
+    qtbot.wait(300)
+    assert (result / "manifest.json").is_file()  # still beside demo.json
+    assert not (tmp_path / "shots" / "copy.results").exists()
+
+
+def test_recent_files_are_listed_at_start_and_a_deleted_one_leaves_the_list(qtbot, studio_home, tmp_path):
+    import shutil
+
+    from PySide6.QtWidgets import QMessageBox
+
+    from anyi2v.desktop.qt.window import StudioWindow
+
+    shots = tmp_path / "shots"
+    shutil.copytree(EXAMPLES, shots)
+    config = studio_home / "config" / "studio.json"
+    first = StudioWindow(config_path=config, start_daemon=False)
+    qtbot.addWidget(first)
+    assert first.open_path(shots / "demo.json")
+    assert first.open_path(shots / "camera_pan.json")
+    first.shutdown()
+    (shots / "camera_pan.json").unlink()
+    second = StudioWindow(config_path=config, start_daemon=False)
+    second.ask_unsaved = lambda question: QMessageBox.StandardButton.Discard
+    qtbot.addWidget(second)
+    listed = [action.text() for action in second.recent_menu.actions()]
+    assert listed == [str(shots / "camera_pan.json"), str(shots / "demo.json")]
+    second.recent_menu.actions()[0].trigger()
+    assert "no longer exists" in second.last_error
+    assert [action.text() for action in second.recent_menu.actions()] == [str(shots / "demo.json")]
+    second.shutdown()
+
+
+def test_leaving_a_field_that_shows_a_rounded_value_does_not_change_the_shot(qtbot, window):
+    open_demo(qtbot, window)
+    window.set_value(("method", "learning_rate"), 2e-5)
+    window.set_value(("output", "fps"), 0.5)
+    before = window.shot
+    for spin in (window.settings.method_widgets["learning_rate"], window.settings.fps):
+        spin.editingFinished.emit()  # focus in and out without typing
+    assert window.shot == before
+    assert window.shot.method.learning_rate == 2e-5
+    assert window.settings.fps.value() == 0.5
