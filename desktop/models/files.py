@@ -178,13 +178,30 @@ class LoadedResult:
     folder: Path
     frames: list[NDArray[np.uint8]]
     shot: Shot | None
+    condition: NDArray[np.uint8] | None = None  # the condition it was made from, when the studio kept it
+
+
+CONDITION_FILE = "condition.png"  # the studio keeps the condition sent beside each result
+
+
+def save_condition(folder: Path, condition: NDArray[np.uint8]) -> Path:
+    from PIL import Image
+
+    path = folder / CONDITION_FILE
+    Image.fromarray(condition).save(path)
+    return path
 
 
 def load_result(folder: Path) -> LoadedResult:
+    from PIL import Image
+
     shot = None
     with contextlib.suppress(OSError, ValueError, ShotError):
         shot = parse_shot(json.loads((folder / "shot.json").read_text(encoding="utf-8")))
-    return LoadedResult(folder, load_frames(folder), shot)
+    condition = None
+    with contextlib.suppress(OSError, ValueError), Image.open(folder / CONDITION_FILE) as image:
+        condition = np.asarray(image.convert("RGB"))
+    return LoadedResult(folder, load_frames(folder), shot, condition)
 
 
 def load_frames(folder: Path) -> list[NDArray[np.uint8]]:

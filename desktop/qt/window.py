@@ -63,6 +63,7 @@ from anyi2v.desktop.models.files import (
     default_export_path,
     export_target,
     load_result,
+    save_condition,
     shot_for_file,
 )
 from anyi2v.desktop.models.job import JobProgress
@@ -170,6 +171,7 @@ class StudioWindow(QMainWindow):
         self.job_shot: Shot | None = None
         self.result_folder: Path | None = None
         self.shown_result: LoadedResult | None = None  # a result chosen from the history
+        self.result_condition: NDArray[np.uint8] | None = None  # what the shown result was made from
         self._history_token = 0  # drops listings and loads that a newer one overtook
         self.last_error = ""
         self.session: DaemonSession | None = None
@@ -426,6 +428,7 @@ class StudioWindow(QMainWindow):
         self.settings.object_names = ()
         self._fill_objects_menu(())
         self.player.set_condition(None)
+        self.result_condition = None
         self.player.set_frames([])
         self.job = None
         self.job_shot = None
@@ -665,7 +668,8 @@ class StudioWindow(QMainWindow):
         # not idle(): the worker marks itself idle only after this signal was sent
         self.condition_view.busy = not self.render_worker.is_latest(generation)
         self.condition_view.set_image(image)
-        self.player.set_condition(image)
+        if self.result_condition is None:  # a result is compared with the condition it was made from
+            self.player.set_condition(image)
         self.settings.set_object_names(tuple(conditions.object_boxes))
         self.condition_view.set_object_boxes(conditions.object_boxes)
         self._fill_objects_menu(tuple(conditions.object_boxes))
@@ -885,6 +889,7 @@ class StudioWindow(QMainWindow):
         history = self._history()
         job = JobProgress("", shot.output.n_frames, state="preparing", stage="preparing")
         self.job, self.job_shot, self.result_folder, self.shown_result = job, shot, None, None
+        self._show_result_condition(None)
         self.player.set_shot(shot)
         self.player.set_frames(job.frames)
         self._show_progress()
@@ -907,6 +912,7 @@ class StudioWindow(QMainWindow):
                 return  # cancelled while preparing, or another shot was opened meanwhile
             job_id, document, condition = prepared
             job.job_id = job_id
+            self._show_result_condition(condition)
             session.run_job(
                 job_id, document, condition, history.new_folder(job_id),
                 on_event=lambda event: self.relay.job_event.emit(job_id, event),
@@ -952,6 +958,10 @@ class StudioWindow(QMainWindow):
         self.result_folder = result.folder
         self.job.state = "done"
         self._show_progress()
+        if self.result_condition is not None:
+            condition = self.result_condition
+            self.in_background(lambda: save_condition(result.folder, condition), lambda _: None,
+                               "keeping the condition with the result")  # fmt: skip
         self._load_history(select=result.folder)
         self.info(f"Generated {self.job.frames_received} frames; saved in {result.folder}")
 
@@ -1021,9 +1031,16 @@ class StudioWindow(QMainWindow):
             self.job, self.job_shot, self.shown_result, self.result_folder = None, None, result, folder
             self.player.set_shot(result.shot or self.shot)
             self.player.set_frames(list(result.frames))
+            self._show_result_condition(result.condition)
             self._show_progress()
 
         self.in_background(lambda: load_result(folder), shown, "loading the result")
+
+    def _show_result_condition(self, condition: NDArray[np.uint8] | None) -> None:
+        """Compare the result with the condition it was made from (the current one when not known)."""
+        self.result_condition = condition
+        shown = condition if condition is not None else self.condition_image
+        self.player.set_condition(to_qimage(shown) if shown is not None else None)
 
     def result_frames(self) -> list[NDArray[np.uint8]]:
         """The frames the player shows when they are all there: the job's, or a result from the history."""

@@ -83,6 +83,9 @@ def test_generate_with_the_embedded_daemon_play_and_export(qtbot, studio, tmp_pa
     assert all(image is not None and image.width() == 128 for image in window.player.frames)
     qtbot.waitUntil(lambda: window.result_folder is not None, timeout=60_000)  # fetched after the last event
     assert window.result_folder.parent == shots / "demo.results"
+    # the condition it was made from is kept with it: compare modes show that one, not a later render
+    qtbot.waitUntil(lambda: (window.result_folder / "condition.png").is_file(), timeout=10_000)
+    assert np.array_equal(window.result_condition, window.condition_image)
     qtbot.waitUntil(lambda: window.history_combo.count() == 1, timeout=10_000)  # listed off the GUI thread
     assert window.history_combo.currentData() == str(window.result_folder)
     # the status line learns the device once the model has loaded, and that the daemon is idle again
