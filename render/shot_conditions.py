@@ -39,10 +39,20 @@ def read_image(path: Path, width: int, height: int, *, where: str) -> NDArray[np
     """An image file as (height, width, 3) floats in 0..1, resized to the output size."""
     try:
         with Image.open(path) as image:
+            if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):  # 16-bit depth maps: keep their range
+                image = _wide_to_grey(np.asarray(image))
             rgb = image.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
     except (OSError, UnidentifiedImageError, ValueError) as error:
         raise RenderError(f"{where}: {path} is not a readable image ({error})") from None
     return np.asarray(rgb, dtype=np.float64) / 255.0
+
+
+def _wide_to_grey(values: NDArray[np.generic]) -> Image.Image:
+    """A 16- or 32-bit single-channel image as 8-bit grey: 0..65535 (16-bit) scaled to 0..255, so a
+    depth map saved with 16 bits is not clipped to white."""
+    wide = values.astype(np.float64)
+    top = 65535.0 if wide.max(initial=0.0) <= 65535.0 else float(wide.max())
+    return Image.fromarray(np.round(np.clip(wide, 0.0, top) / top * 255.0).astype(np.uint8), mode="L")
 
 
 def _region(

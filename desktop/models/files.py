@@ -49,6 +49,15 @@ def is_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
+def output_size_for(width: int, height: int, long_side: int = NEW_SHOT_OUTPUT["width"]) -> tuple[int, int]:
+    """A new shot's size for an image: its aspect ratio, the long side ``long_side``, both multiples of
+    8 and at least 64 (what a shot accepts)."""
+    if width <= 0 or height <= 0:
+        raise ValueError(f"an image of {width}x{height} pixels")
+    scale = long_side / max(width, height)
+    return max(64, round(width * scale / 8) * 8), max(64, round(height * scale / 8) * 8)
+
+
 def shot_for_file(path: Path, prompt: str = "") -> Shot:
     """A new shot around a mesh or point cloud (rendered to depth from a three-quarter view) or an image
     brought as it is; the path is stored absolute until the shot is saved somewhere."""
@@ -66,6 +75,14 @@ def shot_for_file(path: Path, prompt: str = "") -> Shot:
         }
         document["conditions"] = [{"source": {"kind": "scene"}, "modality": "depth"}]
     elif is_image(path):
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(path) as image:  # reads the header only
+                width, height = output_size_for(*image.size)
+        except (OSError, UnidentifiedImageError) as error:
+            raise ValueError(f"{path.name} is not a readable image ({error})") from None
+        document["output"].update(width=width, height=height)
         document["conditions"] = [{"source": {"kind": "image", "path": str(path.resolve())}, "modality": "other"}]
     else:
         known = ", ".join(ASSET_SUFFIXES + IMAGE_SUFFIXES)

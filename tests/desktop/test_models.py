@@ -519,3 +519,18 @@ def test_saving_a_new_shot_beside_its_mesh_keeps_the_path_relative(tmp_path):
     assert Path(document.shot.scene.path).is_absolute()  # until it is saved somewhere
     document.save(folder / "shot.json")
     assert load_shot(folder / "shot.json").scene.path == "tör us.obj"
+
+
+def test_a_new_shot_around_an_image_keeps_its_aspect_ratio(tmp_path):
+    from PIL import Image
+
+    from anyi2v.desktop.models.files import output_size_for, shot_for_file
+
+    assert output_size_for(333, 251) == (128, 96)
+    assert output_size_for(100, 1000) == (64, 128)  # never below what a shot accepts
+    Image.new("RGB", (333, 251)).save(tmp_path / "odd.png")
+    shot = shot_for_file(tmp_path / "odd.png")
+    assert (shot.output.width, shot.output.height) == (128, 96)
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match=r"broken\.png is not a readable image"):
+        shot_for_file(tmp_path / "broken.png")

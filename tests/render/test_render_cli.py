@@ -120,3 +120,16 @@ def test_a_silhouette_layer_is_white_on_the_objects_and_black_elsewhere(tmp_path
     values = np.unique(np.round(conditions.image, 6))
     assert values.tolist() == [0.0, 1.0]
     assert 0.05 < conditions.image[..., 0].mean() < 0.6  # the torus, not the whole frame
+
+
+def test_a_16_bit_depth_image_keeps_its_range(tmp_path: Path) -> None:
+    from anyi2v.render.shot_conditions import read_image
+
+    gradient = np.tile(np.linspace(0, 65535, 64).astype(np.uint16), (16, 1))
+    Image.fromarray(gradient).save(tmp_path / "depth16.png")
+    assert Image.open(tmp_path / "depth16.png").mode.startswith("I")
+    image = read_image(tmp_path / "depth16.png", 64, 16, where="conditions[0]")
+    row = image[8, :, 0]
+    assert row[0] < 0.02
+    assert row[-1] > 0.98
+    assert 0.4 < row[32] < 0.6  # a ramp, not clipped to white
