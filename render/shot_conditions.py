@@ -38,7 +38,8 @@ class ShotConditions:
 def read_image(path: Path, width: int, height: int, *, where: str) -> NDArray[np.float64]:
     """An image file as (height, width, 3) floats in 0..1, resized to the output size."""
     try:
-        with Image.open(path) as image:
+        with Image.open(path) as opened:
+            image: Image.Image = opened
             if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):  # 16-bit depth maps: keep their range
                 image = _wide_to_grey(np.asarray(image))
             rgb = image.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)

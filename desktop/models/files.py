@@ -49,7 +49,7 @@ def is_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
-def output_size_for(width: int, height: int, long_side: int = NEW_SHOT_OUTPUT["width"]) -> tuple[int, int]:
+def output_size_for(width: int, height: int, long_side: int = 128) -> tuple[int, int]:
     """A new shot's size for an image: its aspect ratio, the long side ``long_side``, both multiples of
     8 and at least 64 (what a shot accepts)."""
     if width <= 0 or height <= 0:
