@@ -77,8 +77,9 @@ class PlayerView(QWidget):
         area = QRectF(self.rect()).adjusted(8, 24, -8, -8)
         painter.setPen(QColor("#e0e0e0"))
         received = sum(frame is not None for frame in self.frames)
-        status = f"frame {self.frame}   {received}/{len(self.frames)} frames" if self.frames else self.caption
-        painter.drawText(QRectF(self.rect()).adjusted(10, 4, -10, 0), Qt.AlignmentFlag.AlignTop, status)
+        if self.frames:  # (with no result the caption in the middle says so)
+            status = f"frame {self.frame}   {received}/{len(self.frames)} frames"
+            painter.drawText(QRectF(self.rect()).adjusted(10, 4, -10, 0), Qt.AlignmentFlag.AlignTop, status)
         if image is None:
             painter.setPen(QColor("#808080"))
             painter.drawText(
