@@ -21,7 +21,6 @@ class ConnectionDialog(QDialog):
     def __init__(self, current: ConnectionSettings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Connect to a daemon")
-        self._device = current.device  # not shown here; kept as configured
         layout = QVBoxLayout(self)
         self.local = QRadioButton("Local: start a daemon on this machine")
         self.local.setChecked(current.mode == "local")
@@ -30,12 +29,15 @@ class ConnectionDialog(QDialog):
         form = QFormLayout()
         self.model = QLineEdit(current.model, placeholderText="toy-world (the embedded model)")
         self.model.setToolTip("A diffusers folder or an SD 1.5 checkpoint; empty: the embedded toy-world model")
+        self.device = QLineEdit(current.device, placeholderText="automatic (a GPU when there is one)")
+        self.device.setToolTip("The local daemon's device: cuda, cuda:1, cpu; empty: chosen automatically")
         self.address = QLineEdit(current.address, placeholderText="tcp://gpu-box:5557")
         self.server_key = QLineEdit(current.server_key, placeholderText="~/.config/anyi2v/keys/gpu-box.key")
         self.server_key.setToolTip("The daemon's public key (NAME.key), needed off loopback")
         self.client_key = QLineEdit(current.client_key, placeholderText="~/.config/anyi2v/keys/laptop.key_secret")
         self.client_key.setToolTip("Your secret key (NAME.key_secret); its public half is on the daemon's allow-list")
         form.addRow("Model", self.model)
+        form.addRow("Device", self.device)
         form.addRow("Address", self.address)
         form.addRow("Server key", self.server_key)
         form.addRow("Client key", self.client_key)
@@ -57,7 +59,7 @@ class ConnectionDialog(QDialog):
             server_key=self.server_key.text().strip(),
             client_key=self.client_key.text().strip(),
             model=self.model.text().strip(),
-            device=self._device,
+            device=self.device.text().strip(),
         )
 
     def _accept(self) -> None:

@@ -444,3 +444,17 @@ def test_leaving_a_field_that_shows_a_rounded_value_does_not_change_the_shot(qtb
     assert window.shot == before
     assert window.shot.method.learning_rate == 2e-5
     assert window.settings.fps.value() == 0.5
+
+
+def test_the_connection_dialog_keeps_every_setting_and_refuses_a_bad_address(qtbot):
+    from anyi2v.desktop.models.connection import ConnectionSettings
+    from anyi2v.desktop.qt.connection_dialog import ConnectionDialog
+
+    dialog = ConnectionDialog(ConnectionSettings("local", model="/models/sd15", device="cuda:1"))
+    qtbot.addWidget(dialog)
+    assert dialog.settings() == ConnectionSettings("local", model="/models/sd15", device="cuda:1")
+    dialog.remote.setChecked(True)
+    dialog.address.setText("gpu-box:5557")
+    dialog._accept()
+    assert "tcp://HOST:PORT" in dialog.problem.text()
+    assert dialog.result() == 0  # still open
