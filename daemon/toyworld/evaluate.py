@@ -158,7 +158,7 @@ def track_centres(frames: NDArray[np.uint8], box: NDArray[np.float64]) -> NDArra
                 points,
                 None,
                 winSize=(15, 15),
-                maxLevel=3,  # type: ignore[call-overload]
+                maxLevel=3,  # type: ignore[call-overload, unused-ignore]  # OpenCV 5 stubs accept it
             )
             good = status.ravel() == 1
             if good.any():
