@@ -60,11 +60,11 @@ def load_cli_models(arguments: argparse.Namespace) -> Any:
 
 
 def run_animate(arguments: argparse.Namespace) -> int:
-    from anyi2v.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, load_checked_shot
+    from anyi2v.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
     from anyi2v.render.assets import AssetError
     from anyi2v.render.condition import RenderError, to_uint8
     from anyi2v.render.shot_conditions import render_shot_conditions
-    from anyi2v.shared.document import dump_shot
+    from anyi2v.shared.document import dump_shot, load_checked_shot
     from anyi2v.shared.errors import ShotError
 
     try:

@@ -12,31 +12,12 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from anyi2v.shared.shot import Shot
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
-
-
-def load_checked_shot(path: str | Path, *, max_frames: int, check_files: bool = True) -> Shot:
-    """Read and validate a shot and, with ``check_files``, check the files it names exist beside it.
-    Raises :class:`ShotError` naming the file."""
-    from anyi2v.shared.document import load_shot, missing_files
-    from anyi2v.shared.errors import ShotError
-
-    shot = load_shot(path, max_frames=max_frames)
-    if check_files:
-        missing = missing_files(shot, Path(path).parent)
-        if missing:
-            raise ShotError(str(path), missing)
-    return shot
+from anyi2v.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 
 
 def _validate(arguments: argparse.Namespace) -> int:
+    from anyi2v.shared.document import load_checked_shot
     from anyi2v.shared.errors import ShotError
     from anyi2v.shared.summary import describe_shot
 
@@ -88,6 +69,7 @@ def _render(arguments: argparse.Namespace) -> int:
 
 def _render_shot(arguments: argparse.Namespace) -> int:
     from anyi2v.render.shot_conditions import render_shot_conditions, write_shot_conditions
+    from anyi2v.shared.document import load_checked_shot
     from anyi2v.shared.errors import ShotError
     from anyi2v.shared.shot import DEFAULT_MAX_FRAMES
 

@@ -15,9 +15,9 @@ from anyi2v.daemon import TOY_WORLD
 
 
 def run_evaluate(arguments: argparse.Namespace) -> int:
-    from anyi2v.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
     from anyi2v.daemon.pipeline.loading import ModelLoadError
     from anyi2v.daemon.toyworld.evaluate import MODES, held_out_shots, run_evaluation, write_report
+    from anyi2v.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 
     modes = list(MODES) if arguments.modes == "all" else [m.strip() for m in arguments.modes.split(",") if m.strip()]
     unknown = [m for m in modes if m not in MODES]

@@ -52,9 +52,9 @@ def _keys(arguments: argparse.Namespace) -> Any:
 def run_remote(arguments: argparse.Namespace, shot: Any, condition: Any, show: Any) -> int:
     """Run ``shot`` on the daemon at ``arguments.daemon``; ``condition`` is the (h, w, 3) uint8 image and
     ``show(stage, done, total)`` the progress bar. Returns the exit code."""
-    from anyi2v.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
     from anyi2v.daemon.client import DaemonClient, DaemonError, DaemonTimeoutError
     from anyi2v.daemon.pipeline.video import VideoError, resolve_format
+    from anyi2v.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
     from anyi2v.shared.document import dump_shot
 
     given = [f"--{name.replace('_', '-')}" for name in _LOCAL_ONLY if getattr(arguments, name, None) is not None]

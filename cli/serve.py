@@ -19,9 +19,9 @@ def default_data_dir() -> Path:
 
 
 def run_daemon(arguments: argparse.Namespace) -> int:
-    from anyi2v.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
     from anyi2v.daemon.server import ConfigError, ServerConfig, run_server
     from anyi2v.daemon.worker import WorkerConfig
+    from anyi2v.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = ServerConfig(
@@ -49,7 +49,7 @@ def run_daemon(arguments: argparse.Namespace) -> int:
 def run_keys(arguments: argparse.Namespace) -> int:
     import zmq.auth
 
-    from anyi2v.cli import EXIT_BAD_INPUT, EXIT_OK
+    from anyi2v.exits import EXIT_BAD_INPUT, EXIT_OK
 
     folder: Path = arguments.dir
     if arguments.action == "create":

@@ -26,9 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from anyi2v.shared.durable import fsync_folder, write_file
 from anyi2v.shared.protocol import FINAL_STATES, JobRecord
-
-from .durable import fsync_folder, write_file
 
 SEQ_BLOCK = 64
 MAX_ATTEMPTS = 3

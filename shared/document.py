@@ -11,13 +11,13 @@ import contextlib
 import difflib
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from .durable import write_file
 from .errors import Problem, ShotError, json_path
 from .shot import DEFAULT_MAX_FRAMES, SCHEMA_VERSION, ImageSource, MaskRegion, Shot
 from .versions import CURRENT_VERSION, upgrade
@@ -224,19 +224,8 @@ def dump_shot(shot: Shot) -> str:
 
 
 def save_shot(shot: Shot, path: str | os.PathLike[str]) -> None:
-    """Write a shot atomically: a temporary file beside the target, flushed to disk, then renamed over it."""
-    path = Path(path)
-    text = dump_shot(shot)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """Write a shot atomically and durably (:func:`~anyi2v.shared.durable.write_file`)."""
+    write_file(Path(path), dump_shot(shot).encode("utf-8"))
 
 
 def referenced_files(shot: Shot) -> list[tuple[str, str]]:
@@ -260,3 +249,14 @@ def missing_files(shot: Shot, base_dir: str | os.PathLike[str]) -> list[Problem]
         if not path.is_file():
             problems.append(Problem(where, f"file not found: {path}"))
     return problems
+
+
+def load_checked_shot(path: str | os.PathLike[str], *, max_frames: int, check_files: bool = True) -> Shot:
+    """Read and validate a shot and, with ``check_files``, check the files it names exist beside it.
+    Raises :class:`ShotError` naming the file."""
+    shot = load_shot(path, max_frames=max_frames)
+    if check_files:
+        missing = missing_files(shot, Path(path).parent)
+        if missing:
+            raise ShotError(str(path), missing)
+    return shot

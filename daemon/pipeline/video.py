@@ -69,7 +69,7 @@ import numpy.typing as npt
 from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc
 from PIL import Image
 
-from anyi2v.daemon.durable import fsync_file, fsync_folder
+from anyi2v.shared.durable import fsync_file, fsync_folder
 
 __all__ = [
     "FORMATS",

@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 
 from anyi2v.render.assets import SUFFIXES as ASSET_SUFFIXES
 from anyi2v.shared.document import parse_shot
+from anyi2v.shared.durable import write_file
 from anyi2v.shared.errors import ShotError
 from anyi2v.shared.shot import SCHEMA_VERSION, Shot
 
@@ -119,9 +120,8 @@ class StudioConfig:
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.tmp")
-        temporary.write_text(json.dumps({"recent": self.recent, "connection": asdict(self.connection)}, indent=2))
-        os.replace(temporary, path)
+        data = json.dumps({"recent": self.recent, "connection": asdict(self.connection)}, indent=2)
+        write_file(path, data.encode("utf-8"))
 
     def add_recent(self, path: Path) -> None:
         name = str(path.resolve())
