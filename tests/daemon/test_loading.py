@@ -20,7 +20,7 @@ from diffusers import AnimateDiffPipeline, DDIMScheduler, UNetMotionModel
 from safetensors.torch import save_file
 from transformers import CLIPTokenizer
 
-from anyi2v.daemon.pipeline import loading
+from anyi2v.daemon.pipeline import loading, model_formats, single_file
 from anyi2v.daemon.pipeline.loading import (
     REQUIRED_UNET_LAYERS,
     SD15_CONFIG_DIR,
@@ -335,7 +335,7 @@ def test_network_tokenizer_is_fetched_only_when_allowed(
             calls.append((name, local_files_only))
             return CLIPTokenizer.from_pretrained(store / "sd15" / "tokenizer")
 
-    monkeypatch.setattr(loading, "CLIPTokenizer", Recording)
+    monkeypatch.setattr(single_file, "CLIPTokenizer", Recording)
     load_models(
         store / "tiny-sd15.safetensors",
         motion_adapter=store / "mm_tiny.ckpt",
@@ -607,7 +607,7 @@ def test_loras_are_fused_at_their_weights(store: Path, parts: Parts, tmp_path: P
 def test_loras_without_peft_ask_for_it(store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     lora = tmp_path / "style.safetensors"
     save_file({"lora_unet_x.lora_down.weight": torch.zeros(1, 1)}, lora)
-    monkeypatch.setattr(loading, "_peft_available", lambda: False)
+    monkeypatch.setattr(model_formats, "_peft_available", lambda: False)
     with pytest.raises(ModelLoadError, match="pip install peft") as caught:
         load_models(store / "sd15", motion_adapter=store / "adapter", loras=[(lora, 1.0)], device="cpu")
     assert str(lora) in str(caught.value)

@@ -1,0 +1,374 @@
+"""Assembly: the parts of a model source checked against each other into :class:`Models`, LoRA fused.
+
+:func:`load_models` reads a diffusers folder or a single SD 1.5 checkpoint (see ``loading`` for every
+source it takes), puts the motion modules into the UNet, checks that the parts fit (text width,
+vocabulary, latent channels, the layers AnyI2V hooks), builds the AnimateDiff DDIM scheduler, fuses LoRAs
+and moves everything to the device and dtype asked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import (
+    AutoencoderKL,
+    DDIMScheduler,
+    UNet2DConditionModel,
+    UNetMotionModel,
+)
+from transformers import CLIPTextModel
+
+from anyi2v.daemon.pipeline.load_errors import ModelLoadError
+from anyi2v.daemon.pipeline.model_formats import (
+    _CHECKPOINT_SUFFIXES,
+    PathArg,
+    _check_loras,
+    _check_sd15_checkpoint,
+    _existing,
+    _from_pretrained,
+    _load_tokenizer,
+    _read_checkpoint,
+    _read_config,
+)
+from anyi2v.daemon.pipeline.models import ANIMATEDIFF_SCHEDULER, Models
+from anyi2v.daemon.pipeline.single_file import (
+    SD15_CONFIG_DIR,
+    _convert_sd15_checkpoint,
+    _load_adapter,
+    _single_file_tokenizer,
+)
+
+__all__ = ["REQUIRED_UNET_LAYERS", "check_unet_layers", "load_models", "resolve_device", "resolve_dtype"]
+
+REQUIRED_UNET_LAYERS = (
+    "up_blocks.1.attentions.0.transformer_blocks.0.attn1",
+    "up_blocks.1.attentions.1.transformer_blocks.0.attn1",
+    "up_blocks.2.attentions.0.transformer_blocks.0.attn1",
+    "up_blocks.2.attentions.1.transformer_blocks.0.attn1",
+    "up_blocks.1.resnets.0",
+    "up_blocks.1.resnets.1",
+    "up_blocks.2.resnets.0",
+    "up_blocks.2.resnets.1",
+)
+"""UNet modules whose features AnyI2V reads and replaces."""
+
+_FOLDER_PARTS = ("unet", "vae", "text_encoder", "tokenizer")
+_FOLDER_HINT = "a diffusers SD 1.5 folder has unet/, vae/, text_encoder/, tokenizer/"
+_ADAPTER_HINT = (
+    "pass motion_adapter=<a diffusers MotionAdapter folder, or an AnimateDiff motion module .safetensors/.ckpt>"
+)
+
+_DTYPES: dict[str, torch.dtype] = {
+    "fp16": torch.float16,
+    "float16": torch.float16,
+    "half": torch.float16,
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+    "fp32": torch.float32,
+    "float32": torch.float32,
+    "float": torch.float32,
+}
+
+
+# --- device and dtype ----------------------------------------------------------------------------------
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``None`` is CUDA when available, else the CPU; strings are anything ``torch.device`` reads."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as error:
+        raise ModelLoadError(f"device {device!r}: not a torch device ({error})") from error
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError(f"device {device!r}: CUDA is not available on this machine; use 'cpu'")
+    return resolved
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """``None`` is float16 on CUDA and float32 elsewhere; strings: fp16/float16/half, bf16/bfloat16,
+    fp32/float32/float (a ``torch.`` prefix is allowed)."""
+    if dtype is None:
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, torch.dtype):
+        if dtype not in _DTYPES.values():
+            raise ModelLoadError(f"dtype {dtype}: expected float16, bfloat16 or float32")
+        return dtype
+    name = dtype.strip().lower().removeprefix("torch.")
+    if name not in _DTYPES:
+        raise ModelLoadError(f"dtype {dtype!r}: expected one of {', '.join(sorted(_DTYPES))}")
+    return _DTYPES[name]
+
+
+# --- the entry point -----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Parts:
+    unet: Any
+    vae: Any
+    text_encoder: Any
+    tokenizer: Any
+    kind: str
+    inputs: list[Path]
+
+
+def load_models(
+    source: PathArg,
+    *,
+    motion_adapter: PathArg | None = None,
+    loras: Sequence[tuple[PathArg, float]] = (),
+    tokenizer: PathArg | None = None,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    allow_network: bool = False,
+    config_dir: PathArg | None = None,
+) -> Models:
+    """Load SD 1.5 + AnimateDiff weights from ``source`` (see :mod:`~anyi2v.daemon.pipeline.loading` for what
+    it may be).
+
+    ``motion_adapter``: a diffusers ``MotionAdapter`` folder or an original AnimateDiff motion module file;
+    required unless ``source``'s UNet already has motion modules. ``loras``: ``(file, weight)`` pairs,
+    fused into the weights. ``tokenizer``: a CLIP tokenizer folder, replacing the source's (needed for a
+    single-file checkpoint). ``device``/``dtype``: see :func:`resolve_device` and :func:`resolve_dtype`.
+    ``config_dir``: SD 1.5 configs for single files (default: the shipped :data:`SD15_CONFIG_DIR`).
+    ``allow_network``: let diffusers/transformers reach the Hub (off: ``local_files_only=True``).
+    """
+    target_device = resolve_device(device)
+    target_dtype = resolve_dtype(dtype, target_device)
+    local_only = not allow_network
+    src = _existing(source, "model source")
+    configs = Path(config_dir).expanduser() if config_dir is not None else SD15_CONFIG_DIR
+    adapter = _existing(motion_adapter, "motion adapter") if motion_adapter is not None else None
+    tokenizer_dir = _existing(tokenizer, "tokenizer") if tokenizer is not None else None
+    lora_files = _check_loras(loras)
+
+    if src.is_dir():
+        parts = _load_folder(src, adapter, tokenizer_dir, configs, local_only)
+    else:
+        parts = _load_single_file(src, adapter, tokenizer_dir, configs, local_only)
+
+    _check_fit(parts, src)
+    check_unet_layers(parts.unet, src)
+    scheduler = DDIMScheduler(**ANIMATEDIFF_SCHEDULER)
+    identity = _identity(parts.kind, src, parts.inputs, lora_files)
+    models = Models(parts.unet, parts.vae, parts.text_encoder, parts.tokenizer, scheduler, identity)
+    if lora_files:
+        _fuse_loras(models, lora_files, local_only)
+    return models.to(target_device, target_dtype)
+
+
+def check_unet_layers(unet: torch.nn.Module, where: PathArg) -> None:
+    """Raise :class:`ModelLoadError` unless ``unet`` has every module of :data:`REQUIRED_UNET_LAYERS`."""
+    names = {name for name, _ in unet.named_modules()}
+    missing = [name for name in REQUIRED_UNET_LAYERS if name not in names]
+    if missing:
+        raise ModelLoadError(
+            f"{where}: the UNet lacks layers AnyI2V needs (SD 1.5 + AnimateDiff layout expected): {', '.join(missing)}"
+        )
+
+
+# --- sources -------------------------------------------------------------------------------------------
+
+
+def _load_folder(
+    src: Path, adapter: Path | None, tokenizer_dir: Path | None, configs: Path, local_only: bool
+) -> _Parts:
+    needed = [part for part in _FOLDER_PARTS if not (part == "tokenizer" and tokenizer_dir is not None)]
+    missing = [part for part in needed if not (src / part).is_dir()]
+    if missing:
+        listed = ", ".join(f"{part}/" for part in missing)
+        raise ModelLoadError(f"{src / missing[0]}: not found ({listed} missing); {_FOLDER_HINT}")
+    if (src / "text_encoder_2").is_dir():
+        raise ModelLoadError(f"{src}: an SD XL folder (it has text_encoder_2/); only SD 1.5 is supported")
+
+    unet_dir = src / "unet"
+    unet_class = _read_config(unet_dir / "config.json").get("_class_name")
+    inputs = [src / part for part in needed]
+    if tokenizer_dir is not None:
+        inputs.append(tokenizer_dir)
+    if unet_class == "UNetMotionModel":
+        unet = _from_pretrained(UNetMotionModel, unet_dir, local_only)
+        kind = "motion-folder"
+        if adapter is not None:
+            _replace_motion_modules(unet, unet_dir, _load_adapter(adapter, configs, local_only), adapter)
+            inputs.append(adapter)
+            if adapter.is_file():
+                inputs.append(configs / "motion_adapter")
+    elif unet_class == "UNet2DConditionModel":
+        if adapter is None and (src / "motion_adapter").is_dir():
+            adapter = src / "motion_adapter"
+        if adapter is None:
+            raise ModelLoadError(
+                f"{unet_dir}: a 2D SD 1.5 UNet (UNet2DConditionModel) needs AnimateDiff motion modules; {_ADAPTER_HINT}"
+            )
+        unet2d = _from_pretrained(UNet2DConditionModel, unet_dir, local_only)
+        unet = _combine(unet2d, unet_dir, _load_adapter(adapter, configs, local_only), adapter)
+        kind = "sd15-folder"
+        inputs.append(adapter)
+        if adapter.is_file():  # its config comes partly from the config folder
+            inputs.append(configs / "motion_adapter")
+    else:
+        raise ModelLoadError(
+            f"{unet_dir / 'config.json'}: _class_name is {unet_class!r}; "
+            "expected UNet2DConditionModel or UNetMotionModel"
+        )
+    if unet.config.get("addition_embed_type") is not None:
+        raise ModelLoadError(f"{unet_dir}: an SD XL UNet (addition_embed_type is set); only SD 1.5 is supported")
+    vae = _from_pretrained(AutoencoderKL, src / "vae", local_only)
+    text_encoder = _from_pretrained(CLIPTextModel, src / "text_encoder", local_only)
+    tok = _load_tokenizer(tokenizer_dir if tokenizer_dir is not None else src / "tokenizer", local_only)
+    return _Parts(unet, vae, text_encoder, tok, kind, inputs)
+
+
+def _load_single_file(
+    src: Path, adapter: Path | None, tokenizer_dir: Path | None, configs: Path, local_only: bool
+) -> _Parts:
+    if src.suffix.lower() not in _CHECKPOINT_SUFFIXES:
+        raise ModelLoadError(
+            f"{src}: expected a diffusers SD 1.5 folder or a single .safetensors/.ckpt SD 1.5 checkpoint"
+        )
+    checkpoint = _read_checkpoint(src)
+    _check_sd15_checkpoint(checkpoint, src)
+    if adapter is None:
+        raise ModelLoadError(f"{src}: a single-file SD 1.5 checkpoint has no motion modules; {_ADAPTER_HINT}")
+    unet2d, vae, text_encoder = _convert_sd15_checkpoint(checkpoint, src, configs)
+
+    unet = _combine(unet2d, src, _load_adapter(adapter, configs, local_only), adapter)
+    tok, tokenizer_input = _single_file_tokenizer(src, tokenizer_dir, configs, local_only)
+    inputs = [src, adapter, configs]
+    if tokenizer_input is not None:
+        inputs.append(tokenizer_input)
+    return _Parts(unet, vae, text_encoder, tok, "sd15-file", inputs)
+
+
+# --- motion modules ------------------------------------------------------------------------------------
+
+
+def _combine(unet2d: Any, unet_where: Path, adapter: Any, adapter_where: Path) -> Any:
+    unet_channels = list(unet2d.config["block_out_channels"])
+    adapter_channels = list(adapter.config["block_out_channels"])
+    if unet_channels != adapter_channels:
+        raise ModelLoadError(
+            f"{adapter_where}: motion modules for block channels {adapter_channels} do not fit the UNet in "
+            f"{unet_where} (channels {unet_channels})"
+        )
+    try:
+        unet = UNetMotionModel.from_unet2d(unet2d, adapter)
+    except Exception as error:
+        raise ModelLoadError(f"{adapter_where}: motion modules do not fit the UNet in {unet_where}: {error}") from error
+    return unet
+
+
+def _replace_motion_modules(unet: Any, unet_where: Path, adapter: Any, adapter_where: Path) -> None:
+    differences = [
+        f"{unet_key}: UNet {unet.config[unet_key]!r}, adapter {adapter.config[adapter_key]!r}"
+        for unet_key, adapter_key in (
+            ("block_out_channels", "block_out_channels"),
+            ("layers_per_block", "motion_layers_per_block"),
+            ("use_motion_mid_block", "use_motion_mid_block"),
+            ("motion_max_seq_length", "motion_max_seq_length"),
+        )
+        if _normalised(unet.config[unet_key], len(unet.config["block_out_channels"]))
+        != _normalised(adapter.config[adapter_key], len(adapter.config["block_out_channels"]))
+    ]
+    if differences:
+        raise ModelLoadError(
+            f"{adapter_where}: motion modules do not fit the UNetMotionModel in {unet_where}: {'; '.join(differences)}"
+        )
+    try:
+        unet.load_motion_modules(adapter)
+    except Exception as error:
+        raise ModelLoadError(f"{adapter_where}: motion modules do not fit the UNet in {unet_where}: {error}") from error
+
+
+def _normalised(value: object, blocks: int) -> object:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return [value] * blocks
+    if isinstance(value, list | tuple):
+        return list(value)
+    return value
+
+
+# --- the parts together --------------------------------------------------------------------------------
+
+
+def _check_fit(parts: _Parts, src: Path) -> None:
+    """Parts that load one by one but could not run together."""
+    hidden = int(parts.text_encoder.config.hidden_size)
+    cross = parts.unet.config["cross_attention_dim"]
+    if cross != hidden:
+        raise ModelLoadError(
+            f"{src}: the UNet attends to {cross}-wide text features but the text encoder gives {hidden}; "
+            "they are not parts of one SD 1.5 model"
+        )
+    vocabulary = int(parts.text_encoder.config.vocab_size)
+    if len(parts.tokenizer) > vocabulary:
+        raise ModelLoadError(
+            f"{src}: the tokenizer has {len(parts.tokenizer)} tokens but the text encoder embeds {vocabulary}; "
+            "they do not belong together"
+        )
+    if parts.unet.config["in_channels"] != parts.vae.config["latent_channels"]:
+        raise ModelLoadError(
+            f"{src}: the UNet takes {parts.unet.config['in_channels']} channels but the VAE makes "
+            f"{parts.vae.config['latent_channels']}; inpainting and other variants are not supported"
+        )
+
+
+# --- LoRA ----------------------------------------------------------------------------------------------
+
+
+def _fuse_loras(models: Models, loras: Sequence[tuple[Path, float]], local_only: bool) -> None:
+    """Load each LoRA as a PEFT adapter, fuse all at their weights into the UNet and text encoder, unload."""
+    from diffusers import AnimateDiffPipeline  # a holder for diffusers' LoRA loading; imported only when used
+
+    holder = AnimateDiffPipeline(
+        vae=models.vae,
+        text_encoder=models.text_encoder,
+        tokenizer=models.tokenizer,
+        unet=models.unet,
+        motion_adapter=None,
+        scheduler=models.scheduler,
+    )
+    names = [f"anyi2v_lora_{index}" for index in range(len(loras))]
+    for name, (path, _) in zip(names, loras, strict=True):
+        try:
+            holder.load_lora_weights(
+                str(path.parent), weight_name=path.name, adapter_name=name, local_files_only=local_only
+            )
+        except Exception as error:
+            raise ModelLoadError(
+                f"{path}: not a LoRA for this SD 1.5 UNet / text encoder ({type(error).__name__}: {error})"
+            ) from error
+    try:
+        holder.set_adapters(names, adapter_weights=[weight for _, weight in loras])
+        holder.fuse_lora(components=["unet", "text_encoder"], lora_scale=1.0, adapter_names=names)
+        holder.unload_lora_weights()
+    except Exception as error:
+        files = ", ".join(str(path) for path, _ in loras)
+        raise ModelLoadError(f"{files}: the LoRAs could not be fused ({type(error).__name__}: {error})") from error
+
+
+# --- identity ------------------------------------------------------------------------------------------
+
+
+def _identity(kind: str, src: Path, inputs: Iterable[Path], loras: Sequence[tuple[Path, float]]) -> str:
+    """Resolved paths, sizes and modification times of every file read (no file content is hashed)."""
+    digest = hashlib.sha256(kind.encode())
+    for entry in inputs:
+        if not entry.exists():
+            continue
+        files = sorted(p for p in entry.rglob("*") if p.is_file()) if entry.is_dir() else [entry]
+        for file in files:
+            stat = file.stat()
+            digest.update(f"\n{file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    for path, weight in loras:
+        stat = path.stat()
+        digest.update(f"\nlora|{path}|{stat.st_size}|{stat.st_mtime_ns}|{weight!r}".encode())
+    return f"{kind}:{src.name}:{digest.hexdigest()[:20]}"
