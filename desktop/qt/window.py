@@ -41,7 +41,7 @@ from PySide6.QtWidgets import (
 )
 
 from anyi2v.desktop.models import edits
-from anyi2v.desktop.models.condition import ConditionRenderer, LatestWins, OrbitCamera, warm_up
+from anyi2v.desktop.models.condition import OrbitCamera, warm_up
 from anyi2v.desktop.models.connection import (
     ConnectionSettings,
     ConnectionStatus,
@@ -74,6 +74,7 @@ from anyi2v.shared.curves import INTERPOLATIONS
 from anyi2v.shared.errors import ShotError
 from anyi2v.shared.shot import Shot
 
+from .condition_controller import ConditionController
 from .condition_view import ConditionView
 from .images import to_qimage
 from .player import COMPARE_MODES, PlayerView
@@ -88,8 +89,6 @@ if TYPE_CHECKING:
 class Relay(QObject):
     """Signals emitted from worker threads; Qt queues them to the GUI thread."""
 
-    rendered = Signal(int, object)
-    render_failed = Signal(int, str)
     status = Signal(object)
     job_event = Signal(str, object)
     job_result = Signal(str, object)
@@ -163,10 +162,6 @@ class StudioWindow(QMainWindow):
         self.playback = Playback(16, 8.0)
         self.clipboard: tuple[ClipboardKey, ...] = ()
         self.selected_track: str | None = None
-        self.conditions: ShotConditions | None = None
-        self.condition_image: NDArray[np.uint8] | None = None
-        self._condition_shot: Shot | None = None
-        self._shown_generation = 0
         self.job: JobProgress | None = None
         self.job_shot: Shot | None = None
         self.result_folder: Path | None = None
@@ -177,13 +172,7 @@ class StudioWindow(QMainWindow):
         self.session: DaemonSession | None = None
         self.daemon: EmbeddedDaemon | None = None
         self.connection_status = ConnectionStatus("none")
-        self.renderer = ConditionRenderer()
-        self.render_worker: LatestWins[tuple[Shot, Path], ShotConditions] = LatestWins(
-            lambda request: self.renderer.render(*request),
-            lambda generation, result: self.relay.rendered.emit(generation, result),
-            lambda generation, error: self.relay.render_failed.emit(generation, str(error)),
-            name="anyi2v-studio-render",
-        )
+        self.renders = ConditionController()
         self._build_views()
         self._build_actions()
         self._connect_relay()
@@ -369,8 +358,9 @@ class StudioWindow(QMainWindow):
         self._action(run_menu, "Connect…", self.connection_dialog, None, "Local embedded daemon or a remote one")
 
     def _connect_relay(self) -> None:
-        self.relay.rendered.connect(self._rendered)
-        self.relay.render_failed.connect(self._render_failed)
+        self.renders.sig_busy_changed.connect(self._render_busy)
+        self.renders.sig_rendered.connect(self._rendered)
+        self.renders.sig_error.connect(self.error)
         self.relay.status.connect(self._status)
         self.relay.job_event.connect(self._job_event)
         self.relay.job_result.connect(self._job_result)
@@ -420,9 +410,7 @@ class StudioWindow(QMainWindow):
         self.undo_stack.clear()
         self.selection.set(())
         self.selected_track = None
-        self.conditions = self.condition_image = None
-        self._condition_shot = None
-        self._shown_generation = self.render_worker.latest + 1  # renders of the previous shot are dropped
+        self.renders.reset()
         self.condition_view.set_image(None)
         self.condition_view.set_object_boxes({})
         self.settings.object_names = ()
@@ -458,18 +446,10 @@ class StudioWindow(QMainWindow):
         if self.document is not None:
             self.settings.base_dir = self.document.base_dir  # (moves with a save as)
         self.settings.set_shot(shot)
-        if shot is not None and self.document is not None and self._condition_inputs_changed(shot):
-            self.request_render(shot)
+        if shot is not None and self.document is not None:
+            self.renders.shot_shown(shot, self.document.base_dir)
         self._update_actions()
         self._update_title()
-
-    def _condition_inputs_changed(self, shot: Shot) -> bool:
-        old = self._condition_shot
-        self._condition_shot = shot
-        if old is None:
-            return True
-        return (old.scene, old.conditions, old.output.width, old.output.height) != (
-            shot.scene, shot.conditions, shot.output.width, shot.output.height)  # fmt: skip
 
     def apply(self, text: str, change: Callable[[Shot], Shot], merge_key: str | None = None) -> bool:
         """Run an edit on the current shot and push it on the undo stack; a refused edit is explained in
@@ -526,7 +506,8 @@ class StudioWindow(QMainWindow):
 
     def add_object_track(self, name: str) -> None:
         """A new track from a scene object's box at frame 0, named after the object."""
-        box = self.conditions.object_boxes.get(name) if self.conditions is not None else None
+        conditions = self.renders.conditions
+        box = conditions.object_boxes.get(name) if conditions is not None else None
         if box is None:
             self.error(f"Track from object: the scene has no object {name!r} in view")
             return
@@ -616,12 +597,7 @@ class StudioWindow(QMainWindow):
 
     def _camera_preview(self, camera: OrbitCamera) -> None:
         if self.shot is not None and self.document is not None:
-            try:
-                preview = edits.set_camera(self.shot, camera.eye, camera.target, camera.fov_deg)
-            except EditError as error:
-                self.error(str(error))
-                return
-            self.request_render(preview)
+            self.renders.preview_camera(self.shot, self.document.base_dir, camera)
 
     def set_camera(self, camera: OrbitCamera) -> None:
         self.apply("Move camera", lambda shot: edits.set_camera(shot, camera.eye, camera.target, camera.fov_deg),
@@ -650,23 +626,13 @@ class StudioWindow(QMainWindow):
 
     # Condition rendering ----------------------------------------------------------------------
 
-    def request_render(self, shot: Shot) -> None:
-        assert self.document is not None
-        self.condition_view.busy = True
+    def _render_busy(self, busy: bool) -> None:
+        self.condition_view.busy = busy
         self.condition_view.update()
-        self.render_worker.submit((shot, self.document.base_dir))
 
-    def _rendered(self, generation: int, conditions: ShotConditions) -> None:
-        if generation < self._shown_generation:
-            return  # an older render finishing after a newer one
-        self._shown_generation = generation
-        self.conditions = conditions
-        from anyi2v.render.condition import to_uint8  # loaded by now: the worker rendered with it
-
-        self.condition_image = to_uint8(conditions.image)
-        image = to_qimage(self.condition_image)
-        # not idle(): the worker marks itself idle only after this signal was sent
-        self.condition_view.busy = not self.render_worker.is_latest(generation)
+    def _rendered(self, conditions: ShotConditions) -> None:
+        assert self.renders.condition_image is not None
+        image = to_qimage(self.renders.condition_image)
         self.condition_view.set_image(image)
         if self.result_condition is None:  # a result is compared with the condition it was made from
             self.player.set_condition(image)
@@ -680,13 +646,6 @@ class StudioWindow(QMainWindow):
             action = self.objects_menu.addAction(name, partial(self.add_object_track, name))
             action.setToolTip("A track that starts on this object's box at frame 0 (or double-click the object)")
         self.objects_menu.setEnabled(bool(names))
-
-    def _render_failed(self, generation: int, message: str) -> None:
-        if generation < self._shown_generation:
-            return
-        self.condition_view.busy = not self.render_worker.is_latest(generation)
-        self.condition_view.update()
-        self.error(f"The condition could not be rendered: {message}")
 
     # Files ------------------------------------------------------------------------------------
 
@@ -814,7 +773,7 @@ class StudioWindow(QMainWindow):
 
     def shutdown(self) -> None:
         self.play_timer.stop()
-        self.render_worker.close()
+        self.renders.close()
         if self.session is not None:
             self.session.stop(timeout=0.5)  # its threads are daemon threads: none keeps the app alive
         if self.daemon is not None:
@@ -885,7 +844,7 @@ class StudioWindow(QMainWindow):
             return
         if not self.settings.seed_locked:
             self.apply("Random seed", edits.randomize_seed)
-        shot, base_dir, session = self.shot, self.document.base_dir, self.session
+        shot, base_dir, session, renderer = self.shot, self.document.base_dir, self.session, self.renders.renderer
         history = self._history()
         job = JobProgress("", shot.output.n_frames, state="preparing", stage="preparing")
         self.job, self.job_shot, self.result_folder, self.shown_result = job, shot, None, None
@@ -897,7 +856,7 @@ class StudioWindow(QMainWindow):
         def prepare() -> tuple[str, dict[str, Any], NDArray[np.uint8]]:
             from anyi2v.render.condition import to_uint8
 
-            conditions = self.renderer.render(shot, base_dir)
+            conditions = renderer.render(shot, base_dir)
             resolved = shot.model_copy(update={"tracks": conditions.tracks})
             document = json.loads(resolved.model_dump_json())
             condition = to_uint8(conditions.image)
@@ -1039,7 +998,7 @@ class StudioWindow(QMainWindow):
     def _show_result_condition(self, condition: NDArray[np.uint8] | None) -> None:
         """Compare the result with the condition it was made from (the current one when not known)."""
         self.result_condition = condition
-        shown = condition if condition is not None else self.condition_image
+        shown = condition if condition is not None else self.renders.condition_image
         self.player.set_condition(to_qimage(shown) if shown is not None else None)
 
     def result_frames(self) -> list[NDArray[np.uint8]]:

@@ -44,9 +44,9 @@ def test_generate_with_the_embedded_daemon_play_and_export(qtbot, studio, tmp_pa
     ticks = TickCounter()
 
     assert window.open_path(shots / "demo.json"), window.last_error
-    qtbot.waitUntil(lambda: window.conditions is not None, timeout=60_000)
-    assert window.condition_image is not None
-    assert window.condition_image.std() > 0  # a depth image, not blank
+    qtbot.waitUntil(lambda: window.renders.conditions is not None, timeout=60_000)
+    assert window.renders.condition_image is not None
+    assert window.renders.condition_image.std() > 0  # a depth image, not blank
     save_screenshot(window, "2-mesh-loaded-depth")
     # Move the torus's box at frame 8 down: a new key there, and the generated clip follows it.
     window.playback.set_frame(8)
@@ -85,7 +85,7 @@ def test_generate_with_the_embedded_daemon_play_and_export(qtbot, studio, tmp_pa
     assert window.result_folder.parent == shots / "demo.results"
     # the condition it was made from is kept with it: compare modes show that one, not a later render
     qtbot.waitUntil(lambda: (window.result_folder / "condition.png").is_file(), timeout=10_000)
-    assert np.array_equal(window.result_condition, window.condition_image)
+    assert np.array_equal(window.result_condition, window.renders.condition_image)
     qtbot.waitUntil(lambda: window.history_combo.count() == 1, timeout=10_000)  # listed off the GUI thread
     assert window.history_combo.currentData() == str(window.result_folder)
     # the status line learns the device once the model has loaded, and that the daemon is idle again

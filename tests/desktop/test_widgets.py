@@ -13,7 +13,7 @@ from tests.desktop.conftest import TickCounter, drag, point
 
 def open_demo(qtbot, window) -> None:
     assert window.open_path(EXAMPLES / "demo.json"), window.last_error
-    qtbot.waitUntil(lambda: window.conditions is not None, timeout=60_000)
+    qtbot.waitUntil(lambda: window.renders.conditions is not None, timeout=60_000)
 
 
 def test_draw_a_box_move_it_at_another_frame_and_undo(qtbot, window):
@@ -89,7 +89,7 @@ def test_the_event_loop_keeps_turning_while_a_mesh_loads_and_orbits(qtbot, windo
         qtbot.mouseMove(view, centre + QPoint(4 * step, step))
     qtbot.mouseRelease(view, Qt.MouseButton.RightButton, pos=centre + QPoint(120, 29))
     eye = window.shot.scene.camera.eye
-    qtbot.waitUntil(lambda: window.render_worker.idle() and not view.busy, timeout=30_000)
+    qtbot.waitUntil(lambda: window.renders.render_worker.idle() and not view.busy, timeout=30_000)
     ticks.stop()
     assert eye != (0.75, 0.5, 2.9)  # the orbit moved the shot's camera
     assert len(ticks.times) > 10
@@ -139,11 +139,11 @@ def test_closing_with_unsaved_changes_asks_and_can_save(qtbot, window, tmp_path,
 
 def test_double_clicking_a_scene_object_seeds_a_track_from_its_box(qtbot, window):
     assert window.open_path(EXAMPLES / "assets" / "torus.obj"), window.last_error  # a new shot, no tracks
-    qtbot.waitUntil(lambda: window.conditions is not None, timeout=60_000)
+    qtbot.waitUntil(lambda: window.renders.conditions is not None, timeout=60_000)
     assert window.shot.tracks == ()
-    (name, box), *_ = window.conditions.object_boxes.items()
+    (name, box), *_ = window.renders.conditions.object_boxes.items()
     assert window.objects_menu.isEnabled()
-    assert [action.text() for action in window.objects_menu.actions()] == list(window.conditions.object_boxes)
+    assert [action.text() for action in window.objects_menu.actions()] == list(window.renders.conditions.object_boxes)
     view = window.condition_view
     centre = point(view, (box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
     qtbot.mouseDClick(view, Qt.MouseButton.LeftButton, pos=centre)
@@ -190,8 +190,8 @@ def test_an_image_layer_over_the_scene_limited_to_a_mask(qtbot, window, tmp_path
     mask[:, 64:] = 255  # the right half
     Image.fromarray(mask).save(shots / "right.png")
     assert window.open_path(shots / "demo.json"), window.last_error
-    qtbot.waitUntil(lambda: window.conditions is not None, timeout=60_000)
-    depth = window.condition_image.copy()
+    qtbot.waitUntil(lambda: window.renders.conditions is not None, timeout=60_000)
+    depth = window.renders.condition_image.copy()
     panel = window.settings
     picks = iter([shots / "white.png", shots / "right.png"])
     panel.pick_file = lambda title, file_filter: next(picks)
@@ -211,8 +211,8 @@ def test_an_image_layer_over_the_scene_limited_to_a_mask(qtbot, window, tmp_path
     combo.activated.emit(combo.count() - 1)
     assert window.shot.conditions[1].region.kind == "mask"
     assert window.shot.conditions[1].region.path == "right.png"
-    qtbot.waitUntil(lambda: window.render_worker.idle() and not window.condition_view.busy, timeout=30_000)
-    image = window.condition_image
+    qtbot.waitUntil(lambda: window.renders.render_worker.idle() and not window.condition_view.busy, timeout=30_000)
+    image = window.renders.condition_image
     assert image[:, 70:].min() == 255  # the white image, inside the mask
     assert np.array_equal(image[:, :60], depth[:, :60])  # the depth render outside it
     window.undo_stack.undo()
@@ -270,7 +270,7 @@ def test_text_typed_a_moment_ago_is_saved_and_sent(qtbot, window, tmp_path):
 
     shutil.copytree(EXAMPLES, tmp_path / "shots")
     assert window.open_path(tmp_path / "shots" / "demo.json")
-    qtbot.waitUntil(lambda: window.conditions is not None, timeout=60_000)
+    qtbot.waitUntil(lambda: window.renders.conditions is not None, timeout=60_000)
     prompt = window.settings.prompt
     prompt.setFocus()
     prompt.selectAll()
@@ -296,7 +296,7 @@ def test_save_as_to_another_folder_keeps_every_path_and_undo_pointing_at_the_sam
 
     shutil.copytree(EXAMPLES, tmp_path / "a")
     assert window.open_path(tmp_path / "a" / "camera_pan.json"), window.last_error  # an image layer
-    qtbot.waitUntil(lambda: window.conditions is not None, timeout=60_000)
+    qtbot.waitUntil(lambda: window.renders.conditions is not None, timeout=60_000)
     image = (tmp_path / "a" / window.shot.conditions[0].source.path).resolve()
     window.apply("Set prompt", lambda shot: shot.model_copy(update={"prompt": "first"}))
     target = tmp_path / "b" / "deep" / "pan.json"
