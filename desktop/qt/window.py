@@ -8,9 +8,6 @@ stack. Rendering, ZeroMQ and disk work run on other threads and come back as que
 
 from __future__ import annotations
 
-import hashlib
-import json
-import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -20,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
-from PySide6.QtCore import QObject, QPoint, QSize, Qt, QTimer, Signal
+from PySide6.QtCore import QPoint, QSize, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QUndoCommand, QUndoStack
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -45,8 +42,6 @@ from anyi2v.desktop.models.condition import OrbitCamera, warm_up
 from anyi2v.desktop.models.connection import (
     ConnectionSettings,
     ConnectionStatus,
-    DaemonSession,
-    EmbeddedDaemon,
     JobResult,
 )
 from anyi2v.desktop.models.document import ShotDocument, rebase_paths
@@ -59,7 +54,6 @@ from anyi2v.desktop.models.files import (
     ResultHistory,
     StudioConfig,
     config_dir,
-    data_dir,
     default_export_path,
     export_target,
     load_result,
@@ -74,9 +68,11 @@ from anyi2v.shared.curves import INTERPOLATIONS
 from anyi2v.shared.errors import ShotError
 from anyi2v.shared.shot import Shot
 
+from .background import Background
 from .condition_controller import ConditionController
 from .condition_view import ConditionView
 from .images import to_qimage
+from .jobs_controller import JobsController
 from .player import COMPARE_MODES, PlayerView
 from .settings_panel import SettingsPanel
 from .timeline import TimelineView
@@ -84,16 +80,6 @@ from .widgets import tool_button
 
 if TYPE_CHECKING:
     from anyi2v.render.shot_conditions import ShotConditions
-
-
-class Relay(QObject):
-    """Signals emitted from worker threads; Qt queues them to the GUI thread."""
-
-    status = Signal(object)
-    job_event = Signal(str, object)
-    job_result = Signal(str, object)
-    job_error = Signal(str, str)
-    work_done = Signal(object, object)  # callback, value: run on the GUI thread
 
 
 class ShotCommand(QUndoCommand):
@@ -155,27 +141,24 @@ class StudioWindow(QMainWindow):
         self.ask_unsaved: Callable[[str], QMessageBox.StandardButton] = self._ask_unsaved
         warm_up()
         self.config = StudioConfig.load(self.config_path)
-        self.relay = Relay()
+        self.background = Background(self.error)
+        self.in_background = self.background.run
         self.document: ShotDocument | None = None
         self.undo_stack = QUndoStack(self)
         self.selection = KeySelection()
         self.playback = Playback(16, 8.0)
         self.clipboard: tuple[ClipboardKey, ...] = ()
         self.selected_track: str | None = None
-        self.job: JobProgress | None = None
-        self.job_shot: Shot | None = None
         self.result_folder: Path | None = None
         self.shown_result: LoadedResult | None = None  # a result chosen from the history
         self.result_condition: NDArray[np.uint8] | None = None  # what the shown result was made from
         self._history_token = 0  # drops listings and loads that a newer one overtook
         self.last_error = ""
-        self.session: DaemonSession | None = None
-        self.daemon: EmbeddedDaemon | None = None
-        self.connection_status = ConnectionStatus("none")
         self.renders = ConditionController()
+        self.jobs = JobsController(self.renders.renderer)  # renders take turns on the shared renderer
         self._build_views()
         self._build_actions()
-        self._connect_relay()
+        self._connect_controllers()
         self.play_timer = QTimer(self)
         self.play_timer.timeout.connect(self.playback.tick)
         self.playback.frame_changed.connect(self._frame_changed)
@@ -183,12 +166,12 @@ class StudioWindow(QMainWindow):
         self.selection.changed.connect(lambda _: self._update_actions())
         self.undo_stack.cleanChanged.connect(self._clean_changed)  # a method: Qt drops it with the window
         self.show_shot(None)
-        self._status(self.connection_status)
+        self._status(self.jobs.connection_status)
         self._fill_recent_menu()
         if self.config.problem:
             self.error(self.config.problem)
         if start_daemon:
-            self.connect_daemon(connection or self.config.connection)
+            self.jobs.connect_daemon(connection or self.config.connection)
 
     # Building ---------------------------------------------------------------------------------
 
@@ -247,7 +230,7 @@ class StudioWindow(QMainWindow):
         self.generate_button.clicked.connect(self.generate)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setToolTip("Cancel the running generation (Esc)")
-        self.cancel_button.clicked.connect(self.cancel_job)
+        self.cancel_button.clicked.connect(self.jobs.cancel)
         self.progress = QProgressBar()
         self.progress.setTextVisible(True)
         self.progress.setFormat("")
@@ -354,37 +337,22 @@ class StudioWindow(QMainWindow):
 
         run_menu = bar.addMenu("&Generate")
         self._action(run_menu, "Generate", self.generate, "Ctrl+Return")
-        self._action(run_menu, "Cancel", self.cancel_job, "Escape")
+        self._action(run_menu, "Cancel", self.jobs.cancel, "Escape")
         self._action(run_menu, "Connect…", self.connection_dialog, None, "Local embedded daemon or a remote one")
 
-    def _connect_relay(self) -> None:
+    def _connect_controllers(self) -> None:
         self.renders.sig_busy_changed.connect(self._render_busy)
         self.renders.sig_rendered.connect(self._rendered)
-        self.renders.sig_error.connect(self.error)
-        self.relay.status.connect(self._status)
-        self.relay.job_event.connect(self._job_event)
-        self.relay.job_result.connect(self._job_result)
-        self.relay.job_error.connect(self._job_error)
-        self.relay.work_done.connect(lambda callback, value: callback(value))
-
-    def in_background(
-        self, work: Callable[[], Any], done: Callable[[Any], None], what: str,
-        failed: Callable[[str], None] | None = None,
-    ) -> threading.Thread:  # fmt: skip
-        """Run ``work`` off the GUI thread; ``done(result)`` runs on the GUI thread, and so does
-        ``failed(message)`` when it raises (by default the message is shown)."""
-
-        def run() -> None:
-            try:
-                value = work()
-            except Exception as error:  # shown to the user as a message, never a traceback
-                self.relay.work_done.emit(failed or self.error, f"{what}: {error}")
-            else:
-                self.relay.work_done.emit(done, value)
-
-        thread = threading.Thread(target=run, name=f"anyi2v-studio-{what}", daemon=True)
-        thread.start()
-        return thread
+        self.jobs.sig_status_changed.connect(self._status)
+        self.jobs.sig_job_started.connect(self._job_started)
+        self.jobs.sig_job_changed.connect(lambda _: self._show_progress())
+        self.jobs.sig_frame.connect(self.player.set_frame_image)
+        self.jobs.sig_previews.connect(lambda job: self.player.set_frames(job.frames, job.previews))
+        self.jobs.sig_condition_sent.connect(self._show_result_condition)
+        self.jobs.sig_job_done.connect(self._job_done)
+        for controller in (self.renders, self.jobs):
+            controller.sig_error.connect(self.error)
+        self.jobs.sig_info.connect(self.info)
 
     # Messages ---------------------------------------------------------------------------------
 
@@ -418,8 +386,7 @@ class StudioWindow(QMainWindow):
         self.player.set_condition(None)
         self.result_condition = None
         self.player.set_frames([])
-        self.job = None
-        self.job_shot = None
+        self.jobs.forget()
         self.shown_result = None
         if document is not None:
             document.changed.connect(lambda _: self._update_title())
@@ -478,9 +445,8 @@ class StudioWindow(QMainWindow):
 
     def _update_actions(self) -> None:
         has_shot = self.shot is not None
-        running = self.job is not None and not self.job.finished
-        self.generate_button.setEnabled(has_shot and not running)
-        self.cancel_button.setEnabled(running)
+        self.generate_button.setEnabled(has_shot and not self.jobs.running)
+        self.cancel_button.setEnabled(self.jobs.running)
         self.save_action.setEnabled(has_shot)
         self.key_button.setEnabled(self.selected_track is not None)
         self.export_action.setEnabled(bool(self.result_frames()))
@@ -774,45 +740,9 @@ class StudioWindow(QMainWindow):
     def shutdown(self) -> None:
         self.play_timer.stop()
         self.renders.close()
-        if self.session is not None:
-            self.session.stop(timeout=0.5)  # its threads are daemon threads: none keeps the app alive
-        if self.daemon is not None:
-            self.daemon.stop()  # the embedded daemon is a child process: it must not outlive the app
+        self.jobs.shutdown()
 
     # Connection -------------------------------------------------------------------------------
-
-    def connect_daemon(self, settings: ConnectionSettings) -> None:
-        """Connect to the daemon ``settings`` name: start the embedded one, or reach a remote one."""
-        problem = settings.problem()
-        if problem is not None:
-            self.error(f"Connection: {problem}")
-            return
-        old_session, old_daemon = self.session, self.daemon
-        self.session = self.daemon = None
-        if old_session is not None or old_daemon is not None:
-
-            def stop_old() -> None:  # joining threads and waiting for a process: never on the GUI thread
-                if old_session is not None:
-                    old_session.stop(timeout=1.0)
-                if old_daemon is not None:
-                    old_daemon.stop()
-
-            threading.Thread(target=stop_old, name="anyi2v-studio-disconnect", daemon=True).start()
-        if settings.mode == "local":
-            self.daemon = EmbeddedDaemon(data_dir() / "daemon", settings.model, settings.device)
-            self.daemon.start()
-            address, keys, exit_problem = self.daemon.address, None, self.daemon.exit_problem
-            self._status(ConnectionStatus("starting", address))
-        else:
-            address, exit_problem = settings.address, (lambda: None)
-            try:
-                keys = settings.keys()
-            except (OSError, ValueError) as error:
-                self.error(f"Connection: cannot read the keys: {error}")
-                return
-            self._status(ConnectionStatus("connecting", address))
-        self.session = DaemonSession(address, keys, self.relay.status.emit, exit_problem=exit_problem)
-        self.session.start()
 
     def connection_dialog(self) -> None:
         from .connection_dialog import ConnectionDialog
@@ -821,10 +751,9 @@ class StudioWindow(QMainWindow):
         if dialog.exec():
             self.config.connection = dialog.settings()
             self._save_config()
-            self.connect_daemon(self.config.connection)
+            self.jobs.connect_daemon(self.config.connection)
 
     def _status(self, status: ConnectionStatus) -> None:
-        self.connection_status = status
         self.connection_label.setText(status.line)
         colour = {"connected": "#3ecf8e", "error": "#ff5a5f", "disconnected": "#ffc145"}.get(status.state, "#a0a0a0")
         self.connection_label.setStyleSheet(f"color: {colour}")
@@ -833,62 +762,23 @@ class StudioWindow(QMainWindow):
 
     def generate(self) -> None:
         self.settings.commit_pending()  # text typed a moment ago is part of the shot sent
-        if self.shot is None or self.document is None:
-            self.error("Generate: open a shot, a mesh or an image first")
-            return
-        if self.job is not None and not self.job.finished:
-            self.error("Generate: a generation is running; cancel it first")
-            return
-        if self.session is None or self.connection_status.state not in ("connected",):
-            self.error(f"Generate: no daemon yet ({self.connection_status.line}); try again once connected")
+        problem = self.jobs.generate_problem(self.shot is not None and self.document is not None)
+        if problem is not None:
+            self.error(problem)
             return
         if not self.settings.seed_locked:
             self.apply("Random seed", edits.randomize_seed)
-        shot, base_dir, session, renderer = self.shot, self.document.base_dir, self.session, self.renders.renderer
-        history = self._history()
-        job = JobProgress("", shot.output.n_frames, state="preparing", stage="preparing")
-        self.job, self.job_shot, self.result_folder, self.shown_result = job, shot, None, None
+        assert self.document is not None
+        self.jobs.generate(self.document.shot, self.document.base_dir, self._history())
+
+    def _job_started(self, job: JobProgress, shot: Shot) -> None:
+        self.result_folder, self.shown_result = None, None
         self._show_result_condition(None)
         self.player.set_shot(shot)
         self.player.set_frames(job.frames)
-        self._show_progress()
-
-        def prepare() -> tuple[str, dict[str, Any], NDArray[np.uint8]]:
-            from anyi2v.render.condition import to_uint8
-
-            conditions = renderer.render(shot, base_dir)
-            resolved = shot.model_copy(update={"tracks": conditions.tracks})
-            document = json.loads(resolved.model_dump_json())
-            condition = to_uint8(conditions.image)
-            digest = hashlib.sha256(json.dumps(document, sort_keys=True).encode())
-            digest.update(condition.tobytes())
-            # one id per attempt: the daemon would answer a repeated id with the earlier job (a
-            # cancelled or failed one included) instead of running it again
-            return f"studio-{digest.hexdigest()[:24]}-{secrets.token_hex(4)}", document, condition
-
-        def submit(prepared: tuple[str, dict[str, Any], NDArray[np.uint8]]) -> None:
-            if self.job is not job or job.finished:
-                return  # cancelled while preparing, or another shot was opened meanwhile
-            job_id, document, condition = prepared
-            job.job_id = job_id
-            self._show_result_condition(condition)
-            session.run_job(
-                job_id, document, condition, history.new_folder(job_id),
-                on_event=lambda event: self.relay.job_event.emit(job_id, event),
-                on_result=lambda result: self.relay.job_result.emit(job_id, result),
-                on_error=lambda message: self.relay.job_error.emit(job_id, message),
-            )  # fmt: skip
-
-        def failed(message: str) -> None:
-            if self.job is job and not job.finished:
-                job.state, job.message = "failed", message
-                self._show_progress()
-            self.error(message)
-
-        self.in_background(prepare, submit, "preparing the job", failed)
 
     def _show_progress(self) -> None:
-        job = self.job
+        job = self.jobs.job
         if job is None:
             self.progress.setFormat("")
             self.progress.setValue(0)
@@ -899,49 +789,13 @@ class StudioWindow(QMainWindow):
         self.history_combo.setEnabled(self.history_combo.count() > 0 and (job is None or job.finished))
         self._update_actions()
 
-    def _job_event(self, job_id: str, event: Any) -> None:
-        if self.job is None or self.job.job_id != job_id:
-            return
-        before = self.job.frames_received
-        self.job.apply(event.type, event.content, event.buffers)
-        if event.type == "frame" and self.job.frames_received > before:
-            index = event.content.index
-            self.player.set_frame_image(index, self.job.frames[index])
-        elif event.type == "preview":
-            self.player.set_frames(self.job.frames, self.job.previews)
-        self._show_progress()
-
-    def _job_result(self, job_id: str, result: JobResult) -> None:
-        if self.job is None or self.job.job_id != job_id:
-            return
+    def _job_done(self, result: JobResult) -> None:
         self.result_folder = result.folder
-        self.job.state = "done"
-        self._show_progress()
         if self.result_condition is not None:
             condition = self.result_condition
             self.in_background(lambda: save_condition(result.folder, condition), lambda _: None,
                                "keeping the condition with the result")  # fmt: skip
         self._load_history(select=result.folder)
-        self.info(f"Generated {self.job.frames_received} frames; saved in {result.folder}")
-
-    def _job_error(self, job_id: str, message: str) -> None:
-        if self.job is not None and self.job.job_id == job_id and not self.job.finished:
-            self.job.state, self.job.message = "failed", message
-        self._show_progress()
-        self.error(message)
-
-    def cancel_job(self) -> None:
-        job = self.job
-        if job is None or job.finished or self.session is None:
-            return
-        if not job.job_id:  # still rendering the condition here: it is never sent
-            job.state = "cancelled"
-            self._show_progress()
-            self.info("Cancelled before it was sent")
-            return
-        job_id = job.job_id
-        self.session.cancel(job_id, lambda message: self.relay.job_error.emit(job_id, message))
-        self.info("Cancelling…")
 
     # History and export -----------------------------------------------------------------------
 
@@ -974,7 +828,7 @@ class StudioWindow(QMainWindow):
         self.in_background(history.entries, listed, "listing the results")
 
     def _history_chosen(self, index: int) -> None:
-        if index < 0 or (self.job is not None and not self.job.finished):
+        if index < 0 or self.jobs.running:
             return  # the combo is disabled while a job runs; a late signal changes nothing
         folder = Path(self.history_combo.itemData(index))
         if folder == self.result_folder and self.result_frames():
@@ -985,9 +839,10 @@ class StudioWindow(QMainWindow):
         def shown(result: LoadedResult) -> None:
             if token != self._history_token or self.document is not document:
                 return
-            if self.job is not None and not self.job.finished:
+            if self.jobs.running:
                 return  # a generation started while it loaded
-            self.job, self.job_shot, self.shown_result, self.result_folder = None, None, result, folder
+            self.shown_result, self.result_folder = result, folder
+            self.jobs.forget()
             self.player.set_shot(result.shot or self.shot)
             self.player.set_frames(list(result.frames))
             self._show_result_condition(result.condition)
@@ -1003,17 +858,18 @@ class StudioWindow(QMainWindow):
 
     def result_frames(self) -> list[NDArray[np.uint8]]:
         """The frames the player shows when they are all there: the job's, or a result from the history."""
-        if self.job is None:
+        job = self.jobs.job
+        if job is None:
             return list(self.shown_result.frames) if self.shown_result is not None else []
-        if all(frame is not None for frame in self.job.frames):
-            return [frame for frame in self.job.frames if frame is not None]
+        if all(frame is not None for frame in job.frames):
+            return [frame for frame in job.frames if frame is not None]
         return []
 
     def result_shot(self) -> Shot | None:
         """The shot that made the result shown (for its fps and the sidecar), when known."""
-        if self.job is None:
+        if self.jobs.job is None:
             return self.shown_result.shot if self.shown_result is not None else None
-        return self.job_shot
+        return self.jobs.job_shot
 
     def export_dialog(self) -> None:
         if not self.result_frames():

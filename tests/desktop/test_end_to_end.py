@@ -30,7 +30,9 @@ def studio(qtbot, studio_home):
     window.show()
     yield window
     window.shutdown()
-    assert window.daemon is None or window.daemon.process.poll() is not None, "the embedded daemon outlived the window"
+    assert window.jobs.daemon is None or window.jobs.daemon.process.poll() is not None, (
+        "the embedded daemon outlived the window"
+    )
 
 
 def test_generate_with_the_embedded_daemon_play_and_export(qtbot, studio, tmp_path, monkeypatch):
@@ -61,23 +63,23 @@ def test_generate_with_the_embedded_daemon_play_and_export(qtbot, studio, tmp_pa
     save_screenshot(window, "3-tracks-on-the-timeline")
 
     window.set_value(("sampling", "steps"), 3)
-    qtbot.waitUntil(lambda: window.connection_status.state == "connected", timeout=120_000)
-    assert "toy-world" in window.connection_status.line
+    qtbot.waitUntil(lambda: window.jobs.connection_status.state == "connected", timeout=120_000)
+    assert "toy-world" in window.jobs.connection_status.line
     with qtbot.waitActive(window):  # shortcuts go to the active window
         window.activateWindow()
     qtbot.keyClick(window, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)  # Generate
     assert "Generate" not in window.last_error, window.last_error
-    assert window.job is not None
-    qtbot.waitUntil(lambda: window.job is not None and (window.job.frames_received > 0 or window.job.finished),
-                    timeout=300_000)  # fmt: skip
-    if not window.job.finished:
+    assert window.jobs.job is not None
+    qtbot.waitUntil(lambda: window.jobs.job is not None
+                    and (window.jobs.job.frames_received > 0 or window.jobs.job.finished), timeout=300_000)  # fmt: skip
+    if not window.jobs.job.finished:
         save_screenshot(window, "4-generation-in-progress")
-    qtbot.waitUntil(lambda: window.job.finished, timeout=300_000)
-    assert window.job.state == "done", window.job.status_line
+    qtbot.waitUntil(lambda: window.jobs.job.finished, timeout=300_000)
+    assert window.jobs.job.state == "done", window.jobs.job.status_line
     ticks.stop()
     assert ticks.longest_gap() < 0.5, f"the GUI thread stalled for {ticks.longest_gap():.2f} s while generating"
 
-    assert [key.frame for key in window.job_shot.tracks[0].keyframes] == [0, 8, 15]  # the moved box was sent
+    assert [key.frame for key in window.jobs.job_shot.tracks[0].keyframes] == [0, 8, 15]  # the moved box was sent
     n_frames = window.shot.output.n_frames
     assert len(window.player.frames) == n_frames
     assert all(image is not None and image.width() == 128 for image in window.player.frames)
@@ -89,7 +91,7 @@ def test_generate_with_the_embedded_daemon_play_and_export(qtbot, studio, tmp_pa
     qtbot.waitUntil(lambda: window.history_combo.count() == 1, timeout=10_000)  # listed off the GUI thread
     assert window.history_combo.currentData() == str(window.result_folder)
     # the status line learns the device once the model has loaded, and that the daemon is idle again
-    qtbot.waitUntil(lambda: window.connection_status.line == "Connected: toy-world on cpu, idle", timeout=10_000)
+    qtbot.waitUntil(lambda: window.jobs.connection_status.line == "Connected: toy-world on cpu, idle", timeout=10_000)
     assert not window.condition_view.busy  # no stale "rendering…" once the last render is shown
 
     qtbot.keyClick(window, Qt.Key.Key_Space)  # play

@@ -239,29 +239,29 @@ class FakeSession:
 def connect_fake(window):
     from anyi2v.desktop.models.connection import ConnectionStatus
 
-    window.session = FakeSession()
-    window._status(ConnectionStatus("connected", "tcp://127.0.0.1:1", "toy-world", "cpu"))
-    return window.session
+    window.jobs.session = FakeSession()
+    window.jobs.set_status(ConnectionStatus("connected", "tcp://127.0.0.1:1", "toy-world", "cpu"))
+    return window.jobs.session
 
 
 def test_cancel_while_preparing_sends_nothing_and_each_attempt_is_a_new_job(qtbot, window):
     open_demo(qtbot, window)
     session = connect_fake(window)
     window.generate()
-    assert window.job.state == "preparing"
-    window.cancel_job()
-    assert window.job.state == "cancelled"
+    assert window.jobs.job.state == "preparing"
+    window.jobs.cancel()
+    assert window.jobs.job.state == "cancelled"
     qtbot.wait(1500)  # the condition render finishes meanwhile: the job must not be sent
     assert session.jobs == []
     window.generate()
     qtbot.waitUntil(lambda: len(session.jobs) == 1, timeout=30_000)
-    window.job.state = "failed"  # as a failed job ends
+    window.jobs.job.state = "failed"  # as a failed job ends
     window.generate()  # again, unchanged: a new id, or the daemon would answer with the failed job
     qtbot.waitUntil(lambda: len(session.jobs) == 2, timeout=30_000)
     first, second = session.jobs
     assert first != second
     assert first.rsplit("-", 1)[0] == second.rsplit("-", 1)[0]  # the same shot and condition
-    window.cancel_job()
+    window.jobs.cancel()
     assert session.cancelled == [second]
 
 
@@ -284,8 +284,8 @@ def test_text_typed_a_moment_ago_is_saved_and_sent(qtbot, window, tmp_path):
     qtbot.keyClicks(window.settings.steps.lineEdit(), "7")  # no Enter, no focus change
     session = connect_fake(window)
     window.generate()
-    assert window.job_shot.sampling.steps == 7
-    window.cancel_job()
+    assert window.jobs.job_shot.sampling.steps == 7
+    window.jobs.cancel()
     assert session.jobs == []
 
 
