@@ -25,22 +25,22 @@ from transformers import CLIPTextModel
 
 from anyi2v.daemon.pipeline.load_errors import ModelLoadError
 from anyi2v.daemon.pipeline.model_formats import (
-    _CHECKPOINT_SUFFIXES,
+    CHECKPOINT_SUFFIXES,
     PathArg,
-    _check_loras,
-    _check_sd15_checkpoint,
-    _existing,
-    _from_pretrained,
-    _load_tokenizer,
-    _read_checkpoint,
-    _read_config,
+    check_loras,
+    check_sd15_checkpoint,
+    existing_path,
+    load_pretrained,
+    load_tokenizer,
+    read_checkpoint,
+    read_config,
 )
 from anyi2v.daemon.pipeline.models import ANIMATEDIFF_SCHEDULER, Models
 from anyi2v.daemon.pipeline.single_file import (
     SD15_CONFIG_DIR,
-    _convert_sd15_checkpoint,
-    _load_adapter,
-    _single_file_tokenizer,
+    convert_sd15_checkpoint,
+    load_motion_adapter,
+    single_file_tokenizer,
 )
 
 __all__ = ["REQUIRED_UNET_LAYERS", "check_unet_layers", "load_models", "resolve_device", "resolve_dtype"]
@@ -143,11 +143,11 @@ def load_models(
     target_device = resolve_device(device)
     target_dtype = resolve_dtype(dtype, target_device)
     local_only = not allow_network
-    src = _existing(source, "model source")
+    src = existing_path(source, "model source")
     configs = Path(config_dir).expanduser() if config_dir is not None else SD15_CONFIG_DIR
-    adapter = _existing(motion_adapter, "motion adapter") if motion_adapter is not None else None
-    tokenizer_dir = _existing(tokenizer, "tokenizer") if tokenizer is not None else None
-    lora_files = _check_loras(loras)
+    adapter = existing_path(motion_adapter, "motion adapter") if motion_adapter is not None else None
+    tokenizer_dir = existing_path(tokenizer, "tokenizer") if tokenizer is not None else None
+    lora_files = check_loras(loras)
 
     if src.is_dir():
         parts = _load_folder(src, adapter, tokenizer_dir, configs, local_only)
@@ -189,15 +189,15 @@ def _load_folder(
         raise ModelLoadError(f"{src}: an SD XL folder (it has text_encoder_2/); only SD 1.5 is supported")
 
     unet_dir = src / "unet"
-    unet_class = _read_config(unet_dir / "config.json").get("_class_name")
+    unet_class = read_config(unet_dir / "config.json").get("_class_name")
     inputs = [src / part for part in needed]
     if tokenizer_dir is not None:
         inputs.append(tokenizer_dir)
     if unet_class == "UNetMotionModel":
-        unet = _from_pretrained(UNetMotionModel, unet_dir, local_only)
+        unet = load_pretrained(UNetMotionModel, unet_dir, local_only)
         kind = "motion-folder"
         if adapter is not None:
-            _replace_motion_modules(unet, unet_dir, _load_adapter(adapter, configs, local_only), adapter)
+            _replace_motion_modules(unet, unet_dir, load_motion_adapter(adapter, configs, local_only), adapter)
             inputs.append(adapter)
             if adapter.is_file():
                 inputs.append(configs / "motion_adapter")
@@ -208,8 +208,8 @@ def _load_folder(
             raise ModelLoadError(
                 f"{unet_dir}: a 2D SD 1.5 UNet (UNet2DConditionModel) needs AnimateDiff motion modules; {_ADAPTER_HINT}"
             )
-        unet2d = _from_pretrained(UNet2DConditionModel, unet_dir, local_only)
-        unet = _combine(unet2d, unet_dir, _load_adapter(adapter, configs, local_only), adapter)
+        unet2d = load_pretrained(UNet2DConditionModel, unet_dir, local_only)
+        unet = _combine(unet2d, unet_dir, load_motion_adapter(adapter, configs, local_only), adapter)
         kind = "sd15-folder"
         inputs.append(adapter)
         if adapter.is_file():  # its config comes partly from the config folder
@@ -221,27 +221,27 @@ def _load_folder(
         )
     if unet.config.get("addition_embed_type") is not None:
         raise ModelLoadError(f"{unet_dir}: an SD XL UNet (addition_embed_type is set); only SD 1.5 is supported")
-    vae = _from_pretrained(AutoencoderKL, src / "vae", local_only)
-    text_encoder = _from_pretrained(CLIPTextModel, src / "text_encoder", local_only)
-    tok = _load_tokenizer(tokenizer_dir if tokenizer_dir is not None else src / "tokenizer", local_only)
+    vae = load_pretrained(AutoencoderKL, src / "vae", local_only)
+    text_encoder = load_pretrained(CLIPTextModel, src / "text_encoder", local_only)
+    tok = load_tokenizer(tokenizer_dir if tokenizer_dir is not None else src / "tokenizer", local_only)
     return _Parts(unet, vae, text_encoder, tok, kind, inputs)
 
 
 def _load_single_file(
     src: Path, adapter: Path | None, tokenizer_dir: Path | None, configs: Path, local_only: bool
 ) -> _Parts:
-    if src.suffix.lower() not in _CHECKPOINT_SUFFIXES:
+    if src.suffix.lower() not in CHECKPOINT_SUFFIXES:
         raise ModelLoadError(
             f"{src}: expected a diffusers SD 1.5 folder or a single .safetensors/.ckpt SD 1.5 checkpoint"
         )
-    checkpoint = _read_checkpoint(src)
-    _check_sd15_checkpoint(checkpoint, src)
+    checkpoint = read_checkpoint(src)
+    check_sd15_checkpoint(checkpoint, src)
     if adapter is None:
         raise ModelLoadError(f"{src}: a single-file SD 1.5 checkpoint has no motion modules; {_ADAPTER_HINT}")
-    unet2d, vae, text_encoder = _convert_sd15_checkpoint(checkpoint, src, configs)
+    unet2d, vae, text_encoder = convert_sd15_checkpoint(checkpoint, src, configs)
 
-    unet = _combine(unet2d, src, _load_adapter(adapter, configs, local_only), adapter)
-    tok, tokenizer_input = _single_file_tokenizer(src, tokenizer_dir, configs, local_only)
+    unet = _combine(unet2d, src, load_motion_adapter(adapter, configs, local_only), adapter)
+    tok, tokenizer_input = single_file_tokenizer(src, tokenizer_dir, configs, local_only)
     inputs = [src, adapter, configs]
     if tokenizer_input is not None:
         inputs.append(tokenizer_input)

@@ -21,30 +21,48 @@ import safetensors.torch
 import torch
 from transformers import CLIPTokenizer
 
-from anyi2v.daemon.pipeline.load_errors import ModelLoadError, _few
+from anyi2v.daemon.pipeline.load_errors import ModelLoadError, first_few
+
+__all__ = [
+    "CHECKPOINT_SUFFIXES",
+    "LDM_CLIP",
+    "LDM_UNET",
+    "LDM_VAE",
+    "PathArg",
+    "check_loras",
+    "check_sd15_checkpoint",
+    "existing_path",
+    "load_pretrained",
+    "load_tokenizer",
+    "peft_available",
+    "read_checkpoint",
+    "read_config",
+]
 
 logger = logging.getLogger(__name__)
 
 PathArg = str | os.PathLike[str]
 
-_CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 _WEIGHT_STEMS = ("diffusion_pytorch_model", "model", "pytorch_model")
 _VARIANT = re.compile(r"^(?:diffusion_pytorch_model|model|pytorch_model)\.(\w+)\.(?:safetensors|bin)$")
 
 # Keys of the original (CompVis / A1111) SD layout.
-_LDM_UNET = "model.diffusion_model."
-_LDM_VAE = "first_stage_model."
-_LDM_CLIP = "cond_stage_model.transformer."
+LDM_UNET = "model.diffusion_model."
+LDM_VAE = "first_stage_model."
+LDM_CLIP = "cond_stage_model.transformer."
 
 
-def _existing(path: PathArg, what: str) -> Path:
+def existing_path(path: PathArg, what: str) -> Path:
+    """``path`` expanded and resolved; :class:`ModelLoadError` naming ``what`` when it does not exist."""
     resolved = Path(path).expanduser()
     if not resolved.exists():
         raise ModelLoadError(f"{resolved}: {what} not found")
     return resolved.resolve()
 
 
-def _read_config(path: Path) -> dict[str, Any]:
+def read_config(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path`` (a part's ``config.json``)."""
     if not path.is_file():
         raise ModelLoadError(f"{path}: not found; expected a config.json of the model part")
     try:
@@ -56,7 +74,7 @@ def _read_config(path: Path) -> dict[str, Any]:
     return loaded
 
 
-def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     """The tensors of a ``.safetensors`` file, or of a pickled checkpoint read with ``weights_only=True``."""
     suffix = path.suffix.lower()
     try:
@@ -81,9 +99,11 @@ def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def _check_sd15_checkpoint(checkpoint: Mapping[str, torch.Tensor], src: Path) -> None:
+def check_sd15_checkpoint(checkpoint: Mapping[str, torch.Tensor], src: Path) -> None:
+    """Raise :class:`ModelLoadError` unless ``checkpoint`` is an SD 1.5 model in the original layout (UNet,
+    VAE and CLIP text encoder), saying what it is instead (a motion module, SD XL, SD 2.x, a part missing)."""
     keys = list(checkpoint)
-    if any(".motion_modules." in key for key in keys) and not any(key.startswith(_LDM_UNET) for key in keys):
+    if any(".motion_modules." in key for key in keys) and not any(key.startswith(LDM_UNET) for key in keys):
         raise ModelLoadError(
             f"{src}: this is an AnimateDiff motion module, not an SD 1.5 model; pass it as motion_adapter="
         )
@@ -91,7 +111,7 @@ def _check_sd15_checkpoint(checkpoint: Mapping[str, torch.Tensor], src: Path) ->
         raise ModelLoadError(f"{src}: an SD XL checkpoint; only SD 1.5 is supported")
     if any(key.startswith("cond_stage_model.model.") for key in keys):
         raise ModelLoadError(f"{src}: an SD 2.x checkpoint (OpenCLIP text encoder); only SD 1.5 is supported")
-    for prefix, part in ((_LDM_UNET, "UNet"), (_LDM_VAE, "VAE"), (_LDM_CLIP, "CLIP text encoder")):
+    for prefix, part in ((LDM_UNET, "UNet"), (LDM_VAE, "VAE"), (LDM_CLIP, "CLIP text encoder")):
         if not any(key.startswith(prefix) for key in keys):
             raise ModelLoadError(
                 f"{src}: no {part} weights ({prefix}* keys); expected an SD 1.5 checkpoint in the original "
@@ -115,11 +135,13 @@ def _weights_variant(folder: Path) -> str | None:
     return "fp16" if "fp16" in variants else variants[0]
 
 
-def _from_pretrained(cls: Any, folder: Path, local_only: bool) -> Any:
+def load_pretrained(cls: Any, folder: Path, local_only: bool) -> Any:
+    """A ``cls`` (diffusers or transformers) from its ``folder``: the declared class checked, the weight variant
+    picked, and every weight of the config present with its shape (unused ones are logged)."""
     name = cls.__name__
     if not folder.is_dir():
         raise ModelLoadError(f"{folder}: not found; expected a {name} folder")
-    config = _read_config(folder / "config.json")
+    config = read_config(folder / "config.json")
     declared = config.get("_class_name") or (config.get("architectures") or [None])[0]
     if declared is not None and declared != name:
         raise ModelLoadError(f"{folder / 'config.json'}: holds a {declared}; expected a {name}")
@@ -133,16 +155,17 @@ def _from_pretrained(cls: Any, folder: Path, local_only: bool) -> Any:
     missing = sorted(info.get("missing_keys") or ())
     mismatched = list(info.get("mismatched_keys") or ())
     if missing or mismatched:
-        problems = [f"{len(missing)} weights missing ({_few(missing)})"] if missing else []
-        problems += [f"{len(mismatched)} weights of the wrong shape ({_few(mismatched)})"] if mismatched else []
+        problems = [f"{len(missing)} weights missing ({first_few(missing)})"] if missing else []
+        problems += [f"{len(mismatched)} weights of the wrong shape ({first_few(mismatched)})"] if mismatched else []
         raise ModelLoadError(f"{folder}: the weights do not match config.json: {'; '.join(problems)}")
     unexpected = sorted(info.get("unexpected_keys") or ())
     if unexpected:
-        logger.warning("%s: %d weights unused by %s (%s)", folder, len(unexpected), name, _few(unexpected))
+        logger.warning("%s: %d weights unused by %s (%s)", folder, len(unexpected), name, first_few(unexpected))
     return model
 
 
-def _load_tokenizer(folder: Path, local_only: bool) -> Any:
+def load_tokenizer(folder: Path, local_only: bool) -> Any:
+    """A ``CLIPTokenizer`` from a folder holding ``vocab.json`` and ``merges.txt``."""
     if not folder.is_dir():
         raise ModelLoadError(f"{folder}: not found; expected a CLIP tokenizer folder (vocab.json, merges.txt)")
     try:
@@ -156,11 +179,14 @@ def _load_tokenizer(folder: Path, local_only: bool) -> Any:
 # --- LoRA files --------------------------------------------------------------------------------------
 
 
-def _peft_available() -> bool:
+def peft_available() -> bool:
+    """Whether the ``peft`` package, which diffusers' LoRA loading needs, is installed."""
     return importlib.util.find_spec("peft") is not None
 
 
-def _check_loras(loras: Sequence[tuple[PathArg, float]]) -> list[tuple[Path, float]]:
+def check_loras(loras: Sequence[tuple[PathArg, float]]) -> list[tuple[Path, float]]:
+    """``(path, weight)`` pairs as resolved LoRA files and floats; the files must exist with a checkpoint
+    suffix, and ``peft`` must be installed when there is any."""
     checked: list[tuple[Path, float]] = []
     for entry in loras:
         try:
@@ -168,11 +194,11 @@ def _check_loras(loras: Sequence[tuple[PathArg, float]]) -> list[tuple[Path, flo
             number = float(weight)
         except (TypeError, ValueError) as error:
             raise ModelLoadError(f"loras: {entry!r} is not a (path, weight) pair") from error
-        file = _existing(path, "LoRA file")
-        if not file.is_file() or file.suffix.lower() not in _CHECKPOINT_SUFFIXES:
+        file = existing_path(path, "LoRA file")
+        if not file.is_file() or file.suffix.lower() not in CHECKPOINT_SUFFIXES:
             raise ModelLoadError(f"{file}: expected a LoRA .safetensors (or .ckpt/.bin) file")
         checked.append((file, number))
-    if checked and not _peft_available():
+    if checked and not peft_available():
         raise ModelLoadError(
             f"{checked[0][0]}: LoRA files are loaded through diffusers' PEFT integration, which needs the peft "
             "package: pip install peft"

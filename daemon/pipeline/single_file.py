@@ -24,15 +24,23 @@ from diffusers.loaders.single_file_utils import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-from anyi2v.daemon.pipeline.load_errors import ModelLoadError, _few
+from anyi2v.daemon.pipeline.load_errors import ModelLoadError, first_few
 from anyi2v.daemon.pipeline.model_formats import (
-    _CHECKPOINT_SUFFIXES,
-    _LDM_CLIP,
-    _from_pretrained,
-    _load_tokenizer,
-    _read_checkpoint,
-    _read_config,
+    CHECKPOINT_SUFFIXES,
+    LDM_CLIP,
+    load_pretrained,
+    load_tokenizer,
+    read_checkpoint,
+    read_config,
 )
+
+__all__ = [
+    "HUB_TOKENIZER",
+    "SD15_CONFIG_DIR",
+    "convert_sd15_checkpoint",
+    "load_motion_adapter",
+    "single_file_tokenizer",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -43,12 +51,12 @@ HUB_TOKENIZER = "openai/clip-vit-large-patch14"
 """Where SD 1.5's tokenizer is fetched from for a single-file checkpoint, only with ``allow_network=True``."""
 
 
-def _convert_sd15_checkpoint(checkpoint: Mapping[str, torch.Tensor], src: Path, configs: Path) -> tuple[Any, Any, Any]:
+def convert_sd15_checkpoint(checkpoint: Mapping[str, torch.Tensor], src: Path, configs: Path) -> tuple[Any, Any, Any]:
     """The UNet (2D), VAE and text encoder of an SD 1.5 checkpoint, built from the configs in ``configs``."""
-    unet_config = _read_config(configs / "unet" / "config.json")
-    vae_config = _read_config(configs / "vae" / "config.json")
+    unet_config = read_config(configs / "unet" / "config.json")
+    vae_config = read_config(configs / "vae" / "config.json")
     text_config_file = configs / "text_encoder" / "config.json"
-    _read_config(text_config_file)
+    read_config(text_config_file)
 
     unet2d = _build(UNet2DConditionModel.from_config, unet_config, configs / "unet")
     _convert_and_load(unet2d, lambda: convert_ldm_unet_checkpoint(checkpoint, unet_config), src, "UNet", configs)
@@ -62,20 +70,22 @@ def _convert_sd15_checkpoint(checkpoint: Mapping[str, torch.Tensor], src: Path, 
 
 
 def _ldm_clip_state(checkpoint: Mapping[str, torch.Tensor], text_encoder: torch.nn.Module) -> dict[str, torch.Tensor]:
-    state = {key.removeprefix(_LDM_CLIP): value for key, value in checkpoint.items() if key.startswith(_LDM_CLIP)}
+    state = {key.removeprefix(LDM_CLIP): value for key, value in checkpoint.items() if key.startswith(LDM_CLIP)}
     if not hasattr(text_encoder, "text_model"):  # transformers >= 5.6 flattened CLIPTextModel
         state = {key.removeprefix("text_model."): value for key, value in state.items()}
     # Older checkpoints store the position ids buffer, which transformers computes.
     return {key: value for key, value in state.items() if not key.endswith("position_ids")}
 
 
-def _single_file_tokenizer(
+def single_file_tokenizer(
     src: Path, tokenizer_dir: Path | None, configs: Path, local_only: bool
 ) -> tuple[Any, Path | None]:
+    """The tokenizer for the single file ``src`` and the folder it came from: ``tokenizer_dir``, else
+    ``<configs>/tokenizer``, else (only when not ``local_only``) :data:`HUB_TOKENIZER` from the Hub (no folder)."""
     if tokenizer_dir is not None:
-        return _load_tokenizer(tokenizer_dir, local_only), tokenizer_dir
+        return load_tokenizer(tokenizer_dir, local_only), tokenizer_dir
     if (configs / "tokenizer").is_dir():
-        return _load_tokenizer(configs / "tokenizer", local_only), configs / "tokenizer"
+        return load_tokenizer(configs / "tokenizer", local_only), configs / "tokenizer"
     if not local_only:
         try:
             tok = CLIPTokenizer.from_pretrained(HUB_TOKENIZER, local_files_only=False)
@@ -92,17 +102,19 @@ def _single_file_tokenizer(
 # --- motion modules ------------------------------------------------------------------------------------
 
 
-def _load_adapter(path: Path, configs: Path, local_only: bool) -> Any:
+def load_motion_adapter(path: Path, configs: Path, local_only: bool) -> Any:
+    """A ``MotionAdapter`` from its diffusers folder, or from an original AnimateDiff motion module file
+    (converted; its config from :func:`_infer_adapter_config` over ``<configs>/motion_adapter/config.json``)."""
     if path.is_dir():
-        return _from_pretrained(MotionAdapter, path, local_only)
-    if path.suffix.lower() not in _CHECKPOINT_SUFFIXES:
+        return load_pretrained(MotionAdapter, path, local_only)
+    if path.suffix.lower() not in CHECKPOINT_SUFFIXES:
         raise ModelLoadError(f"{path}: expected a MotionAdapter folder or a .safetensors/.ckpt motion module")
-    checkpoint = _read_checkpoint(path)
+    checkpoint = read_checkpoint(path)
     if not any(".motion_modules." in key for key in checkpoint):
         raise ModelLoadError(f"{path}: no motion_modules.* weights; expected an AnimateDiff motion module")
     converted = convert_animatediff_checkpoint_to_diffusers(checkpoint)
     config_file = configs / "motion_adapter" / "config.json"
-    config = _read_config(config_file) if config_file.is_file() else {}
+    config = read_config(config_file) if config_file.is_file() else {}
     config.update(_infer_adapter_config(checkpoint, converted, path))
     adapter = _build(MotionAdapter.from_config, config, config_file)
     _load_state(adapter, converted, path, f"an AnimateDiff motion module ({config_file} + shapes in the file)")
@@ -166,8 +178,10 @@ def _load_state(model: torch.nn.Module, state: Mapping[str, Any], src: Path, exp
     missing = [key for key in result.missing_keys if not key.endswith("pos_embed.pe")]
     if missing:
         raise ModelLoadError(
-            f"{src}: {len(missing)} weights of {expected} are not in the file ({_few(missing)}); "
+            f"{src}: {len(missing)} weights of {expected} are not in the file ({first_few(missing)}); "
             "the checkpoint and the config do not match"
         )
     if result.unexpected_keys:
-        logger.warning("%s: %d weights unused (%s)", src, len(result.unexpected_keys), _few(result.unexpected_keys))
+        logger.warning(
+            "%s: %d weights unused (%s)", src, len(result.unexpected_keys), first_few(result.unexpected_keys)
+        )

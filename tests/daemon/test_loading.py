@@ -607,7 +607,7 @@ def test_loras_are_fused_at_their_weights(store: Path, parts: Parts, tmp_path: P
 def test_loras_without_peft_ask_for_it(store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     lora = tmp_path / "style.safetensors"
     save_file({"lora_unet_x.lora_down.weight": torch.zeros(1, 1)}, lora)
-    monkeypatch.setattr(model_formats, "_peft_available", lambda: False)
+    monkeypatch.setattr(model_formats, "peft_available", lambda: False)
     with pytest.raises(ModelLoadError, match="pip install peft") as caught:
         load_models(store / "sd15", motion_adapter=store / "adapter", loras=[(lora, 1.0)], device="cpu")
     assert str(lora) in str(caught.value)
