@@ -24,7 +24,7 @@ def run_studio(shot: Path | None, daemon: str | None = None, server_key: str = "
         connection = ConnectionSettings("local", model=model)
     window = StudioWindow(connection=connection)
     if shot is not None:
-        window.open_path(shot)
+        window.documents.open_path(shot)
     window.show()
     code = app.exec()
     window.shutdown()

@@ -9,7 +9,6 @@ stack. Rendering, ZeroMQ and disk work run on other threads and come back as que
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 from PySide6.QtCore import QPoint, QSize, Qt, QTimer
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QUndoCommand, QUndoStack
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -44,33 +43,31 @@ from anyi2v.desktop.models.connection import (
     ConnectionStatus,
     JobResult,
 )
-from anyi2v.desktop.models.document import ShotDocument, rebase_paths
-from anyi2v.desktop.models.edits import ClipboardKey, Edit, EditError
+from anyi2v.desktop.models.document import ShotDocument
+from anyi2v.desktop.models.edits import ClipboardKey
 from anyi2v.desktop.models.files import (
     EXPORT_FORMATS,
     IMAGE_SUFFIXES,
     LoadedResult,
     ResultEntry,
     ResultHistory,
-    StudioConfig,
     config_dir,
     default_export_path,
     export_target,
     load_result,
     save_condition,
-    shot_for_file,
 )
 from anyi2v.desktop.models.job import JobProgress
 from anyi2v.desktop.models.overlay import boxes_at
-from anyi2v.desktop.models.timeline import KeySelection, Playback
+from anyi2v.desktop.models.timeline import Playback
 from anyi2v.render.assets import SUFFIXES as ASSET_SUFFIXES
 from anyi2v.shared.curves import INTERPOLATIONS
-from anyi2v.shared.errors import ShotError
 from anyi2v.shared.shot import Shot
 
 from .background import Background
 from .condition_controller import ConditionController
 from .condition_view import ConditionView
+from .document_controller import DocumentController
 from .images import to_qimage
 from .jobs_controller import JobsController
 from .player import COMPARE_MODES, PlayerView
@@ -80,49 +77,6 @@ from .widgets import tool_button
 
 if TYPE_CHECKING:
     from anyi2v.render.shot_conditions import ShotConditions
-
-
-class ShotCommand(QUndoCommand):
-    """An :class:`Edit` on the undo stack, with the key selection before and after it. Edits with the
-    same ``merge_key`` in quick succession (typing a prompt, wheel zoom steps) merge into one, keeping
-    the first ``before``; one that ends where it began is dropped."""
-
-    MERGE_SECONDS = 1.5
-
-    def __init__(self, window: StudioWindow, edit: Edit, merge_key: str | None = None) -> None:
-        super().__init__(edit.text)
-        self.window, self.edit, self.merge_key = window, edit, merge_key
-        self.selection_before = window.selection.keys
-        self.selection_after: frozenset[edits.KeyRef] | None = None  # known once it has been undone
-        self.last_change = time.monotonic()
-
-    def id(self) -> int:
-        return hash(self.merge_key) & 0x7FFFFFFF if self.merge_key else -1
-
-    def mergeWith(self, other: QUndoCommand) -> bool:  # noqa: N802
-        if not isinstance(other, ShotCommand) or other.merge_key != self.merge_key or self.merge_key is None:
-            return False
-        if other.last_change - self.last_change > self.MERGE_SECONDS:
-            return False  # a separate change, made later: its own undo step
-        self.edit = Edit(self.edit.text, self.edit.before, other.edit.after)
-        self.last_change = other.last_change
-        self.setObsolete(self.edit.before == self.edit.after)
-        return True
-
-    def rebase(self, old_base: Path, new_base: Path) -> None:
-        """The shot was saved to another folder: keep this edit's relative paths pointing at the same files."""
-        self.edit = Edit(self.edit.text, rebase_paths(self.edit.before, old_base, new_base),
-                         rebase_paths(self.edit.after, old_base, new_base))  # fmt: skip
-
-    def redo(self) -> None:
-        self.window.show_shot(self.edit.after)
-        if self.selection_after is not None:
-            self.window.selection.set(self.selection_after)
-
-    def undo(self) -> None:
-        self.selection_after = self.window.selection.keys
-        self.window.show_shot(self.edit.before)
-        self.window.selection.set(self.selection_before)  # not a key that only shares a frame with it
 
 
 class StudioWindow(QMainWindow):
@@ -136,16 +90,12 @@ class StudioWindow(QMainWindow):
         super().__init__()
         self.setWindowTitle("AnyI2V Studio")
         self.resize(1440, 900)
-        self.config_path = config_path or config_dir() / "studio.json"
-        #: asks Save / Discard / Cancel before unsaved changes are lost (tests answer it themselves)
-        self.ask_unsaved: Callable[[str], QMessageBox.StandardButton] = self._ask_unsaved
         warm_up()
-        self.config = StudioConfig.load(self.config_path)
         self.background = Background(self.error)
         self.in_background = self.background.run
-        self.document: ShotDocument | None = None
-        self.undo_stack = QUndoStack(self)
-        self.selection = KeySelection()
+        self.documents = DocumentController(config_path or config_dir() / "studio.json")
+        self.documents.ask_unsaved = self._ask_unsaved
+        self.documents.ask_save_path = self._ask_save_path
         self.playback = Playback(16, 8.0)
         self.clipboard: tuple[ClipboardKey, ...] = ()
         self.selected_track: str | None = None
@@ -163,15 +113,14 @@ class StudioWindow(QMainWindow):
         self.play_timer.timeout.connect(self.playback.tick)
         self.playback.frame_changed.connect(self._frame_changed)
         self.playback.playing_changed.connect(self._playing_changed)
-        self.selection.changed.connect(lambda _: self._update_actions())
-        self.undo_stack.cleanChanged.connect(self._clean_changed)  # a method: Qt drops it with the window
-        self.show_shot(None)
+        self.documents.selection.changed.connect(lambda _: self._update_actions())
+        self.documents.show(None)
         self._status(self.jobs.connection_status)
-        self._fill_recent_menu()
-        if self.config.problem:
-            self.error(self.config.problem)
+        self._fill_recent_menu(self.documents.config.recent)
+        if self.documents.config.problem:
+            self.error(self.documents.config.problem)
         if start_daemon:
-            self.jobs.connect_daemon(connection or self.config.connection)
+            self.jobs.connect_daemon(connection or self.documents.config.connection)
 
     # Building ---------------------------------------------------------------------------------
 
@@ -241,7 +190,7 @@ class StudioWindow(QMainWindow):
         transport.addWidget(self.cancel_button)
         transport.addWidget(self.generate_button)
         timeline_layout.addLayout(transport)
-        self.timeline = TimelineView(self.selection)
+        self.timeline = TimelineView(self.documents.selection)
         timeline_layout.addWidget(self.timeline, 1)
         dock = QDockWidget("Timeline", self)
         dock.setObjectName("timeline")
@@ -295,12 +244,14 @@ class StudioWindow(QMainWindow):
     def _build_actions(self) -> None:
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
-        self._action(file_menu, "&New", self.new_shot, QKeySequence.StandardKey.New, "Close this shot and start empty")
+        self._action(
+            file_menu, "&New", self.documents.new_shot, QKeySequence.StandardKey.New, "Close this shot and start empty"
+        )
         self._action(file_menu, "&Open…", self.open_dialog, QKeySequence.StandardKey.Open,
                      "Open a shot, a mesh, a point cloud or an image")  # fmt: skip
         self.recent_menu = file_menu.addMenu("Open &recent")
-        self.save_action = self._action(file_menu, "&Save", self.save, QKeySequence.StandardKey.Save)
-        self._action(file_menu, "Save &as…", self.save_as, QKeySequence.StandardKey.SaveAs)
+        self.save_action = self._action(file_menu, "&Save", self.documents.save, QKeySequence.StandardKey.Save)
+        self._action(file_menu, "Save &as…", self.documents.save_as, QKeySequence.StandardKey.SaveAs)
         file_menu.addSeparator()
         self.export_action = self._action(file_menu, "&Export result…", self.export_dialog, "Ctrl+E",
                                           "Export the result as MP4, WebM, GIF or PNG frames")  # fmt: skip
@@ -308,9 +259,9 @@ class StudioWindow(QMainWindow):
         self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
 
         edit_menu = bar.addMenu("&Edit")
-        undo = self.undo_stack.createUndoAction(self, "&Undo")
+        undo = self.documents.undo_stack.createUndoAction(self, "&Undo")
         undo.setShortcut(QKeySequence.StandardKey.Undo)
-        redo = self.undo_stack.createRedoAction(self, "&Redo")
+        redo = self.documents.undo_stack.createRedoAction(self, "&Redo")
         redo.setShortcuts([QKeySequence(QKeySequence.StandardKey.Redo), QKeySequence("Ctrl+Shift+Z")])
         for action in (undo, redo):
             edit_menu.addAction(action)
@@ -341,6 +292,13 @@ class StudioWindow(QMainWindow):
         self._action(run_menu, "Connect…", self.connection_dialog, None, "Local embedded daemon or a remote one")
 
     def _connect_controllers(self) -> None:
+        self.documents.sig_document_changed.connect(self._document_changed)
+        self.documents.sig_shot_shown.connect(self._show_shot)
+        self.documents.sig_edit_unchanged.connect(self.settings.set_shot)
+        self.documents.sig_title_changed.connect(lambda title: self.setWindowTitle(f"{title} - AnyI2V Studio"))
+        self.documents.sig_saved.connect(self._saved)
+        self.documents.sig_recent_changed.connect(self._fill_recent_menu)
+        self.documents.sig_commit_pending_requested.connect(self.settings.commit_pending)
         self.renders.sig_busy_changed.connect(self._render_busy)
         self.renders.sig_rendered.connect(self._rendered)
         self.jobs.sig_status_changed.connect(self._status)
@@ -350,9 +308,10 @@ class StudioWindow(QMainWindow):
         self.jobs.sig_previews.connect(lambda job: self.player.set_frames(job.frames, job.previews))
         self.jobs.sig_condition_sent.connect(self._show_result_condition)
         self.jobs.sig_job_done.connect(self._job_done)
-        for controller in (self.renders, self.jobs):
+        for controller in (self.documents, self.renders, self.jobs):
             controller.sig_error.connect(self.error)
-        self.jobs.sig_info.connect(self.info)
+        for controller in (self.documents, self.jobs):
+            controller.sig_info.connect(self.info)
 
     # Messages ---------------------------------------------------------------------------------
 
@@ -371,12 +330,12 @@ class StudioWindow(QMainWindow):
 
     @property
     def shot(self) -> Shot | None:
-        return self.document.shot if self.document is not None else None
+        return self.documents.shot
 
-    def set_document(self, document: ShotDocument | None) -> None:
-        self.document = document
-        self.undo_stack.clear()
-        self.selection.set(())
+    def apply(self, text: str, change: Callable[[Shot], Shot], merge_key: str | None = None) -> bool:
+        return self.documents.apply(text, change, merge_key)
+
+    def _document_changed(self, _document: ShotDocument | None) -> None:
         self.selected_track = None
         self.renders.reset()
         self.condition_view.set_image(None)
@@ -388,18 +347,11 @@ class StudioWindow(QMainWindow):
         self.player.set_frames([])
         self.jobs.forget()
         self.shown_result = None
-        if document is not None:
-            document.changed.connect(lambda _: self._update_title())
-        self.show_shot(document.shot if document is not None else None)
         self._load_history()
-        self.undo_stack.setClean()
-        self._update_title()
 
-    def show_shot(self, shot: Shot | None) -> None:
+    def _show_shot(self, shot: Shot | None) -> None:
         """Show ``shot`` in every view (after an edit, an undo or an open) and re-render its condition."""
-        if self.document is not None and shot is not None:
-            self.document.replace(shot)
-        self.selection.prune(shot) if shot is not None else self.selection.set(())
+        document = self.documents.document
         if shot is not None:
             self.playback.set_clip(shot.output.n_frames, shot.output.fps)
             self.play_timer.setInterval(self.playback.interval_ms)
@@ -410,38 +362,12 @@ class StudioWindow(QMainWindow):
             view.set_shot(shot)
             view.set_selected_track(self.selected_track)
         self.player.set_shot(self.result_shot() or shot)
-        if self.document is not None:
-            self.settings.base_dir = self.document.base_dir  # (moves with a save as)
+        if document is not None:
+            self.settings.base_dir = document.base_dir  # (moves with a save as)
         self.settings.set_shot(shot)
-        if shot is not None and self.document is not None:
-            self.renders.shot_shown(shot, self.document.base_dir)
+        if shot is not None and document is not None:
+            self.renders.shot_shown(shot, document.base_dir)
         self._update_actions()
-        self._update_title()
-
-    def apply(self, text: str, change: Callable[[Shot], Shot], merge_key: str | None = None) -> bool:
-        """Run an edit on the current shot and push it on the undo stack; a refused edit is explained in
-        the status bar and the views go back to the shot as it is."""
-        if self.shot is None:
-            return False
-        before = self.shot
-        try:
-            after = change(before)
-        except EditError as error:
-            self.error(f"{text}: {error}")
-            self.show_shot(before)
-            return False
-        if after == before:
-            self.settings.set_shot(before)  # a field the user left as it was shows the shot's value again
-            return False
-        self.undo_stack.push(ShotCommand(self, Edit(text, before, after), merge_key))
-        return True
-
-    def _clean_changed(self, _clean: bool) -> None:
-        self._update_title()
-
-    def _update_title(self) -> None:
-        title = self.document.title if self.document is not None else "no shot"
-        self.setWindowTitle(f"{title} - AnyI2V Studio")
 
     def _update_actions(self) -> None:
         has_shot = self.shot is not None
@@ -515,10 +441,10 @@ class StudioWindow(QMainWindow):
 
     def move_keys(self, keys: set[edits.KeyRef], delta: int) -> None:
         if self.apply("Move keys", lambda shot: edits.move_keys(shot, keys, delta)):
-            self.selection.set({(track_id, frame + delta) for track_id, frame in keys})
+            self.documents.selection.set({(track_id, frame + delta) for track_id, frame in keys})
 
     def _interpolate_selected(self, interpolation: str) -> None:
-        self.set_interpolation(set(self.selection.keys), interpolation)
+        self.set_interpolation(set(self.documents.selection.keys), interpolation)
 
     def set_interpolation(self, keys: set[edits.KeyRef], interpolation: str) -> None:
         if not keys:
@@ -532,14 +458,14 @@ class StudioWindow(QMainWindow):
             self.apply("Delete keys", lambda shot: edits.delete_keys(shot, keys))
 
     def delete_selected(self) -> None:
-        if self.selection.keys:
-            self.delete_keys(set(self.selection.keys))
+        if self.documents.selection.keys:
+            self.delete_keys(set(self.documents.selection.keys))
         elif self.selected_track is not None:
             self.delete_tracks([self.selected_track])
 
     def copy_keys(self) -> None:
-        if self.shot is not None and self.selection.keys:
-            self.clipboard = edits.copy_keys(self.shot, self.selection.keys)
+        if self.shot is not None and self.documents.selection.keys:
+            self.clipboard = edits.copy_keys(self.shot, self.documents.selection.keys)
             self.info(f"Copied {len(self.clipboard)} key(s)")
 
     def paste_keys(self) -> None:
@@ -562,8 +488,9 @@ class StudioWindow(QMainWindow):
         self.apply("Change condition layers", lambda shot: edits.set_value(shot, ("conditions",), layers))
 
     def _camera_preview(self, camera: OrbitCamera) -> None:
-        if self.shot is not None and self.document is not None:
-            self.renders.preview_camera(self.shot, self.document.base_dir, camera)
+        document = self.documents.document
+        if document is not None:
+            self.renders.preview_camera(document.shot, document.base_dir, camera)
 
     def set_camera(self, camera: OrbitCamera) -> None:
         self.apply("Move camera", lambda shot: edits.set_camera(shot, camera.eye, camera.target, camera.fov_deg),
@@ -615,123 +542,37 @@ class StudioWindow(QMainWindow):
 
     # Files ------------------------------------------------------------------------------------
 
-    def confirm_discard(self) -> bool:
-        """Ask before losing unsaved changes; True when it is fine to go on."""
-        self.settings.commit_pending()
-        if (
-            self.document is None
-            or not self.document.dirty
-            or (self.document.path is None and not self.undo_stack.count())
-        ):
-            return True
-        answer = self.ask_unsaved(f"Save the changes to {self.document.title.rstrip(' *')}?")
-        if answer == QMessageBox.StandardButton.Save:
-            return self.save()
-        return answer == QMessageBox.StandardButton.Discard
-
     def _ask_unsaved(self, question: str) -> QMessageBox.StandardButton:
         buttons = QMessageBox.StandardButton
         return QMessageBox.question(self, "Unsaved changes", question, buttons.Save | buttons.Discard | buttons.Cancel)
 
-    def new_shot(self) -> None:
-        if self.confirm_discard():
-            self.set_document(None)
+    def _ask_save_path(self, start: Path) -> Path | None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save shot", str(start), "Shot (*.json)")
+        return Path(path) if path else None
 
     def open_dialog(self) -> None:
         patterns = " ".join(f"*{s}" for s in (".json", *ASSET_SUFFIXES, *IMAGE_SUFFIXES))
         path, _ = QFileDialog.getOpenFileName(self, "Open", "", f"Shots, meshes, point clouds, images ({patterns})")
         if path:
-            self.open_path(Path(path))
+            self.documents.open_path(Path(path))
 
-    def open_path(self, path: Path) -> bool:
-        """Open a shot file, or start a new shot around a mesh, point cloud or image."""
-        if not path.exists():
-            if str(path.resolve()) in self.config.recent:
-                self.config.recent.remove(str(path.resolve()))
-                self._save_config()
-            self.error(f"{path} no longer exists (moved or deleted?); it is off the recent list")
-            return False
-        if not self.confirm_discard():
-            return False
-        try:
-            if path.suffix.lower() == ".json":
-                document = ShotDocument.open(path)
-                self.config.add_recent(path)
-                self._save_config()
-            else:
-                document = ShotDocument(shot_for_file(path), None, path.parent)
-        except ShotError as error:
-            self.error(f"{path.name} is not a valid shot: {error.problems[0]}" + (
-                f" (and {len(error.problems) - 1} more)" if len(error.problems) > 1 else ""))  # fmt: skip
-            return False
-        except (OSError, ValueError) as error:
-            self.error(f"Cannot open {path}: {error}")
-            return False
-        self.set_document(document)
-        self.info(f"Opened {path}")
-        return True
-
-    def save(self) -> bool:
-        self.settings.commit_pending()
-        if self.document is None:
-            return False
-        if self.document.path is None:
-            return self.save_as()
-        return self._save_to(self.document.path)
-
-    def save_as(self) -> bool:
-        self.settings.commit_pending()
-        if self.document is None:
-            return False
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Save shot", str(self.document.base_dir / "shot.json"), "Shot (*.json)"
-        )
-        return self._save_to(Path(path)) if path else False
-
-    def _save_to(self, path: Path) -> bool:
-        document = self.document
-        assert document is not None
-        old_base = document.base_dir
-        untitled = self._history() if document.path is None else None  # a saved shot's results stay with it
-        try:
-            written = document.save(path if path.suffix else path.with_suffix(".json"))
-        except (OSError, ValueError, ShotError) as error:
-            self.error(f"Not saved: {error}")
-            return False
-        if document.base_dir != old_base:
-            # relative paths now start from the new folder: every shot the undo stack holds moves too
-            for index in range(self.undo_stack.count()):
-                command = self.undo_stack.command(index)
-                if isinstance(command, ShotCommand):
-                    command.rebase(old_base, document.base_dir)
-            self.show_shot(document.shot)
-        self.undo_stack.setClean()
-        self.config.add_recent(written)
-        self._save_config()
-        self._update_title()
-        if untitled is not None:  # the first save takes the results made while untitled
-            self.in_background(lambda: self._history().adopt(untitled), lambda _: self._load_history(),
+    def _saved(self, _written: Path, old_path: Path | None) -> None:
+        document = self.documents.document
+        if old_path is None and document is not None:  # the first save takes the results made while untitled
+            untitled, history = ResultHistory(None, document.key), self._history()
+            self.in_background(lambda: history.adopt(untitled), lambda _: self._load_history(),
                                "moving the results beside the shot")  # fmt: skip
         else:
-            self._load_history()
-        self.info(f"Saved {written}")
-        return True
+            self._load_history()  # a saved shot's results stay with it
 
-    def _save_config(self) -> None:
-        try:
-            self.config.save(self.config_path)
-        except OSError as error:
-            self.error(f"Settings not saved ({self.config_path}): {error}")
-        self._fill_recent_menu()
-
-    def _fill_recent_menu(self) -> None:
+    def _fill_recent_menu(self, recent: list[str]) -> None:
         self.recent_menu.clear()
-        for name in self.config.recent:
-            self.recent_menu.addAction(name, partial(self.open_path, Path(name)))
-        self.recent_menu.setEnabled(bool(self.config.recent))
+        for name in recent:
+            self.recent_menu.addAction(name, partial(self.documents.open_path, Path(name)))
+        self.recent_menu.setEnabled(bool(recent))
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
-        if not self.confirm_discard():
+        if not self.documents.confirm_discard():
             event.ignore()
             return
         self.shutdown()
@@ -747,11 +588,12 @@ class StudioWindow(QMainWindow):
     def connection_dialog(self) -> None:
         from .connection_dialog import ConnectionDialog
 
-        dialog = ConnectionDialog(self.config.connection, self)
+        config = self.documents.config
+        dialog = ConnectionDialog(config.connection, self)
         if dialog.exec():
-            self.config.connection = dialog.settings()
-            self._save_config()
-            self.jobs.connect_daemon(self.config.connection)
+            config.connection = dialog.settings()
+            self.documents.save_config()
+            self.jobs.connect_daemon(config.connection)
 
     def _status(self, status: ConnectionStatus) -> None:
         self.connection_label.setText(status.line)
@@ -762,14 +604,15 @@ class StudioWindow(QMainWindow):
 
     def generate(self) -> None:
         self.settings.commit_pending()  # text typed a moment ago is part of the shot sent
-        problem = self.jobs.generate_problem(self.shot is not None and self.document is not None)
+        problem = self.jobs.generate_problem(self.shot is not None)
         if problem is not None:
             self.error(problem)
             return
         if not self.settings.seed_locked:
             self.apply("Random seed", edits.randomize_seed)
-        assert self.document is not None
-        self.jobs.generate(self.document.shot, self.document.base_dir, self._history())
+        document = self.documents.document
+        assert document is not None
+        self.jobs.generate(document.shot, document.base_dir, self._history())
 
     def _job_started(self, job: JobProgress, shot: Shot) -> None:
         self.result_folder, self.shown_result = None, None
@@ -800,13 +643,14 @@ class StudioWindow(QMainWindow):
     # History and export -----------------------------------------------------------------------
 
     def _history(self) -> ResultHistory:
-        assert self.document is not None
-        return ResultHistory(self.document.path, self.document.key)
+        document = self.documents.document
+        assert document is not None
+        return ResultHistory(document.path, document.key)
 
     def _load_history(self, select: Path | None = None) -> None:
         """List the shot's results (read off the GUI thread); ``select`` one once listed."""
         self._history_token += 1
-        token, document = self._history_token, self.document
+        token, document = self._history_token, self.documents.document
         if document is None:
             self.history_combo.clear()
             self._show_progress()
@@ -814,7 +658,7 @@ class StudioWindow(QMainWindow):
         history = self._history()
 
         def listed(entries: list[ResultEntry]) -> None:
-            if token != self._history_token or self.document is not document:
+            if token != self._history_token or self.documents.document is not document:
                 return  # a newer listing, or another shot
             self.history_combo.blockSignals(True)
             self.history_combo.clear()
@@ -834,10 +678,10 @@ class StudioWindow(QMainWindow):
         if folder == self.result_folder and self.result_frames():
             return  # already shown
         self._history_token += 1
-        token, document = self._history_token, self.document
+        token, document = self._history_token, self.documents.document
 
         def shown(result: LoadedResult) -> None:
-            if token != self._history_token or self.document is not document:
+            if token != self._history_token or self.documents.document is not document:
                 return
             if self.jobs.running:
                 return  # a generation started while it loaded
@@ -875,7 +719,8 @@ class StudioWindow(QMainWindow):
         if not self.result_frames():
             self.error("Export: there is no complete result yet: generate first")
             return
-        start = default_export_path(self.document.path, self.document.base_dir) if self.document else Path.home()
+        document = self.documents.document
+        start = default_export_path(document.path, document.base_dir) if document else Path.home()
         path, chosen = QFileDialog.getSaveFileName(self, "Export result", str(start), ";;".join(EXPORT_FORMATS))
         if path:
             self.export_result(*export_target(Path(path), chosen))

@@ -49,7 +49,7 @@ def window(qtbot, studio_home: Path) -> Iterator[object]:
 
     studio = StudioWindow(config_path=studio_home / "config" / "studio.json", start_daemon=False)
     # pytest-qt closes the window after each test: a modal question then would never be answered
-    studio.ask_unsaved = lambda question: QMessageBox.StandardButton.Discard
+    studio.documents.ask_unsaved = lambda question: QMessageBox.StandardButton.Discard
     qtbot.addWidget(studio)
     studio.show()
     yield studio

@@ -25,7 +25,7 @@ def studio(qtbot, studio_home):
     from anyi2v.desktop.qt.window import StudioWindow
 
     window = StudioWindow(config_path=studio_home / "config" / "studio.json", connection=ConnectionSettings("local"))
-    window.ask_unsaved = lambda question: QMessageBox.StandardButton.Discard
+    window.documents.ask_unsaved = lambda question: QMessageBox.StandardButton.Discard
     qtbot.addWidget(window)
     window.show()
     yield window
@@ -45,7 +45,7 @@ def test_generate_with_the_embedded_daemon_play_and_export(qtbot, studio, tmp_pa
     save_screenshot(window, "1-empty")
     ticks = TickCounter()
 
-    assert window.open_path(shots / "demo.json"), window.last_error
+    assert window.documents.open_path(shots / "demo.json"), window.last_error
     qtbot.waitUntil(lambda: window.renders.conditions is not None, timeout=60_000)
     assert window.renders.condition_image is not None
     assert window.renders.condition_image.std() > 0  # a depth image, not blank
@@ -59,7 +59,7 @@ def test_generate_with_the_embedded_daemon_play_and_export(qtbot, studio, tmp_pa
     assert [key.frame for key in window.shot.tracks[0].keyframes] == [0, 8, 15]
     moved = boxes_at(window.shot, 8)["torus"]
     assert moved[1] == pytest.approx(y0 + 0.2, abs=0.02)
-    window.selection.set({("torus", 8)})
+    window.documents.selection.set({("torus", 8)})
     save_screenshot(window, "3-tracks-on-the-timeline")
 
     window.set_value(("sampling", "steps"), 3)

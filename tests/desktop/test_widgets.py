@@ -12,7 +12,7 @@ from tests.desktop.conftest import TickCounter, drag, point
 
 
 def open_demo(qtbot, window) -> None:
-    assert window.open_path(EXAMPLES / "demo.json"), window.last_error
+    assert window.documents.open_path(EXAMPLES / "demo.json"), window.last_error
     qtbot.waitUntil(lambda: window.renders.conditions is not None, timeout=60_000)
 
 
@@ -36,18 +36,18 @@ def test_draw_a_box_move_it_at_another_frame_and_undo(qtbot, window):
     qtbot.mouseClick(
         window.timeline, Qt.MouseButton.LeftButton, pos=window.timeline.key_position("track-1", 8).toPoint()
     )
-    assert window.selection.keys == {("track-1", 8)}
-    window.timeline.sig_interpolation_requested.emit(set(window.selection.keys), "constant")
+    assert window.documents.selection.keys == {("track-1", 8)}
+    window.timeline.sig_interpolation_requested.emit(set(window.documents.selection.keys), "constant")
     row = next(r for r in window.timeline.rows if r.track_id == "track-1")
     assert [(k.frame, k.glyph) for k in row.keys] == [(0, "circle"), (8, "square")]
 
-    window.undo_stack.undo()  # the interpolation
-    window.undo_stack.undo()  # the move: the box at frame 8 is the held first box again
+    window.documents.undo_stack.undo()  # the interpolation
+    window.documents.undo_stack.undo()  # the move: the box at frame 8 is the held first box again
     assert boxes_at(window.shot, 8)["track-1"] == first
     assert window.timeline.rows[1].keys[-1].frame == 0
-    window.undo_stack.redo()
+    window.documents.undo_stack.redo()
     assert boxes_at(window.shot, 8)["track-1"] == moved
-    assert window.document.dirty
+    assert window.documents.document.dirty
 
 
 def test_keyboard_shortcuts_step_insert_and_delete(qtbot, window):
@@ -59,7 +59,7 @@ def test_keyboard_shortcuts_step_insert_and_delete(qtbot, window):
     assert window.playback.frame == 2
     qtbot.keyClick(window, Qt.Key.Key_I)
     assert [k.frame for k in window.shot.tracks[0].keyframes] == [0, 2, 15]
-    window.selection.set({("torus", 2)})
+    window.documents.selection.set({("torus", 2)})
     qtbot.keyClick(window, Qt.Key.Key_Delete)
     assert [k.frame for k in window.shot.tracks[0].keyframes] == [0, 15]
     qtbot.keyClick(window, Qt.Key.Key_Space)
@@ -94,25 +94,25 @@ def test_the_event_loop_keeps_turning_while_a_mesh_loads_and_orbits(qtbot, windo
     assert eye != (0.75, 0.5, 2.9)  # the orbit moved the shot's camera
     assert len(ticks.times) > 10
     assert ticks.longest_gap() < 0.5, f"the GUI thread stalled for {ticks.longest_gap():.2f} s"
-    window.undo_stack.undo()
+    window.documents.undo_stack.undo()
     assert window.shot.scene.camera.eye == (0.75, 0.5, 2.9)
 
 
 def test_opening_a_broken_file_is_a_message_not_a_crash(qtbot, window, tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{"schema_version": 3, "prompt": 5}')
-    assert not window.open_path(bad)
+    assert not window.documents.open_path(bad)
     assert "bad.json is not a valid shot" in window.last_error
-    assert window.document is None
+    assert window.documents.document is None
     mesh = tmp_path / "broken.obj"
     mesh.write_text("v 0 0 0\nf 1 2 3\n")
-    assert window.open_path(mesh)  # a new shot around it; the render fails with a message
+    assert window.documents.open_path(mesh)  # a new shot around it; the render fails with a message
     qtbot.waitUntil(lambda: "could not be rendered" in window.last_error, timeout=30_000)
 
 
 def test_view_coordinates_round_trip(window):
     view = window.condition_view
-    window.open_path(EXAMPLES / "demo.json")
+    window.documents.open_path(EXAMPLES / "demo.json")
     x, y = view.to_normalized(QPointF(view.to_widget(0.25, 0.75)))
     assert (round(x, 6), round(y, 6)) == (0.25, 0.75)
 
@@ -123,22 +123,22 @@ def test_closing_with_unsaved_changes_asks_and_can_save(qtbot, window, tmp_path,
     open_demo(qtbot, window)
     window.apply("Set prompt", lambda shot: shot.model_copy(update={"prompt": "changed"}))
     asked = []
-    window.ask_unsaved = lambda question: asked.append(question) or QMessageBox.StandardButton.Cancel
-    assert not window.confirm_discard()
+    window.documents.ask_unsaved = lambda question: asked.append(question) or QMessageBox.StandardButton.Cancel
+    assert not window.documents.confirm_discard()
     assert "Save the changes to demo.json" in asked[0]
     target = tmp_path / "saved.json"
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
-    window.ask_unsaved = lambda question: QMessageBox.StandardButton.Save
-    window.document.path = None  # as if it were new: Save asks for a name
-    assert window.confirm_discard()
+    window.documents.ask_unsaved = lambda question: QMessageBox.StandardButton.Save
+    window.documents.document.path = None  # as if it were new: Save asks for a name
+    assert window.documents.confirm_discard()
     from anyi2v.shared.document import load_shot
 
     assert load_shot(target).prompt == "changed"
-    assert not window.document.dirty
+    assert not window.documents.document.dirty
 
 
 def test_double_clicking_a_scene_object_seeds_a_track_from_its_box(qtbot, window):
-    assert window.open_path(EXAMPLES / "assets" / "torus.obj"), window.last_error  # a new shot, no tracks
+    assert window.documents.open_path(EXAMPLES / "assets" / "torus.obj"), window.last_error  # a new shot, no tracks
     qtbot.waitUntil(lambda: window.renders.conditions is not None, timeout=60_000)
     assert window.shot.tracks == ()
     (name, box), *_ = window.renders.conditions.object_boxes.items()
@@ -155,7 +155,7 @@ def test_double_clicking_a_scene_object_seeds_a_track_from_its_box(qtbot, window
     assert name not in view.unseeded_objects()  # no second track from the same double-click
     qtbot.mouseDClick(view, Qt.MouseButton.LeftButton, pos=centre)  # now on the track's box: nothing new
     assert len(window.shot.tracks) == 1
-    window.undo_stack.undo()
+    window.documents.undo_stack.undo()
     assert window.shot.tracks == ()
 
 
@@ -189,7 +189,7 @@ def test_an_image_layer_over_the_scene_limited_to_a_mask(qtbot, window, tmp_path
     mask = np.zeros((128, 128), np.uint8)
     mask[:, 64:] = 255  # the right half
     Image.fromarray(mask).save(shots / "right.png")
-    assert window.open_path(shots / "demo.json"), window.last_error
+    assert window.documents.open_path(shots / "demo.json"), window.last_error
     qtbot.waitUntil(lambda: window.renders.conditions is not None, timeout=60_000)
     depth = window.renders.condition_image.copy()
     panel = window.settings
@@ -215,8 +215,8 @@ def test_an_image_layer_over_the_scene_limited_to_a_mask(qtbot, window, tmp_path
     image = window.renders.condition_image
     assert image[:, 70:].min() == 255  # the white image, inside the mask
     assert np.array_equal(image[:, :60], depth[:, :60])  # the depth render outside it
-    window.undo_stack.undo()
-    window.undo_stack.undo()
+    window.documents.undo_stack.undo()
+    window.documents.undo_stack.undo()
     assert [layer.source.kind for layer in window.shot.conditions] == ["scene"]
 
 
@@ -269,13 +269,13 @@ def test_text_typed_a_moment_ago_is_saved_and_sent(qtbot, window, tmp_path):
     import shutil
 
     shutil.copytree(EXAMPLES, tmp_path / "shots")
-    assert window.open_path(tmp_path / "shots" / "demo.json")
+    assert window.documents.open_path(tmp_path / "shots" / "demo.json")
     qtbot.waitUntil(lambda: window.renders.conditions is not None, timeout=60_000)
     prompt = window.settings.prompt
     prompt.setFocus()
     prompt.selectAll()
     qtbot.keyClicks(prompt, "a blue fox")
-    assert window.save()  # at once, before the typing pause has passed
+    assert window.documents.save()  # at once, before the typing pause has passed
     from anyi2v.shared.document import load_shot
 
     assert load_shot(tmp_path / "shots" / "demo.json").prompt == "a blue fox"
@@ -295,21 +295,21 @@ def test_save_as_to_another_folder_keeps_every_path_and_undo_pointing_at_the_sam
     from anyi2v.shared.document import load_shot
 
     shutil.copytree(EXAMPLES, tmp_path / "a")
-    assert window.open_path(tmp_path / "a" / "camera_pan.json"), window.last_error  # an image layer
+    assert window.documents.open_path(tmp_path / "a" / "camera_pan.json"), window.last_error  # an image layer
     qtbot.waitUntil(lambda: window.renders.conditions is not None, timeout=60_000)
     image = (tmp_path / "a" / window.shot.conditions[0].source.path).resolve()
     window.apply("Set prompt", lambda shot: shot.model_copy(update={"prompt": "first"}))
     target = tmp_path / "b" / "deep" / "pan.json"
     target.parent.mkdir(parents=True)
-    assert window._save_to(target)
+    assert window.documents.save_to(target)
     assert (target.parent / window.shot.conditions[0].source.path).resolve() == image
     assert (target.parent / window.settings.shot.conditions[0].source.path).resolve() == image  # the panel too
     window.settings._set_layer(0, "modality", "sketch")  # an edit from the panel after the move
     assert (target.parent / window.shot.conditions[0].source.path).resolve() == image
-    window.undo_stack.undo()
-    window.undo_stack.undo()  # back before "first": still the same image from the new folder
+    window.documents.undo_stack.undo()
+    window.documents.undo_stack.undo()  # back before "first": still the same image from the new folder
     assert (target.parent / window.shot.conditions[0].source.path).resolve() == image
-    assert window.save()
+    assert window.documents.save()
     assert load_shot(target).conditions[0].source.path == window.shot.conditions[0].source.path
 
 
@@ -318,27 +318,27 @@ def test_undoing_a_key_move_selects_the_moved_key_again_not_its_neighbour(qtbot,
     window.playback.set_frame(5)
     window.select_track("torus")
     window.insert_key()  # keys 0, 5, 15
-    window.selection.set({("torus", 5)})
+    window.documents.selection.set({("torus", 5)})
     window.move_keys({("torus", 5)}, 10)  # onto 15: it replaces that key
-    assert window.selection.keys == {("torus", 15)}
-    window.undo_stack.undo()
+    assert window.documents.selection.keys == {("torus", 15)}
+    window.documents.undo_stack.undo()
     assert [k.frame for k in window.shot.tracks[0].keyframes] == [0, 5, 15]
-    assert window.selection.keys == {("torus", 5)}  # the key that was moved, not the one at 15
-    window.undo_stack.redo()
-    assert window.selection.keys == {("torus", 15)}
+    assert window.documents.selection.keys == {("torus", 5)}  # the key that was moved, not the one at 15
+    window.documents.undo_stack.redo()
+    assert window.documents.selection.keys == {("torus", 15)}
 
 
 def test_separate_changes_are_separate_undo_steps_and_quick_ones_merge(qtbot, window):
     open_demo(qtbot, window)
     window.set_frame_count(20)
     window.set_frame_count(24)  # at once: merged, like a spin box being dragged
-    assert window.undo_stack.count() == 1
-    window.undo_stack.command(0).last_change -= 10  # as if the next change came much later
+    assert window.documents.undo_stack.count() == 1
+    window.documents.undo_stack.command(0).last_change -= 10  # as if the next change came much later
     window.set_frame_count(16)
-    assert window.undo_stack.count() == 2
-    window.undo_stack.undo()
+    assert window.documents.undo_stack.count() == 2
+    window.documents.undo_stack.undo()
     assert window.shot.output.n_frames == 24
-    window.undo_stack.undo()
+    window.documents.undo_stack.undo()
     assert window.shot.output.n_frames == 16
 
 
@@ -366,7 +366,7 @@ def test_a_result_from_the_history_plays_and_exports_with_its_own_shot(qtbot, wi
     from PIL import Image
 
     shutil.copytree(EXAMPLES, tmp_path / "shots")
-    assert window.open_path(tmp_path / "shots" / "demo.json")
+    assert window.documents.open_path(tmp_path / "shots" / "demo.json")
     made_with = window.shot.model_copy(update={"output": window.shot.output.model_copy(update={"fps": 12.0})})
     folder = tmp_path / "shots" / "demo.results" / "20261122-101010-abcd1234"
     (folder / "frames").mkdir(parents=True)
@@ -397,11 +397,11 @@ def test_save_as_leaves_a_saved_shots_results_with_it(qtbot, window, tmp_path):
     import shutil
 
     shutil.copytree(EXAMPLES, tmp_path / "shots")
-    assert window.open_path(tmp_path / "shots" / "demo.json")
+    assert window.documents.open_path(tmp_path / "shots" / "demo.json")
     result = tmp_path / "shots" / "demo.results" / "20261122-000000-abcd1234"
     result.mkdir(parents=True)
     (result / "manifest.json").write_text('{"job_id": "x", "n_frames": 4}')
-    assert window._save_to(tmp_path / "shots" / "copy.json")
+    assert window.documents.save_to(tmp_path / "shots" / "copy.json")
     qtbot.wait(300)
     assert (result / "manifest.json").is_file()  # still beside demo.json
     assert not (tmp_path / "shots" / "copy.results").exists()
@@ -419,12 +419,12 @@ def test_recent_files_are_listed_at_start_and_a_deleted_one_leaves_the_list(qtbo
     config = studio_home / "config" / "studio.json"
     first = StudioWindow(config_path=config, start_daemon=False)
     qtbot.addWidget(first)
-    assert first.open_path(shots / "demo.json")
-    assert first.open_path(shots / "camera_pan.json")
+    assert first.documents.open_path(shots / "demo.json")
+    assert first.documents.open_path(shots / "camera_pan.json")
     first.shutdown()
     (shots / "camera_pan.json").unlink()
     second = StudioWindow(config_path=config, start_daemon=False)
-    second.ask_unsaved = lambda question: QMessageBox.StandardButton.Discard
+    second.documents.ask_unsaved = lambda question: QMessageBox.StandardButton.Discard
     qtbot.addWidget(second)
     listed = [action.text() for action in second.recent_menu.actions()]
     assert listed == [str(shots / "camera_pan.json"), str(shots / "demo.json")]
