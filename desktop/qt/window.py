@@ -8,7 +8,6 @@ stack. Rendering, ZeroMQ and disk work run on other threads and come back as que
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -41,7 +40,6 @@ from anyi2v.desktop.models.condition import OrbitCamera, warm_up
 from anyi2v.desktop.models.connection import (
     ConnectionSettings,
     ConnectionStatus,
-    JobResult,
 )
 from anyi2v.desktop.models.document import ShotDocument
 from anyi2v.desktop.models.edits import ClipboardKey
@@ -50,12 +48,9 @@ from anyi2v.desktop.models.files import (
     IMAGE_SUFFIXES,
     LoadedResult,
     ResultEntry,
-    ResultHistory,
     config_dir,
     default_export_path,
     export_target,
-    load_result,
-    save_condition,
 )
 from anyi2v.desktop.models.job import JobProgress
 from anyi2v.desktop.models.overlay import boxes_at
@@ -64,13 +59,13 @@ from anyi2v.render.assets import SUFFIXES as ASSET_SUFFIXES
 from anyi2v.shared.curves import INTERPOLATIONS
 from anyi2v.shared.shot import Shot
 
-from .background import Background
 from .condition_controller import ConditionController
 from .condition_view import ConditionView
 from .document_controller import DocumentController
 from .images import to_qimage
 from .jobs_controller import JobsController
 from .player import COMPARE_MODES, PlayerView
+from .results_controller import ResultsController
 from .settings_panel import SettingsPanel
 from .timeline import TimelineView
 from .widgets import tool_button
@@ -91,21 +86,16 @@ class StudioWindow(QMainWindow):
         self.setWindowTitle("AnyI2V Studio")
         self.resize(1440, 900)
         warm_up()
-        self.background = Background(self.error)
-        self.in_background = self.background.run
         self.documents = DocumentController(config_path or config_dir() / "studio.json")
         self.documents.ask_unsaved = self._ask_unsaved
         self.documents.ask_save_path = self._ask_save_path
         self.playback = Playback(16, 8.0)
         self.clipboard: tuple[ClipboardKey, ...] = ()
         self.selected_track: str | None = None
-        self.result_folder: Path | None = None
-        self.shown_result: LoadedResult | None = None  # a result chosen from the history
-        self.result_condition: NDArray[np.uint8] | None = None  # what the shown result was made from
-        self._history_token = 0  # drops listings and loads that a newer one overtook
         self.last_error = ""
         self.renders = ConditionController()
         self.jobs = JobsController(self.renders.renderer)  # renders take turns on the shared renderer
+        self.results = ResultsController(self.documents, self.jobs)
         self._build_views()
         self._build_actions()
         self._connect_controllers()
@@ -296,7 +286,6 @@ class StudioWindow(QMainWindow):
         self.documents.sig_shot_shown.connect(self._show_shot)
         self.documents.sig_edit_unchanged.connect(self.settings.set_shot)
         self.documents.sig_title_changed.connect(lambda title: self.setWindowTitle(f"{title} - AnyI2V Studio"))
-        self.documents.sig_saved.connect(self._saved)
         self.documents.sig_recent_changed.connect(self._fill_recent_menu)
         self.documents.sig_commit_pending_requested.connect(self.settings.commit_pending)
         self.renders.sig_busy_changed.connect(self._render_busy)
@@ -306,11 +295,12 @@ class StudioWindow(QMainWindow):
         self.jobs.sig_job_changed.connect(lambda _: self._show_progress())
         self.jobs.sig_frame.connect(self.player.set_frame_image)
         self.jobs.sig_previews.connect(lambda job: self.player.set_frames(job.frames, job.previews))
-        self.jobs.sig_condition_sent.connect(self._show_result_condition)
-        self.jobs.sig_job_done.connect(self._job_done)
-        for controller in (self.documents, self.renders, self.jobs):
+        self.results.sig_history_listed.connect(self._history_listed)
+        self.results.sig_result_shown.connect(self._result_shown)
+        self.results.sig_result_condition_changed.connect(self._show_result_condition)
+        for controller in (self.documents, self.renders, self.jobs, self.results):
             controller.sig_error.connect(self.error)
-        for controller in (self.documents, self.jobs):
+        for controller in (self.documents, self.jobs, self.results):
             controller.sig_info.connect(self.info)
 
     # Messages ---------------------------------------------------------------------------------
@@ -343,11 +333,9 @@ class StudioWindow(QMainWindow):
         self.settings.object_names = ()
         self._fill_objects_menu(())
         self.player.set_condition(None)
-        self.result_condition = None
         self.player.set_frames([])
         self.jobs.forget()
-        self.shown_result = None
-        self._load_history()
+        self.results.reset()
 
     def _show_shot(self, shot: Shot | None) -> None:
         """Show ``shot`` in every view (after an edit, an undo or an open) and re-render its condition."""
@@ -361,7 +349,7 @@ class StudioWindow(QMainWindow):
         for view in (self.condition_view, self.timeline):
             view.set_shot(shot)
             view.set_selected_track(self.selected_track)
-        self.player.set_shot(self.result_shot() or shot)
+        self.player.set_shot(self.results.result_shot() or shot)
         if document is not None:
             self.settings.base_dir = document.base_dir  # (moves with a save as)
         self.settings.set_shot(shot)
@@ -375,7 +363,7 @@ class StudioWindow(QMainWindow):
         self.cancel_button.setEnabled(self.jobs.running)
         self.save_action.setEnabled(has_shot)
         self.key_button.setEnabled(self.selected_track is not None)
-        self.export_action.setEnabled(bool(self.result_frames()))
+        self.export_action.setEnabled(bool(self.results.result_frames()))
 
     # Edits ------------------------------------------------------------------------------------
 
@@ -527,7 +515,7 @@ class StudioWindow(QMainWindow):
         assert self.renders.condition_image is not None
         image = to_qimage(self.renders.condition_image)
         self.condition_view.set_image(image)
-        if self.result_condition is None:  # a result is compared with the condition it was made from
+        if self.results.result_condition is None:  # a result is compared with the condition it was made from
             self.player.set_condition(image)
         self.settings.set_object_names(tuple(conditions.object_boxes))
         self.condition_view.set_object_boxes(conditions.object_boxes)
@@ -555,15 +543,6 @@ class StudioWindow(QMainWindow):
         path, _ = QFileDialog.getOpenFileName(self, "Open", "", f"Shots, meshes, point clouds, images ({patterns})")
         if path:
             self.documents.open_path(Path(path))
-
-    def _saved(self, _written: Path, old_path: Path | None) -> None:
-        document = self.documents.document
-        if old_path is None and document is not None:  # the first save takes the results made while untitled
-            untitled, history = ResultHistory(None, document.key), self._history()
-            self.in_background(lambda: history.adopt(untitled), lambda _: self._load_history(),
-                               "moving the results beside the shot")  # fmt: skip
-        else:
-            self._load_history()  # a saved shot's results stay with it
 
     def _fill_recent_menu(self, recent: list[str]) -> None:
         self.recent_menu.clear()
@@ -612,11 +591,9 @@ class StudioWindow(QMainWindow):
             self.apply("Random seed", edits.randomize_seed)
         document = self.documents.document
         assert document is not None
-        self.jobs.generate(document.shot, document.base_dir, self._history())
+        self.jobs.generate(document.shot, document.base_dir, self.results.history())
 
     def _job_started(self, job: JobProgress, shot: Shot) -> None:
-        self.result_folder, self.shown_result = None, None
-        self._show_result_condition(None)
         self.player.set_shot(shot)
         self.player.set_frames(job.frames)
 
@@ -632,118 +609,40 @@ class StudioWindow(QMainWindow):
         self.history_combo.setEnabled(self.history_combo.count() > 0 and (job is None or job.finished))
         self._update_actions()
 
-    def _job_done(self, result: JobResult) -> None:
-        self.result_folder = result.folder
-        if self.result_condition is not None:
-            condition = self.result_condition
-            self.in_background(lambda: save_condition(result.folder, condition), lambda _: None,
-                               "keeping the condition with the result")  # fmt: skip
-        self._load_history(select=result.folder)
-
     # History and export -----------------------------------------------------------------------
 
-    def _history(self) -> ResultHistory:
-        document = self.documents.document
-        assert document is not None
-        return ResultHistory(document.path, document.key)
-
-    def _load_history(self, select: Path | None = None) -> None:
-        """List the shot's results (read off the GUI thread); ``select`` one once listed."""
-        self._history_token += 1
-        token, document = self._history_token, self.documents.document
-        if document is None:
-            self.history_combo.clear()
-            self._show_progress()
-            return
-        history = self._history()
-
-        def listed(entries: list[ResultEntry]) -> None:
-            if token != self._history_token or self.documents.document is not document:
-                return  # a newer listing, or another shot
-            self.history_combo.blockSignals(True)
-            self.history_combo.clear()
-            for entry in entries:
-                self.history_combo.addItem(entry.title, str(entry.folder))
-            index = self.history_combo.findData(str(select)) if select is not None else -1
-            self.history_combo.setCurrentIndex(index)  # -1: none chosen (a result is not shown unasked)
-            self.history_combo.blockSignals(False)
-            self._show_progress()
-
-        self.in_background(history.entries, listed, "listing the results")
+    def _history_listed(self, entries: list[ResultEntry], select: Path | None) -> None:
+        self.history_combo.blockSignals(True)
+        self.history_combo.clear()
+        for entry in entries:
+            self.history_combo.addItem(entry.title, str(entry.folder))
+        index = self.history_combo.findData(str(select)) if select is not None else -1
+        self.history_combo.setCurrentIndex(index)  # -1: none chosen (a result is not shown unasked)
+        self.history_combo.blockSignals(False)
+        self._show_progress()
 
     def _history_chosen(self, index: int) -> None:
-        if index < 0 or self.jobs.running:
-            return  # the combo is disabled while a job runs; a late signal changes nothing
-        folder = Path(self.history_combo.itemData(index))
-        if folder == self.result_folder and self.result_frames():
-            return  # already shown
-        self._history_token += 1
-        token, document = self._history_token, self.documents.document
+        if index >= 0:
+            self.results.pick(Path(self.history_combo.itemData(index)))
 
-        def shown(result: LoadedResult) -> None:
-            if token != self._history_token or self.documents.document is not document:
-                return
-            if self.jobs.running:
-                return  # a generation started while it loaded
-            self.shown_result, self.result_folder = result, folder
-            self.jobs.forget()
-            self.player.set_shot(result.shot or self.shot)
-            self.player.set_frames(list(result.frames))
-            self._show_result_condition(result.condition)
-            self._show_progress()
-
-        self.in_background(lambda: load_result(folder), shown, "loading the result")
+    def _result_shown(self, result: LoadedResult) -> None:
+        self.player.set_shot(result.shot or self.shot)
+        self.player.set_frames(list(result.frames))
 
     def _show_result_condition(self, condition: NDArray[np.uint8] | None) -> None:
         """Compare the result with the condition it was made from (the current one when not known)."""
-        self.result_condition = condition
         shown = condition if condition is not None else self.renders.condition_image
         self.player.set_condition(to_qimage(shown) if shown is not None else None)
 
-    def result_frames(self) -> list[NDArray[np.uint8]]:
-        """The frames the player shows when they are all there: the job's, or a result from the history."""
-        job = self.jobs.job
-        if job is None:
-            return list(self.shown_result.frames) if self.shown_result is not None else []
-        if all(frame is not None for frame in job.frames):
-            return [frame for frame in job.frames if frame is not None]
-        return []
-
-    def result_shot(self) -> Shot | None:
-        """The shot that made the result shown (for its fps and the sidecar), when known."""
-        if self.jobs.job is None:
-            return self.shown_result.shot if self.shown_result is not None else None
-        return self.jobs.job_shot
-
     def export_dialog(self) -> None:
-        if not self.result_frames():
+        if not self.results.result_frames():
             self.error("Export: there is no complete result yet: generate first")
             return
         document = self.documents.document
         start = default_export_path(document.path, document.base_dir) if document else Path.home()
         path, chosen = QFileDialog.getSaveFileName(self, "Export result", str(start), ";;".join(EXPORT_FORMATS))
         if path:
-            self.export_result(*export_target(Path(path), chosen))
-
-    def export_result(self, path: Path, video_format: str | None = None) -> threading.Thread | None:
-        """Encode the result's frames to ``path`` on a worker thread (MP4, WebM or GIF by the suffix,
-        or a folder of PNG frames), with the shot that made them beside it."""
-        frames = self.result_frames()
-        shot = self.result_shot() or self.shot
-        if not frames or shot is None:
-            self.error("Export: there is no complete result yet: generate first")
-            return None
-        fps, shot_json = shot.output.fps, shot.model_dump_json(indent=2)
-
-        def write() -> list[Path]:
-            from anyi2v.daemon.pipeline.video import write_video
-
-            return write_video(frames, path, fps, shot_json=shot_json, format=video_format)
-
-        def written(paths: list[Path]) -> None:
-            self.info(f"Exported {path} ({len(frames)} frames, with the shot beside it)")
-
-        return self.in_background(write, written, f"exporting {path.name}")
+            self.results.export_result(*export_target(Path(path), chosen))
 
     def sizeHint(self) -> QSize:  # noqa: N802
         return QSize(1440, 900)

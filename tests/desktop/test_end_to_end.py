@@ -83,13 +83,13 @@ def test_generate_with_the_embedded_daemon_play_and_export(qtbot, studio, tmp_pa
     n_frames = window.shot.output.n_frames
     assert len(window.player.frames) == n_frames
     assert all(image is not None and image.width() == 128 for image in window.player.frames)
-    qtbot.waitUntil(lambda: window.result_folder is not None, timeout=60_000)  # fetched after the last event
-    assert window.result_folder.parent == shots / "demo.results"
+    qtbot.waitUntil(lambda: window.results.result_folder is not None, timeout=60_000)  # fetched after the last event
+    assert window.results.result_folder.parent == shots / "demo.results"
     # the condition it was made from is kept with it: compare modes show that one, not a later render
-    qtbot.waitUntil(lambda: (window.result_folder / "condition.png").is_file(), timeout=10_000)
-    assert np.array_equal(window.result_condition, window.renders.condition_image)
+    qtbot.waitUntil(lambda: (window.results.result_folder / "condition.png").is_file(), timeout=10_000)
+    assert np.array_equal(window.results.result_condition, window.renders.condition_image)
     qtbot.waitUntil(lambda: window.history_combo.count() == 1, timeout=10_000)  # listed off the GUI thread
-    assert window.history_combo.currentData() == str(window.result_folder)
+    assert window.history_combo.currentData() == str(window.results.result_folder)
     # the status line learns the device once the model has loaded, and that the daemon is idle again
     qtbot.waitUntil(lambda: window.jobs.connection_status.line == "Connected: toy-world on cpu, idle", timeout=10_000)
     assert not window.condition_view.busy  # no stale "rendering…" once the last render is shown
@@ -103,7 +103,7 @@ def test_generate_with_the_embedded_daemon_play_and_export(qtbot, studio, tmp_pa
     assert not window.playback.playing
 
     missing = tmp_path / "no-such-folder" / "result.mp4"
-    thread = window.export_result(missing)
+    thread = window.results.export_result(missing)
     qtbot.waitUntil(lambda: not thread.is_alive(), timeout=60_000)
     qtbot.waitUntil(lambda: "does not exist" in window.last_error, timeout=5_000)  # a message, not a crash
 
@@ -124,4 +124,5 @@ def test_generate_with_the_embedded_daemon_play_and_export(qtbot, studio, tmp_pa
         decoded = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
     assert len(decoded) == n_frames
     assert decoded[0].shape == (128, 128, 3)
-    assert np.abs(decoded[0].astype(int) - window.result_frames()[0].astype(int)).mean() < 12  # lossy, but the same
+    shown = window.results.result_frames()[0]
+    assert np.abs(decoded[0].astype(int) - shown.astype(int)).mean() < 12  # lossy, but the same

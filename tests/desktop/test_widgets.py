@@ -375,17 +375,17 @@ def test_a_result_from_the_history_plays_and_exports_with_its_own_shot(qtbot, wi
     (folder / "manifest.json").write_text(json.dumps({"job_id": "studio-x-abcd1234", "n_frames": 4}))
     (folder / "shot.json").write_text(made_with.model_dump_json())
     Image.fromarray(np.full((128, 128, 3), 7, np.uint8)).save(folder / "condition.png")
-    window._load_history()
+    window.results.load_history()
     qtbot.waitUntil(lambda: window.history_combo.count() == 1, timeout=10_000)
     assert window.history_combo.currentIndex() == -1  # listed, not shown unasked
     window.history_combo.setCurrentIndex(0)
     window.history_combo.activated.emit(0)  # what choosing it in the list sends
-    qtbot.waitUntil(lambda: len(window.result_frames()) == 4, timeout=10_000)
+    qtbot.waitUntil(lambda: len(window.results.result_frames()) == 4, timeout=10_000)
     assert window.player.frames[3].pixel(5, 5) & 0xFF == 180
-    assert window.result_shot().output.fps == 12.0
+    assert window.results.result_shot().output.fps == 12.0
     assert window.player.condition.pixel(5, 5) & 0xFF == 7  # compared with the condition it was made from
     target = tmp_path / "old.mp4"
-    thread = window.export_result(target)
+    thread = window.results.export_result(target)
     qtbot.waitUntil(lambda: not thread.is_alive(), timeout=30_000)
     with av.open(str(target)) as container:
         stream = container.streams.video[0]
