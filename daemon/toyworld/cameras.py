@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
+__all__ = ["Cameras", "Vector3", "pixel_rays"]
+
 Vector3 = tuple[float, float, float]
 
 
@@ -62,7 +64,7 @@ class Cameras:
         return (height / 2.0) / math.tan(math.radians(self.fov_deg) / 2.0)
 
 
-def _rays(cameras: Cameras, height: int, width: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def pixel_rays(cameras: Cameras, height: int, width: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Unit world-space directions (B, H*W, 3) through the pixel centres, and the planar depth of a unit
     step along each, (H*W,)."""
     focal = cameras.focal(height)

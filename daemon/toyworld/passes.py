@@ -16,6 +16,8 @@ from anyi2v.shared.conventions import AMBIENT, DEPTH_EDGE_RELATIVE, DEPTH_RANGE,
 from .cameras import Cameras
 from .trace import Hits
 
+__all__ = ["SHININESS", "camera_normals", "depth_image", "edges", "normal_image", "shaded"]
+
 SHININESS = 32.0  # Blinn-Phong exponent of the glossy highlight
 
 

@@ -11,7 +11,9 @@ import math
 import torch
 
 from .cameras import Cameras
-from .primitives import BLOB_BALLS, Primitives, _blob
+from .primitives import BLOB_BALLS, Primitives, blob_distance
+
+__all__ = ["sample_surface_points", "splat"]
 
 _DEPTH_LEVELS = 2**22  # depth quantization of the splat z-buffer key (as render.splat)
 
@@ -184,7 +186,7 @@ def _blob_samples(size: torch.Tensor, blob: torch.Tensor, u: torch.Tensor) -> to
     low, high = torch.zeros_like(scale), reach.amax(dim=-1) + smoothness
     for _ in range(32):
         middle = (low + high) / 2.0
-        inside = _blob(start + middle[..., None] * direction, size, blob) < 0.0
+        inside = blob_distance(start + middle[..., None] * direction, size, blob) < 0.0
         low, high = torch.where(inside, middle, low), torch.where(inside, high, middle)
     return start + ((low + high) / 2.0)[..., None] * direction
 

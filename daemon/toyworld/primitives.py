@@ -12,6 +12,17 @@ from dataclasses import dataclass
 
 import torch
 
+__all__ = [
+    "BLOB_BALLS",
+    "KINDS",
+    "KindGroup",
+    "Primitives",
+    "blob_distance",
+    "group_by_kind",
+    "grouped_distances",
+    "signed_distances",
+]
+
 KINDS = ("sphere", "box", "torus", "cone", "cylinder", "capsule", "blob")
 BLOB_BALLS = 4
 _FAR = 1e4  # the distance of padding and of absent blob balls
@@ -96,7 +107,9 @@ def _smooth_min(a: torch.Tensor, b: torch.Tensor, smoothness: torch.Tensor) -> t
     return torch.minimum(a, b) - 0.25 * smoothness * blend.square()
 
 
-def _blob(q: torch.Tensor, size: torch.Tensor, blob: torch.Tensor) -> torch.Tensor:
+def blob_distance(q: torch.Tensor, size: torch.Tensor, blob: torch.Tensor) -> torch.Tensor:
+    """The blob: its balls (offsets and radii times the scale; radius <= 0 left out) joined by
+    :func:`_smooth_min` of the smoothness; a conservative distance bound."""
     scale, smoothness = size[..., 0], size[..., 1].clamp(min=1e-6)
     centres = blob[..., :3] * scale[..., None, None]
     radii = blob[..., 3] * scale[..., None]
@@ -115,12 +128,12 @@ _DISTANCES: tuple[Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Ten
     _cone,
     _cylinder,
     _capsule,
-    _blob,
+    blob_distance,
 )
 
 
 @dataclass
-class _Group:
+class KindGroup:
     """The present primitives of one kind, flattened: ``flat`` indexes B * K."""
 
     kind: int
@@ -132,7 +145,7 @@ class _Group:
     blob: torch.Tensor  # (n, 1, BLOB_BALLS, 4)
 
 
-def _groups(primitives: Primitives) -> list[_Group]:
+def group_by_kind(primitives: Primitives) -> list[KindGroup]:
     """The present primitives by kind (one host sync per kind, once per call)."""
     count = primitives.kind.shape[1]
     kind = primitives.kind.reshape(-1)
@@ -143,7 +156,7 @@ def _groups(primitives: Primitives) -> list[_Group]:
         if flat.numel() == 0:
             continue
         groups.append(
-            _Group(
+            KindGroup(
                 kind=kind_index,
                 flat=flat,
                 view=torch.div(flat, count, rounding_mode="floor"),
@@ -156,7 +169,7 @@ def _groups(primitives: Primitives) -> list[_Group]:
     return groups
 
 
-def _distances(groups: Sequence[_Group], points: torch.Tensor, count: int) -> torch.Tensor:
+def grouped_distances(groups: Sequence[KindGroup], points: torch.Tensor, count: int) -> torch.Tensor:
     """points (B, P, 3) world -> (B, K, P) signed distance to each of the K primitives (padding: far)."""
     batch, n_points, _ = points.shape
     out = points.new_full((batch * count, n_points), _FAR)
@@ -169,4 +182,4 @@ def _distances(groups: Sequence[_Group], points: torch.Tensor, count: int) -> to
 def signed_distances(primitives: Primitives, points: torch.Tensor) -> torch.Tensor:
     """points (B, P, 3) world -> (B, K, P) signed distance of each point to each primitive: exact for every
     kind but the blob, whose smooth union is a conservative bound; padding gets a large positive value."""
-    return _distances(_groups(primitives), points.float(), primitives.kind.shape[1])
+    return grouped_distances(group_by_kind(primitives), points.float(), primitives.kind.shape[1])

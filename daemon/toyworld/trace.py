@@ -12,8 +12,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .cameras import Cameras, _rays
-from .primitives import Primitives, _distances, _Group, _groups
+from .cameras import Cameras, pixel_rays
+from .primitives import KindGroup, Primitives, group_by_kind, grouped_distances
+
+__all__ = ["GRADIENT_STEP", "HIT_TOLERANCE_PX", "MAX_DISTANCE", "REFINE_STEPS", "Hits", "cast"]
 
 MAX_DISTANCE = 100.0  # rays stop this far from the eye (world units)
 REFINE_STEPS = 3  # Newton steps along the ray after the march
@@ -46,16 +48,16 @@ class Hits:
 
 
 def _nearest(
-    groups: Sequence[_Group], points: torch.Tensor, count: int
+    groups: Sequence[KindGroup], points: torch.Tensor, count: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """points (B, P, 3) -> the nearest primitive's signed distance (B, P), its index (B, P) and its
     gradient (B, P, 3) by central differences on a tetrahedron (unnormalized)."""
-    distances = _distances(groups, points, count)
+    distances = grouped_distances(groups, points, count)
     value, index = distances.min(dim=1)
     gradient = torch.zeros_like(points)
     for corner in _TETRAHEDRON:
         offset = points.new_tensor(corner)
-        around = _distances(groups, points + GRADIENT_STEP * offset, count).gather(1, index[:, None]).squeeze(1)
+        around = grouped_distances(groups, points + GRADIENT_STEP * offset, count).gather(1, index[:, None]).squeeze(1)
         gradient = gradient + around[..., None] * offset
     return value, index, gradient / (4.0 * GRADIENT_STEP)
 
@@ -79,15 +81,15 @@ def cast(
     if cameras.eye.shape[0] != batch:
         raise ValueError(f"cast needs one camera per view: {cameras.eye.shape[0]} cameras for {batch} views")
     device = primitives.centre.device
-    groups = _groups(primitives)
-    directions, planar = _rays(cameras, height, width, device)
+    groups = group_by_kind(primitives)
+    directions, planar = pixel_rays(cameras, height, width, device)
     origins = cameras.eye.to(device).float()[:, None, :]
     pixel = 1.0 / cameras.focal(height)  # a pixel's footprint per unit of planar depth
 
     # 1. March: t grows by the distance bound, so it never passes the first surface.
     t = torch.zeros(directions.shape[:2], device=device)
     for _ in range(steps):
-        nearest = _distances(groups, origins + t[..., None] * directions, count).amin(dim=1)
+        nearest = grouped_distances(groups, origins + t[..., None] * directions, count).amin(dim=1)
         t = (t + nearest).clamp(0.0, max_distance)
 
     # 2. Refine: Newton steps on sdf(t) along the ray, for rays within a pixel of a surface.
