@@ -36,13 +36,12 @@ from PySide6.QtWidgets import (
 )
 
 from anyi2v.desktop.models import edits
-from anyi2v.desktop.models.condition import OrbitCamera, warm_up
+from anyi2v.desktop.models.condition import warm_up
 from anyi2v.desktop.models.connection import (
     ConnectionSettings,
     ConnectionStatus,
 )
 from anyi2v.desktop.models.document import ShotDocument
-from anyi2v.desktop.models.edits import ClipboardKey
 from anyi2v.desktop.models.files import (
     EXPORT_FORMATS,
     IMAGE_SUFFIXES,
@@ -53,7 +52,6 @@ from anyi2v.desktop.models.files import (
     export_target,
 )
 from anyi2v.desktop.models.job import JobProgress
-from anyi2v.desktop.models.overlay import boxes_at
 from anyi2v.desktop.models.timeline import Playback
 from anyi2v.render.assets import SUFFIXES as ASSET_SUFFIXES
 from anyi2v.shared.curves import INTERPOLATIONS
@@ -62,6 +60,7 @@ from anyi2v.shared.shot import Shot
 from .condition_controller import ConditionController
 from .condition_view import ConditionView
 from .document_controller import DocumentController
+from .edit_controller import EditController
 from .images import to_qimage
 from .jobs_controller import JobsController
 from .player import COMPARE_MODES, PlayerView
@@ -90,12 +89,11 @@ class StudioWindow(QMainWindow):
         self.documents.ask_unsaved = self._ask_unsaved
         self.documents.ask_save_path = self._ask_save_path
         self.playback = Playback(16, 8.0)
-        self.clipboard: tuple[ClipboardKey, ...] = ()
-        self.selected_track: str | None = None
         self.last_error = ""
         self.renders = ConditionController()
         self.jobs = JobsController(self.renders.renderer)  # renders take turns on the shared renderer
         self.results = ResultsController(self.documents, self.jobs)
+        self.editor = EditController(self.documents, self.renders, self.playback)
         self._build_views()
         self._build_actions()
         self._connect_controllers()
@@ -163,7 +161,7 @@ class StudioWindow(QMainWindow):
         self.frame_spin.valueChanged.connect(self.playback.set_frame)
         self.key_button = QPushButton("Insert key (I)")
         self.key_button.setToolTip("Key the selected track's box at the current frame")
-        self.key_button.clicked.connect(self.insert_key)
+        self.key_button.clicked.connect(self.editor.insert_key)
         self.generate_button = QPushButton("Generate")
         self.generate_button.setToolTip("Render the condition and run the shot on the daemon (Ctrl+Return)")
         self.generate_button.clicked.connect(self.generate)
@@ -198,27 +196,27 @@ class StudioWindow(QMainWindow):
         self.connection_label = QLabel()
         self.statusBar().addPermanentWidget(self.connection_label)
 
-        self.condition_view.sig_new_box_requested.connect(self.add_track)
-        self.condition_view.sig_box_edit_requested.connect(self.set_box)
+        self.condition_view.sig_new_box_requested.connect(self.editor.add_track)
+        self.condition_view.sig_box_edit_requested.connect(self.editor.set_box)
         self.condition_view.sig_edit_started.connect(lambda: self.playback.set_playing(False))  # keys land where shown
-        self.condition_view.sig_query_point_requested.connect(self.add_query_point)
-        self.condition_view.sig_track_selected.connect(self.select_track)
-        self.condition_view.sig_camera_preview.connect(self._camera_preview)
-        self.condition_view.sig_camera_commit.connect(self.set_camera)
-        self.condition_view.sig_role_toggle_requested.connect(self.toggle_role)
-        self.condition_view.sig_delete_track_requested.connect(lambda tid: self.delete_tracks([tid]))
-        self.condition_view.sig_object_track_requested.connect(self.add_object_track)
+        self.condition_view.sig_query_point_requested.connect(self.editor.add_query_point)
+        self.condition_view.sig_track_selected.connect(self.editor.select_track)
+        self.condition_view.sig_camera_preview.connect(self.editor.preview_camera)
+        self.condition_view.sig_camera_commit.connect(self.editor.set_camera)
+        self.condition_view.sig_role_toggle_requested.connect(self.editor.toggle_role)
+        self.condition_view.sig_delete_track_requested.connect(lambda tid: self.editor.delete_tracks([tid]))
+        self.condition_view.sig_object_track_requested.connect(self.editor.add_object_track)
         self.timeline.sig_frame_requested.connect(self.playback.set_frame)
-        self.timeline.sig_move_keys_requested.connect(self.move_keys)
-        self.timeline.sig_interpolation_requested.connect(self.set_interpolation)
-        self.timeline.sig_delete_keys_requested.connect(self.delete_keys)
-        self.timeline.sig_copy_requested.connect(self.copy_keys)
-        self.timeline.sig_paste_requested.connect(self.paste_keys)
-        self.timeline.sig_track_selected.connect(self.select_track)
+        self.timeline.sig_move_keys_requested.connect(self.editor.move_keys)
+        self.timeline.sig_interpolation_requested.connect(self.editor.set_interpolation)
+        self.timeline.sig_delete_keys_requested.connect(self.editor.delete_keys)
+        self.timeline.sig_copy_requested.connect(self.editor.copy_keys)
+        self.timeline.sig_paste_requested.connect(self.editor.paste_keys)
+        self.timeline.sig_track_selected.connect(self.editor.select_track)
         self.timeline.sig_track_menu_requested.connect(self._track_menu)
-        self.settings.sig_value_requested.connect(self.set_value)
-        self.settings.sig_frame_count_requested.connect(self.set_frame_count)
-        self.settings.sig_layers_requested.connect(self.set_layers)
+        self.settings.sig_value_requested.connect(self.editor.set_value)
+        self.settings.sig_frame_count_requested.connect(self.editor.set_frame_count)
+        self.settings.sig_layers_requested.connect(self.editor.set_layers)
 
     def _action(self, menu: QMenu, text: str, slot: Callable[[], Any], shortcut: Any = None, tip: str = "") -> QAction:
         action = QAction(text, self)
@@ -257,17 +255,19 @@ class StudioWindow(QMainWindow):
             edit_menu.addAction(action)
             self.addAction(action)
         edit_menu.addSeparator()
-        self._action(edit_menu, "Insert key", self.insert_key, "I", "Key the selected track at the current frame")
-        self._action(edit_menu, "Copy keys", self.copy_keys, QKeySequence.StandardKey.Copy)
-        self._action(edit_menu, "Paste keys", self.paste_keys, QKeySequence.StandardKey.Paste)
-        self._action(edit_menu, "Delete keys", self.delete_selected, QKeySequence.StandardKey.Delete,
+        self._action(
+            edit_menu, "Insert key", self.editor.insert_key, "I", "Key the selected track at the current frame"
+        )
+        self._action(edit_menu, "Copy keys", self.editor.copy_keys, QKeySequence.StandardKey.Copy)
+        self._action(edit_menu, "Paste keys", self.editor.paste_keys, QKeySequence.StandardKey.Paste)
+        self._action(edit_menu, "Delete keys", self.editor.delete_selected, QKeySequence.StandardKey.Delete,
                      "Delete the selected keys (or the selected track when no key is selected)")  # fmt: skip
         self.objects_menu = edit_menu.addMenu("New track from scene object")
         self.objects_menu.setToolTipsVisible(True)
         self.objects_menu.setEnabled(False)
         interpolation = edit_menu.addMenu("Interpolation")
         for name in INTERPOLATIONS:
-            self._action(interpolation, name.capitalize(), partial(self._interpolate_selected, name))
+            self._action(interpolation, name.capitalize(), partial(self.editor.interpolate_selected, name))
 
         play_menu = bar.addMenu("&Playback")
         self._action(play_menu, "Play / pause", self.playback.toggle, "Space")
@@ -298,9 +298,10 @@ class StudioWindow(QMainWindow):
         self.results.sig_history_listed.connect(self._history_listed)
         self.results.sig_result_shown.connect(self._result_shown)
         self.results.sig_result_condition_changed.connect(self._show_result_condition)
-        for controller in (self.documents, self.renders, self.jobs, self.results):
+        self.editor.sig_track_selected.connect(self._track_selected)
+        for controller in (self.documents, self.renders, self.jobs, self.results, self.editor):
             controller.sig_error.connect(self.error)
-        for controller in (self.documents, self.jobs, self.results):
+        for controller in (self.documents, self.jobs, self.results, self.editor):
             controller.sig_info.connect(self.info)
 
     # Messages ---------------------------------------------------------------------------------
@@ -322,11 +323,7 @@ class StudioWindow(QMainWindow):
     def shot(self) -> Shot | None:
         return self.documents.shot
 
-    def apply(self, text: str, change: Callable[[Shot], Shot], merge_key: str | None = None) -> bool:
-        return self.documents.apply(text, change, merge_key)
-
     def _document_changed(self, _document: ShotDocument | None) -> None:
-        self.selected_track = None
         self.renders.reset()
         self.condition_view.set_image(None)
         self.condition_view.set_object_boxes({})
@@ -344,11 +341,9 @@ class StudioWindow(QMainWindow):
             self.playback.set_clip(shot.output.n_frames, shot.output.fps)
             self.play_timer.setInterval(self.playback.interval_ms)
             self.frame_spin.setMaximum(shot.output.n_frames - 1)
-            if self.selected_track not in {t.id for t in shot.tracks}:
-                self.selected_track = None
         for view in (self.condition_view, self.timeline):
             view.set_shot(shot)
-            view.set_selected_track(self.selected_track)
+            view.set_selected_track(self.editor.selected_track)
         self.player.set_shot(self.results.result_shot() or shot)
         if document is not None:
             self.settings.base_dir = document.base_dir  # (moves with a save as)
@@ -362,130 +357,18 @@ class StudioWindow(QMainWindow):
         self.generate_button.setEnabled(has_shot and not self.jobs.running)
         self.cancel_button.setEnabled(self.jobs.running)
         self.save_action.setEnabled(has_shot)
-        self.key_button.setEnabled(self.selected_track is not None)
+        self.key_button.setEnabled(self.editor.selected_track is not None)
         self.export_action.setEnabled(bool(self.results.result_frames()))
 
     # Edits ------------------------------------------------------------------------------------
 
-    def select_track(self, track_id: str | None) -> None:
-        self.selected_track = track_id
+    def _track_selected(self, track_id: str | None) -> None:
         self.condition_view.set_selected_track(track_id)
         self.timeline.set_selected_track(track_id)
         self._update_actions()
 
-    def add_track(self, box: edits.Box) -> None:
-        created: list[str] = []
-
-        def change(shot: Shot) -> Shot:
-            new, track_id = edits.add_track(shot, self.playback.frame, box)
-            created.append(track_id)
-            return new
-
-        if self.apply("Add track", change):
-            self.select_track(created[0])
-
-    def add_object_track(self, name: str) -> None:
-        """A new track from a scene object's box at frame 0, named after the object."""
-        conditions = self.renders.conditions
-        box = conditions.object_boxes.get(name) if conditions is not None else None
-        if box is None:
-            self.error(f"Track from object: the scene has no object {name!r} in view")
-            return
-        created: list[str] = []
-
-        def change(shot: Shot) -> Shot:
-            new, track_id = edits.add_track(shot, 0, box, label=name)
-            created.append(track_id)
-            return new
-
-        if self.apply(f"Track from {name}", change):
-            self.select_track(created[0])
-            self.playback.set_frame(0)
-
-    def set_box(self, track_id: str, box: edits.Box) -> None:
-        frame = self.playback.frame
-        self.apply(f"Key {track_id} at frame {frame}", lambda shot: edits.set_key(shot, track_id, frame, box))
-
-    def insert_key(self) -> None:
-        if self.shot is None or self.selected_track is None:
-            self.error("Insert key: select a track first (click its box or its row)")
-            return
-        track_id, frame = self.selected_track, self.playback.frame
-        box = boxes_at(self.shot, frame)[track_id]
-        self.apply(f"Key {track_id} at frame {frame}", lambda shot: edits.set_key(shot, track_id, frame, box))
-
-    def add_query_point(self, track_id: str, point: tuple[float, float]) -> None:
-        frame = self.playback.frame
-        self.apply("Add query point", lambda shot: edits.add_query_point(shot, track_id, point, frame))
-
-    def toggle_role(self, track_id: str) -> None:
-        assert self.shot is not None
-        role = next(t.role for t in self.shot.tracks if t.id == track_id)
-        new_role = "object" if role == "anchor" else "anchor"
-        self.apply(f"Make {track_id} an {new_role}", lambda shot: edits.set_track(shot, track_id, role=new_role))
-
-    def delete_tracks(self, track_ids: list[str]) -> None:
-        self.apply("Delete track", lambda shot: edits.remove_tracks(shot, track_ids))
-
-    def move_keys(self, keys: set[edits.KeyRef], delta: int) -> None:
-        if self.apply("Move keys", lambda shot: edits.move_keys(shot, keys, delta)):
-            self.documents.selection.set({(track_id, frame + delta) for track_id, frame in keys})
-
-    def _interpolate_selected(self, interpolation: str) -> None:
-        self.set_interpolation(set(self.documents.selection.keys), interpolation)
-
-    def set_interpolation(self, keys: set[edits.KeyRef], interpolation: str) -> None:
-        if not keys:
-            self.error("Interpolation: select keys in the timeline first")
-            return
-        self.apply(f"Interpolation {interpolation}",
-                   lambda shot: edits.set_interpolation(shot, keys, interpolation))  # type: ignore[arg-type]  # fmt: skip
-
-    def delete_keys(self, keys: set[edits.KeyRef]) -> None:
-        if keys:
-            self.apply("Delete keys", lambda shot: edits.delete_keys(shot, keys))
-
-    def delete_selected(self) -> None:
-        if self.documents.selection.keys:
-            self.delete_keys(set(self.documents.selection.keys))
-        elif self.selected_track is not None:
-            self.delete_tracks([self.selected_track])
-
-    def copy_keys(self) -> None:
-        if self.shot is not None and self.documents.selection.keys:
-            self.clipboard = edits.copy_keys(self.shot, self.documents.selection.keys)
-            self.info(f"Copied {len(self.clipboard)} key(s)")
-
-    def paste_keys(self) -> None:
-        into = self.selected_track if len({key.track_id for key in self.clipboard}) == 1 else None
-        frame = self.playback.frame
-        self.apply("Paste keys", lambda shot: edits.paste_keys(shot, self.clipboard, frame, into))
-
-    def set_value(self, path: tuple[str, ...], value: Any) -> None:
-        if path == ("output", "n_frames"):
-            self.set_frame_count(int(value))
-            return
-        name = ".".join(path)
-        label = path[-1].replace("_", " ")
-        self.apply(f"Set {label}", lambda shot: edits.set_value(shot, path, value), merge_key=name)
-
-    def set_frame_count(self, n_frames: int) -> None:
-        self.apply("Set frame count", lambda shot: edits.set_frame_count(shot, n_frames), merge_key="n_frames")
-
-    def set_layers(self, layers: list[dict[str, Any]]) -> None:
-        self.apply("Change condition layers", lambda shot: edits.set_value(shot, ("conditions",), layers))
-
-    def _camera_preview(self, camera: OrbitCamera) -> None:
-        document = self.documents.document
-        if document is not None:
-            self.renders.preview_camera(document.shot, document.base_dir, camera)
-
-    def set_camera(self, camera: OrbitCamera) -> None:
-        self.apply("Move camera", lambda shot: edits.set_camera(shot, camera.eye, camera.target, camera.fov_deg),
-                   merge_key="camera")  # fmt: skip
-
     def _track_menu(self, track_id: str, where: QPoint) -> None:
-        self.select_track(track_id)
+        self.editor.select_track(track_id)
         self.condition_view.show_track_menu(track_id, where)
 
     # Playhead ---------------------------------------------------------------------------------
@@ -524,7 +407,7 @@ class StudioWindow(QMainWindow):
     def _fill_objects_menu(self, names: tuple[str, ...]) -> None:
         self.objects_menu.clear()
         for name in names:
-            action = self.objects_menu.addAction(name, partial(self.add_object_track, name))
+            action = self.objects_menu.addAction(name, partial(self.editor.add_object_track, name))
             action.setToolTip("A track that starts on this object's box at frame 0 (or double-click the object)")
         self.objects_menu.setEnabled(bool(names))
 
@@ -588,7 +471,7 @@ class StudioWindow(QMainWindow):
             self.error(problem)
             return
         if not self.settings.seed_locked:
-            self.apply("Random seed", edits.randomize_seed)
+            self.documents.apply("Random seed", edits.randomize_seed)
         document = self.documents.document
         assert document is not None
         self.jobs.generate(document.shot, document.base_dir, self.results.history())

@@ -62,7 +62,7 @@ def test_generate_with_the_embedded_daemon_play_and_export(qtbot, studio, tmp_pa
     window.documents.selection.set({("torus", 8)})
     save_screenshot(window, "3-tracks-on-the-timeline")
 
-    window.set_value(("sampling", "steps"), 3)
+    window.editor.set_value(("sampling", "steps"), 3)
     qtbot.waitUntil(lambda: window.jobs.connection_status.state == "connected", timeout=120_000)
     assert "toy-world" in window.jobs.connection_status.line
     with qtbot.waitActive(window):  # shortcuts go to the active window

@@ -23,7 +23,7 @@ def test_draw_a_box_move_it_at_another_frame_and_undo(qtbot, window):
     assert [t.id for t in window.shot.tracks] == ["torus", "track-1"]
     first = boxes_at(window.shot, 0)["track-1"]
     assert first == tuple(round(v, 2) for v in first) or abs(first[0] - 0.6) < 0.01
-    assert window.selected_track == "track-1"
+    assert window.editor.selected_track == "track-1"
 
     window.playback.set_frame(8)
     drag(qtbot, view, point(view, 0.75, 0.2), point(view, 0.75, 0.5))  # the box's middle, 0.3 down
@@ -52,7 +52,7 @@ def test_draw_a_box_move_it_at_another_frame_and_undo(qtbot, window):
 
 def test_keyboard_shortcuts_step_insert_and_delete(qtbot, window):
     open_demo(qtbot, window)
-    window.select_track("torus")
+    window.editor.select_track("torus")
     window.activateWindow()
     qtbot.keyClick(window, Qt.Key.Key_Right)
     qtbot.keyClick(window, Qt.Key.Key_Right)
@@ -121,7 +121,7 @@ def test_closing_with_unsaved_changes_asks_and_can_save(qtbot, window, tmp_path,
     from PySide6.QtWidgets import QFileDialog, QMessageBox
 
     open_demo(qtbot, window)
-    window.apply("Set prompt", lambda shot: shot.model_copy(update={"prompt": "changed"}))
+    window.documents.apply("Set prompt", lambda shot: shot.model_copy(update={"prompt": "changed"}))
     asked = []
     window.documents.ask_unsaved = lambda question: asked.append(question) or QMessageBox.StandardButton.Cancel
     assert not window.documents.confirm_discard()
@@ -151,7 +151,7 @@ def test_double_clicking_a_scene_object_seeds_a_track_from_its_box(qtbot, window
     assert track.label == name
     assert [key.frame for key in track.keyframes] == [0]
     assert track.keyframes[0].box == pytest.approx(box, abs=1e-6)
-    assert window.selected_track == track.id
+    assert window.editor.selected_track == track.id
     assert name not in view.unseeded_objects()  # no second track from the same double-click
     qtbot.mouseDClick(view, Qt.MouseButton.LeftButton, pos=centre)  # now on the track's box: nothing new
     assert len(window.shot.tracks) == 1
@@ -298,7 +298,7 @@ def test_save_as_to_another_folder_keeps_every_path_and_undo_pointing_at_the_sam
     assert window.documents.open_path(tmp_path / "a" / "camera_pan.json"), window.last_error  # an image layer
     qtbot.waitUntil(lambda: window.renders.conditions is not None, timeout=60_000)
     image = (tmp_path / "a" / window.shot.conditions[0].source.path).resolve()
-    window.apply("Set prompt", lambda shot: shot.model_copy(update={"prompt": "first"}))
+    window.documents.apply("Set prompt", lambda shot: shot.model_copy(update={"prompt": "first"}))
     target = tmp_path / "b" / "deep" / "pan.json"
     target.parent.mkdir(parents=True)
     assert window.documents.save_to(target)
@@ -316,10 +316,10 @@ def test_save_as_to_another_folder_keeps_every_path_and_undo_pointing_at_the_sam
 def test_undoing_a_key_move_selects_the_moved_key_again_not_its_neighbour(qtbot, window):
     open_demo(qtbot, window)
     window.playback.set_frame(5)
-    window.select_track("torus")
-    window.insert_key()  # keys 0, 5, 15
+    window.editor.select_track("torus")
+    window.editor.insert_key()  # keys 0, 5, 15
     window.documents.selection.set({("torus", 5)})
-    window.move_keys({("torus", 5)}, 10)  # onto 15: it replaces that key
+    window.editor.move_keys({("torus", 5)}, 10)  # onto 15: it replaces that key
     assert window.documents.selection.keys == {("torus", 15)}
     window.documents.undo_stack.undo()
     assert [k.frame for k in window.shot.tracks[0].keyframes] == [0, 5, 15]
@@ -330,11 +330,11 @@ def test_undoing_a_key_move_selects_the_moved_key_again_not_its_neighbour(qtbot,
 
 def test_separate_changes_are_separate_undo_steps_and_quick_ones_merge(qtbot, window):
     open_demo(qtbot, window)
-    window.set_frame_count(20)
-    window.set_frame_count(24)  # at once: merged, like a spin box being dragged
+    window.editor.set_frame_count(20)
+    window.editor.set_frame_count(24)  # at once: merged, like a spin box being dragged
     assert window.documents.undo_stack.count() == 1
     window.documents.undo_stack.command(0).last_change -= 10  # as if the next change came much later
-    window.set_frame_count(16)
+    window.editor.set_frame_count(16)
     assert window.documents.undo_stack.count() == 2
     window.documents.undo_stack.undo()
     assert window.shot.output.n_frames == 24
@@ -436,8 +436,8 @@ def test_recent_files_are_listed_at_start_and_a_deleted_one_leaves_the_list(qtbo
 
 def test_leaving_a_field_that_shows_a_rounded_value_does_not_change_the_shot(qtbot, window):
     open_demo(qtbot, window)
-    window.set_value(("method", "learning_rate"), 2e-5)
-    window.set_value(("output", "fps"), 0.5)
+    window.editor.set_value(("method", "learning_rate"), 2e-5)
+    window.editor.set_value(("output", "fps"), 0.5)
     before = window.shot
     for spin in (window.settings.method_widgets["learning_rate"], window.settings.fps):
         spin.editingFinished.emit()  # focus in and out without typing
