@@ -488,6 +488,47 @@ def test_unet_without_anyi2v_layers_is_refused(parts: Parts) -> None:
     assert "up_blocks.2.attentions.0" not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        (["down_blocks.0.motion_modules.0.temporal_transformer.proj_in.weight"], "an AnimateDiff motion module"),
+        (["model.diffusion_model.x", "conditioner.embedders.0.x"], "an SD XL checkpoint"),
+        (["model.diffusion_model.x", "cond_stage_model.model.x"], "an SD 2.x checkpoint"),
+        (
+            ["model.diffusion_model.x", "cond_stage_model.transformer.x"],
+            r"no VAE weights \(first_stage_model\.\* keys\)",
+        ),
+        (["first_stage_model.x", "cond_stage_model.transformer.x"], "no UNet weights"),
+    ],
+)
+def test_a_checkpoint_is_told_by_its_keys(keys: list[str], message: str) -> None:
+    """model_formats: what a single checkpoint is, from its key names alone."""
+    checkpoint = dict.fromkeys(keys, torch.zeros(1))
+    with pytest.raises(ModelLoadError, match=message) as caught:
+        model_formats.check_sd15_checkpoint(checkpoint, Path("/models/odd.safetensors"))
+    assert "/models/odd.safetensors" in str(caught.value)
+    sd15 = dict.fromkeys(
+        ["model.diffusion_model.x", "first_stage_model.x", "cond_stage_model.transformer.x"], torch.zeros(1)
+    )
+    model_formats.check_sd15_checkpoint(sd15, Path("/models/sd15.safetensors"))
+
+
+def test_loading_exports_the_split_modules_names() -> None:
+    """``loading`` is the entry point: its names are the very objects of the modules that hold the code."""
+    from anyi2v.daemon.pipeline import assembly, load_errors
+
+    assert loading.load_models is assembly.load_models
+    assert loading.check_unet_layers is assembly.check_unet_layers
+    assert loading.resolve_device is assembly.resolve_device
+    assert loading.resolve_dtype is assembly.resolve_dtype
+    assert loading.REQUIRED_UNET_LAYERS is assembly.REQUIRED_UNET_LAYERS
+    assert loading.ModelLoadError is load_errors.ModelLoadError
+    assert loading.SD15_CONFIG_DIR is single_file.SD15_CONFIG_DIR
+    assert loading.HUB_TOKENIZER is single_file.HUB_TOKENIZER
+    assert single_file.SD15_CONFIG_DIR.is_dir()
+    assert set(loading.__all__) <= set(dir(loading))
+
+
 # --- device, dtype, shipped configs ---------------------------------------------------------------------
 
 

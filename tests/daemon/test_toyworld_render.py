@@ -121,6 +121,39 @@ def test_look_at_cameras_equal_the_mesh_renderers() -> None:
     assert cameras.focal(96) == pytest.approx(Camera(eyes[0]).intrinsic(96, 96)[0, 0])
 
 
+def test_pixel_rays_are_unit_and_give_planar_depth() -> None:
+    """cameras.pixel_rays: unit directions through the pixel centres; a unit step along one advances the
+    camera z by the returned factor; the centre pixel of an odd image looks straight ahead."""
+    from anyi2v.daemon.toyworld.cameras import pixel_rays
+
+    cameras = toy.Cameras.look_at(torch.tensor([(0.3, 1.2, 4.0), (-3.0, -0.5, 0.2)]), (0.0, 0.0, 0.0), fov_deg=40.0)
+    directions, planar = pixel_rays(cameras, 5, 7, torch.device("cpu"))
+    assert directions.shape == (2, 35, 3)
+    assert planar.shape == (35,)
+    torch.testing.assert_close(directions.norm(dim=-1), torch.ones(2, 35))
+    forward = cameras.rotation[:, 2]
+    torch.testing.assert_close((directions * forward[:, None]).sum(dim=-1), planar.expand(2, -1))
+    torch.testing.assert_close(directions[:, 2 * 7 + 3], forward)
+    assert float(planar[2 * 7 + 3]) == 1.0
+
+
+def test_render_exports_the_split_modules_names() -> None:
+    """``render`` gathers the public names: the very objects of the modules that hold the code."""
+    from anyi2v.daemon.toyworld import cameras, passes, points, primitives, trace
+
+    modules = (cameras, passes, points, primitives, trace)
+    for name in toy.__all__:
+        (owner,) = [module for module in modules if name in module.__all__]
+        assert getattr(toy, name) is getattr(owner, name), name
+    assert set(toy.__all__) == {name for module in modules for name in module.__all__} - {
+        "pixel_rays",
+        "KindGroup",
+        "group_by_kind",
+        "grouped_distances",
+        "blob_distance",
+    }
+
+
 def test_silhouettes_and_objects_match_the_mesh_renderer(pair: Pair) -> None:
     ours, theirs = pair.hits.hit[0].numpy(), pair.reference.hit
     assert theirs.sum() > 1500  # the scene fills a good part of the image
