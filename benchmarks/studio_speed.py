@@ -54,7 +54,7 @@ def child_start() -> None:
         timer.start(10)
 
         def condition() -> None:
-            if window.conditions is None:
+            if window.renders.conditions is None:
                 QTimer.singleShot(5, condition)
                 return
             window.condition_view.repaint()
@@ -131,14 +131,14 @@ def main() -> None:
             time.sleep(0.001)
 
     # Scrub: the demo with a 16-frame result in the player (side by side, boxes on).
-    assert window.open_path(EXAMPLE), window.last_error
-    wait_for(lambda: window.conditions is not None)
+    assert window.documents.open_path(EXAMPLE), window.last_error
+    wait_for(lambda: window.renders.conditions is not None)
     rng = np.random.default_rng(0)
     n_frames = window.shot.output.n_frames
     window.player.set_shot(window.shot)
     window.player.set_frames([rng.integers(0, 255, (128, 128, 3), dtype=np.uint8) for _ in range(n_frames)])
     window.compare_combo.setCurrentText("side by side")
-    window.selection.set({("torus", 15)})
+    window.documents.selection.set({("torus", 15)})
     scrub = []
     for sweep in range(arguments.repeats):
         for frame in range(n_frames):
@@ -151,16 +151,16 @@ def main() -> None:
     mesh = hundred_k_mesh(home)
     orbit: dict[int, list[float]] = {}
     for size in (128, 512):
-        assert window.open_path(mesh), window.last_error
-        window.set_value(("output", "width"), size)
-        window.set_value(("output", "height"), size)
-        wait_for(lambda: window.conditions is not None and window.render_worker.idle())
+        assert window.documents.open_path(mesh), window.last_error
+        window.editor.set_value(("output", "width"), size)
+        window.editor.set_value(("output", "height"), size)
+        wait_for(lambda: window.renders.conditions is not None and window.renders.render_worker.idle())
         shown: list[float] = []
 
         def record(*_: object, shown: list[float] = shown) -> None:
             shown.append(time.perf_counter())
 
-        window.relay.rendered.connect(record)
+        window.renders.sig_rendered.connect(record)
         camera = window.condition_view._orbit_start()
         assert camera is not None
         times = []
@@ -168,15 +168,15 @@ def main() -> None:
             camera = camera.orbit(7.0, 2.0)
             before = len(shown)
             start = time.perf_counter()
-            window._camera_preview(camera)
+            window.editor.preview_camera(camera)
             wait_for(lambda before=before, shown=shown: len(shown) > before)
             app.processEvents()  # the condition view takes the image
             window.condition_view.repaint()
             if step:
                 times.append((time.perf_counter() - start) * 1000.0)
-        window.relay.rendered.disconnect(record)
+        window.renders.sig_rendered.disconnect(record)
         orbit[size] = times
-        window.undo_stack.clear()
+        window.documents.undo_stack.clear()
     window.shutdown()
 
     triangles = 102_400

@@ -1,46 +1,27 @@
 """The studio's main window: the condition view and the player side by side, the timeline below, the
 settings on the right, the connection and the job in the status bar.
 
-The window owns the models (the open :class:`ShotDocument`, the key selection, the playhead) and the
-undo stack; views ask for changes through signals and every change is an :class:`Edit` pushed on the
-stack. Rendering, ZeroMQ and disk work run on other threads and come back as queued signals.
+The window builds the views, composes the controllers and wires their signals; it decides nothing
+itself. ``documents`` owns the open shot and its undo stack, ``editor`` turns the views' requests into
+edits, ``renders`` renders the condition, ``jobs`` talks to the daemon, ``results`` keeps the history
+and exports. Threads reach the GUI only through the controllers' queued signals.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 from PySide6.QtCore import QPoint, QSize, Qt, QTimer
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
-from PySide6.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QDockWidget,
-    QFileDialog,
-    QHBoxLayout,
-    QLabel,
-    QMainWindow,
-    QMenu,
-    QMessageBox,
-    QProgressBar,
-    QPushButton,
-    QSpinBox,
-    QSplitter,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtGui import QCloseEvent, QKeySequence
+from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMessageBox, QSplitter
 
 from anyi2v.desktop.models import edits
 from anyi2v.desktop.models.condition import warm_up
-from anyi2v.desktop.models.connection import (
-    ConnectionSettings,
-    ConnectionStatus,
-)
+from anyi2v.desktop.models.connection import ConnectionSettings, ConnectionStatus
 from anyi2v.desktop.models.document import ShotDocument
 from anyi2v.desktop.models.files import (
     EXPORT_FORMATS,
@@ -54,7 +35,6 @@ from anyi2v.desktop.models.files import (
 from anyi2v.desktop.models.job import JobProgress
 from anyi2v.desktop.models.timeline import Playback
 from anyi2v.render.assets import SUFFIXES as ASSET_SUFFIXES
-from anyi2v.shared.curves import INTERPOLATIONS
 from anyi2v.shared.shot import Shot
 
 from .condition_controller import ConditionController
@@ -63,11 +43,12 @@ from .document_controller import DocumentController
 from .edit_controller import EditController
 from .images import to_qimage
 from .jobs_controller import JobsController
-from .player import COMPARE_MODES, PlayerView
+from .menus import add_edit_menu, add_playback_menu
+from .panes import ResultPane, TransportBar, column
 from .results_controller import ResultsController
 from .settings_panel import SettingsPanel
 from .timeline import TimelineView
-from .widgets import tool_button
+from .widgets import add_action, add_dock, fill_menu
 
 if TYPE_CHECKING:
     from anyi2v.render.shot_conditions import ShotConditions
@@ -85,11 +66,11 @@ class StudioWindow(QMainWindow):
         self.setWindowTitle("AnyI2V Studio")
         self.resize(1440, 900)
         warm_up()
+        self.last_error = ""
+        self.playback = Playback(16, 8.0)
         self.documents = DocumentController(config_path or config_dir() / "studio.json")
         self.documents.ask_unsaved = self._ask_unsaved
         self.documents.ask_save_path = self._ask_save_path
-        self.playback = Playback(16, 8.0)
-        self.last_error = ""
         self.renders = ConditionController()
         self.jobs = JobsController(self.renders.renderer)  # renders take turns on the shared renderer
         self.results = ResultsController(self.documents, self.jobs)
@@ -110,184 +91,98 @@ class StudioWindow(QMainWindow):
         if start_daemon:
             self.jobs.connect_daemon(connection or self.documents.config.connection)
 
+    @property
+    def shot(self) -> Shot | None:
+        return self.documents.shot
+
     # Building ---------------------------------------------------------------------------------
 
     def _build_views(self) -> None:
         self.condition_view = ConditionView()
-        self.player = PlayerView()
+        self.result_pane = ResultPane()
+        self.player, self.history_combo = self.result_pane.player, self.result_pane.history_combo
+        self.compare_combo = self.result_pane.compare_combo
         splitter = QSplitter(Qt.Orientation.Horizontal)
-        left = QWidget()
-        left_layout = QVBoxLayout(left)
-        left_layout.setContentsMargins(0, 0, 0, 0)
-        left_layout.addWidget(QLabel(" Condition (what is sent)"))
-        left_layout.addWidget(self.condition_view, 1)
-        right = QWidget()
-        right_layout = QVBoxLayout(right)
-        right_layout.setContentsMargins(0, 0, 0, 0)
-        player_bar = QHBoxLayout()
-        player_bar.addWidget(QLabel(" Result"))
-        self.history_combo = QComboBox()
-        self.history_combo.setToolTip("Earlier results of this shot")
-        self.history_combo.activated.connect(self._history_chosen)
-        self.compare_combo = QComboBox()
-        self.compare_combo.addItems(list(COMPARE_MODES))
-        self.compare_combo.setToolTip("Compare the result with the condition")
-        self.compare_combo.currentTextChanged.connect(self.player.set_mode)
-        self.boxes_check = QCheckBox("Boxes")
-        self.boxes_check.setChecked(True)
-        self.boxes_check.setToolTip("Draw the tracks' boxes over the result to check the motion")
-        self.boxes_check.toggled.connect(self.player.set_show_boxes)
-        player_bar.addWidget(self.history_combo, 1)
-        player_bar.addWidget(self.compare_combo)
-        player_bar.addWidget(self.boxes_check)
-        right_layout.addLayout(player_bar)
-        right_layout.addWidget(self.player, 1)
-        splitter.addWidget(left)
-        splitter.addWidget(right)
+        splitter.addWidget(column(QLabel(" Condition (what is sent)"), self.condition_view))
+        splitter.addWidget(self.result_pane)
         self.setCentralWidget(splitter)
 
-        timeline_box = QWidget()
-        timeline_layout = QVBoxLayout(timeline_box)
-        timeline_layout.setContentsMargins(4, 0, 4, 4)
-        transport = QHBoxLayout()
-        self.play_button = tool_button("▶ Play")
-        self.play_button.setToolTip("Play or pause (Space)")
-        self.play_button.clicked.connect(self.playback.toggle)
-        self.loop_button = tool_button("Loop", checked=True)
-        self.loop_button.setToolTip("Play in a loop")
-        self.loop_button.toggled.connect(lambda on: setattr(self.playback, "loop", on))
-        self.frame_spin = QSpinBox(minimum=0, maximum=15)
-        self.frame_spin.setToolTip("Current frame (Left / Right to step)")
-        self.frame_spin.valueChanged.connect(self.playback.set_frame)
-        self.key_button = QPushButton("Insert key (I)")
-        self.key_button.setToolTip("Key the selected track's box at the current frame")
-        self.key_button.clicked.connect(self.editor.insert_key)
-        self.generate_button = QPushButton("Generate")
-        self.generate_button.setToolTip("Render the condition and run the shot on the daemon (Ctrl+Return)")
-        self.generate_button.clicked.connect(self.generate)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setToolTip("Cancel the running generation (Esc)")
-        self.cancel_button.clicked.connect(self.jobs.cancel)
-        self.progress = QProgressBar()
-        self.progress.setTextVisible(True)
-        self.progress.setFormat("")
-        for widget in (self.play_button, self.loop_button, QLabel("Frame"), self.frame_spin, self.key_button):
-            transport.addWidget(widget)
-        transport.addStretch(1)
-        transport.addWidget(self.progress, 2)
-        transport.addWidget(self.cancel_button)
-        transport.addWidget(self.generate_button)
-        timeline_layout.addLayout(transport)
+        self.transport = TransportBar()
         self.timeline = TimelineView(self.documents.selection)
-        timeline_layout.addWidget(self.timeline, 1)
-        dock = QDockWidget("Timeline", self)
-        dock.setObjectName("timeline")
-        dock.setWidget(timeline_box)
-        dock.setFeatures(QDockWidget.DockWidgetFeature.NoDockWidgetFeatures)
-        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
-
+        timeline_box = column(self.transport, self.timeline, margins=(4, 0, 4, 4))
+        add_dock(self, Qt.DockWidgetArea.BottomDockWidgetArea, "Timeline", "timeline", timeline_box, fixed=True)
         self.settings = SettingsPanel()
-        settings_dock = QDockWidget("Settings", self)
-        settings_dock.setObjectName("settings")
-        settings_dock.setWidget(self.settings)
-        settings_dock.setMinimumWidth(340)
-        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, settings_dock)
-
+        add_dock(self, Qt.DockWidgetArea.RightDockWidgetArea, "Settings", "settings", self.settings, min_width=340)
         self.connection_label = QLabel()
         self.statusBar().addPermanentWidget(self.connection_label)
 
-        self.condition_view.sig_new_box_requested.connect(self.editor.add_track)
-        self.condition_view.sig_box_edit_requested.connect(self.editor.set_box)
-        self.condition_view.sig_edit_started.connect(lambda: self.playback.set_playing(False))  # keys land where shown
-        self.condition_view.sig_query_point_requested.connect(self.editor.add_query_point)
-        self.condition_view.sig_track_selected.connect(self.editor.select_track)
-        self.condition_view.sig_camera_preview.connect(self.editor.preview_camera)
-        self.condition_view.sig_camera_commit.connect(self.editor.set_camera)
-        self.condition_view.sig_role_toggle_requested.connect(self.editor.toggle_role)
-        self.condition_view.sig_delete_track_requested.connect(lambda tid: self.editor.delete_tracks([tid]))
-        self.condition_view.sig_object_track_requested.connect(self.editor.add_object_track)
-        self.timeline.sig_frame_requested.connect(self.playback.set_frame)
-        self.timeline.sig_move_keys_requested.connect(self.editor.move_keys)
-        self.timeline.sig_interpolation_requested.connect(self.editor.set_interpolation)
-        self.timeline.sig_delete_keys_requested.connect(self.editor.delete_keys)
-        self.timeline.sig_copy_requested.connect(self.editor.copy_keys)
-        self.timeline.sig_paste_requested.connect(self.editor.paste_keys)
-        self.timeline.sig_track_selected.connect(self.editor.select_track)
-        self.timeline.sig_track_menu_requested.connect(self._track_menu)
-        self.settings.sig_value_requested.connect(self.editor.set_value)
-        self.settings.sig_frame_count_requested.connect(self.editor.set_frame_count)
-        self.settings.sig_layers_requested.connect(self.editor.set_layers)
-
-    def _action(self, menu: QMenu, text: str, slot: Callable[[], Any], shortcut: Any = None, tip: str = "") -> QAction:
-        action = QAction(text, self)
-        if shortcut is not None:
-            action.setShortcut(QKeySequence(shortcut))
-            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
-        action.setStatusTip(tip)
-        action.triggered.connect(lambda _=False: slot())
-        menu.addAction(action)
-        self.addAction(action)
-        return action
-
     def _build_actions(self) -> None:
-        bar = self.menuBar()
+        bar, documents = self.menuBar(), self.documents
         file_menu = bar.addMenu("&File")
-        self._action(
-            file_menu, "&New", self.documents.new_shot, QKeySequence.StandardKey.New, "Close this shot and start empty"
-        )
-        self._action(file_menu, "&Open…", self.open_dialog, QKeySequence.StandardKey.Open,
-                     "Open a shot, a mesh, a point cloud or an image")  # fmt: skip
+        add_action(self, file_menu, "&New", documents.new_shot, QKeySequence.StandardKey.New,
+                   "Close this shot and start empty")  # fmt: skip
+        add_action(self, file_menu, "&Open…", self.open_dialog, QKeySequence.StandardKey.Open,
+                   "Open a shot, a mesh, a point cloud or an image")  # fmt: skip
         self.recent_menu = file_menu.addMenu("Open &recent")
-        self.save_action = self._action(file_menu, "&Save", self.documents.save, QKeySequence.StandardKey.Save)
-        self._action(file_menu, "Save &as…", self.documents.save_as, QKeySequence.StandardKey.SaveAs)
+        self.save_action = add_action(self, file_menu, "&Save", documents.save, QKeySequence.StandardKey.Save)
+        add_action(self, file_menu, "Save &as…", documents.save_as, QKeySequence.StandardKey.SaveAs)
         file_menu.addSeparator()
-        self.export_action = self._action(file_menu, "&Export result…", self.export_dialog, "Ctrl+E",
-                                          "Export the result as MP4, WebM, GIF or PNG frames")  # fmt: skip
+        self.export_action = add_action(self, file_menu, "&Export result…", self.export_dialog, "Ctrl+E",
+                                        "Export the result as MP4, WebM, GIF or PNG frames")  # fmt: skip
         file_menu.addSeparator()
-        self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+        add_action(self, file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
 
-        edit_menu = bar.addMenu("&Edit")
-        undo = self.documents.undo_stack.createUndoAction(self, "&Undo")
-        undo.setShortcut(QKeySequence.StandardKey.Undo)
-        redo = self.documents.undo_stack.createRedoAction(self, "&Redo")
-        redo.setShortcuts([QKeySequence(QKeySequence.StandardKey.Redo), QKeySequence("Ctrl+Shift+Z")])
-        for action in (undo, redo):
-            edit_menu.addAction(action)
-            self.addAction(action)
-        edit_menu.addSeparator()
-        self._action(
-            edit_menu, "Insert key", self.editor.insert_key, "I", "Key the selected track at the current frame"
-        )
-        self._action(edit_menu, "Copy keys", self.editor.copy_keys, QKeySequence.StandardKey.Copy)
-        self._action(edit_menu, "Paste keys", self.editor.paste_keys, QKeySequence.StandardKey.Paste)
-        self._action(edit_menu, "Delete keys", self.editor.delete_selected, QKeySequence.StandardKey.Delete,
-                     "Delete the selected keys (or the selected track when no key is selected)")  # fmt: skip
-        self.objects_menu = edit_menu.addMenu("New track from scene object")
-        self.objects_menu.setToolTipsVisible(True)
-        self.objects_menu.setEnabled(False)
-        interpolation = edit_menu.addMenu("Interpolation")
-        for name in INTERPOLATIONS:
-            self._action(interpolation, name.capitalize(), partial(self.editor.interpolate_selected, name))
-
-        play_menu = bar.addMenu("&Playback")
-        self._action(play_menu, "Play / pause", self.playback.toggle, "Space")
-        self._action(play_menu, "Next frame", lambda: self.playback.step(1), "Right")
-        self._action(play_menu, "Previous frame", lambda: self.playback.step(-1), "Left")
-        self._action(play_menu, "First frame", lambda: self.playback.set_frame(0), "Home")
-        self._action(play_menu, "Last frame", lambda: self.playback.set_frame(self.playback.n_frames - 1), "End")
-
+        self.objects_menu = add_edit_menu(self, documents, self.editor)
+        add_playback_menu(self, self.playback)
         run_menu = bar.addMenu("&Generate")
-        self._action(run_menu, "Generate", self.generate, "Ctrl+Return")
-        self._action(run_menu, "Cancel", self.jobs.cancel, "Escape")
-        self._action(run_menu, "Connect…", self.connection_dialog, None, "Local embedded daemon or a remote one")
+        add_action(self, run_menu, "Generate", self.generate, "Ctrl+Return")
+        add_action(self, run_menu, "Cancel", self.jobs.cancel, "Escape")
+        add_action(self, run_menu, "Connect…", self.connection_dialog, None, "Local embedded daemon or a remote one")
 
     def _connect_controllers(self) -> None:
+        """Views ask the controllers; controllers announce, and the views redraw."""
+        view, timeline, settings, editor = self.condition_view, self.timeline, self.settings, self.editor
+        transport = self.transport
+        transport.play_button.clicked.connect(self.playback.toggle)
+        transport.loop_button.toggled.connect(lambda on: setattr(self.playback, "loop", on))
+        transport.frame_spin.valueChanged.connect(self.playback.set_frame)
+        transport.key_button.clicked.connect(editor.insert_key)
+        transport.generate_button.clicked.connect(self.generate)
+        transport.cancel_button.clicked.connect(self.jobs.cancel)
+        self.result_pane.sig_result_requested.connect(self.results.pick)
+        view.sig_new_box_requested.connect(editor.add_track)
+        view.sig_box_edit_requested.connect(editor.set_box)
+        view.sig_edit_started.connect(lambda: self.playback.set_playing(False))  # keys land where shown
+        view.sig_query_point_requested.connect(editor.add_query_point)
+        view.sig_track_selected.connect(editor.select_track)
+        view.sig_camera_preview.connect(editor.preview_camera)
+        view.sig_camera_commit.connect(editor.set_camera)
+        view.sig_role_toggle_requested.connect(editor.toggle_role)
+        view.sig_delete_track_requested.connect(lambda track_id: editor.delete_tracks([track_id]))
+        view.sig_object_track_requested.connect(editor.add_object_track)
+        timeline.sig_frame_requested.connect(self.playback.set_frame)
+        timeline.sig_move_keys_requested.connect(editor.move_keys)
+        timeline.sig_interpolation_requested.connect(editor.set_interpolation)
+        timeline.sig_delete_keys_requested.connect(editor.delete_keys)
+        timeline.sig_copy_requested.connect(editor.copy_keys)
+        timeline.sig_paste_requested.connect(editor.paste_keys)
+        timeline.sig_track_selected.connect(editor.select_track)
+        timeline.sig_track_menu_requested.connect(self._track_menu)
+        settings.sig_value_requested.connect(editor.set_value)
+        settings.sig_frame_count_requested.connect(editor.set_frame_count)
+        settings.sig_layers_requested.connect(editor.set_layers)
+
+        for controller in (self.documents, self.renders, self.jobs, self.results, self.editor):
+            controller.sig_error.connect(self.error)
+        for controller in (self.documents, self.jobs, self.results, self.editor):
+            controller.sig_info.connect(self.info)
         self.documents.sig_document_changed.connect(self._document_changed)
         self.documents.sig_shot_shown.connect(self._show_shot)
-        self.documents.sig_edit_unchanged.connect(self.settings.set_shot)
+        self.documents.sig_edit_unchanged.connect(settings.set_shot)
         self.documents.sig_title_changed.connect(lambda title: self.setWindowTitle(f"{title} - AnyI2V Studio"))
         self.documents.sig_recent_changed.connect(self._fill_recent_menu)
-        self.documents.sig_commit_pending_requested.connect(self.settings.commit_pending)
+        self.documents.sig_commit_pending_requested.connect(settings.commit_pending)
+        self.editor.sig_track_selected.connect(self._track_selected)
         self.renders.sig_busy_changed.connect(self._render_busy)
         self.renders.sig_rendered.connect(self._rendered)
         self.jobs.sig_status_changed.connect(self._status)
@@ -298,11 +193,6 @@ class StudioWindow(QMainWindow):
         self.results.sig_history_listed.connect(self._history_listed)
         self.results.sig_result_shown.connect(self._result_shown)
         self.results.sig_result_condition_changed.connect(self._show_result_condition)
-        self.editor.sig_track_selected.connect(self._track_selected)
-        for controller in (self.documents, self.renders, self.jobs, self.results, self.editor):
-            controller.sig_error.connect(self.error)
-        for controller in (self.documents, self.jobs, self.results, self.editor):
-            controller.sig_info.connect(self.info)
 
     # Messages ---------------------------------------------------------------------------------
 
@@ -318,10 +208,6 @@ class StudioWindow(QMainWindow):
         self.statusBar().showMessage(message, 6000)
 
     # The document -----------------------------------------------------------------------------
-
-    @property
-    def shot(self) -> Shot | None:
-        return self.documents.shot
 
     def _document_changed(self, _document: ShotDocument | None) -> None:
         self.renders.reset()
@@ -340,7 +226,7 @@ class StudioWindow(QMainWindow):
         if shot is not None:
             self.playback.set_clip(shot.output.n_frames, shot.output.fps)
             self.play_timer.setInterval(self.playback.interval_ms)
-            self.frame_spin.setMaximum(shot.output.n_frames - 1)
+            self.transport.frame_spin.setMaximum(shot.output.n_frames - 1)
         for view in (self.condition_view, self.timeline):
             view.set_shot(shot)
             view.set_selected_track(self.editor.selected_track)
@@ -353,14 +239,11 @@ class StudioWindow(QMainWindow):
         self._update_actions()
 
     def _update_actions(self) -> None:
-        has_shot = self.shot is not None
-        self.generate_button.setEnabled(has_shot and not self.jobs.running)
-        self.cancel_button.setEnabled(self.jobs.running)
-        self.save_action.setEnabled(has_shot)
-        self.key_button.setEnabled(self.editor.selected_track is not None)
+        self.transport.generate_button.setEnabled(self.shot is not None and not self.jobs.running)
+        self.transport.cancel_button.setEnabled(self.jobs.running)
+        self.save_action.setEnabled(self.shot is not None)
+        self.transport.key_button.setEnabled(self.editor.selected_track is not None)
         self.export_action.setEnabled(bool(self.results.result_frames()))
-
-    # Edits ------------------------------------------------------------------------------------
 
     def _track_selected(self, track_id: str | None) -> None:
         self.condition_view.set_selected_track(track_id)
@@ -374,21 +257,19 @@ class StudioWindow(QMainWindow):
     # Playhead ---------------------------------------------------------------------------------
 
     def _frame_changed(self, frame: int) -> None:
-        self.frame_spin.blockSignals(True)
-        self.frame_spin.setValue(frame)
-        self.frame_spin.blockSignals(False)
+        self.transport.set_frame(frame)
         self.condition_view.set_frame(frame)
         self.timeline.set_frame(frame)
         self.player.set_frame(frame)
 
     def _playing_changed(self, playing: bool) -> None:
-        self.play_button.setText("❚❚ Pause" if playing else "▶ Play")
+        self.transport.set_playing(playing)
         if playing:
             self.play_timer.start(self.playback.interval_ms)
         else:
             self.play_timer.stop()
 
-    # Condition rendering ----------------------------------------------------------------------
+    # Condition --------------------------------------------------------------------------------
 
     def _render_busy(self, busy: bool) -> None:
         self.condition_view.busy = busy
@@ -405,11 +286,8 @@ class StudioWindow(QMainWindow):
         self._fill_objects_menu(tuple(conditions.object_boxes))
 
     def _fill_objects_menu(self, names: tuple[str, ...]) -> None:
-        self.objects_menu.clear()
-        for name in names:
-            action = self.objects_menu.addAction(name, partial(self.editor.add_object_track, name))
-            action.setToolTip("A track that starts on this object's box at frame 0 (or double-click the object)")
-        self.objects_menu.setEnabled(bool(names))
+        fill_menu(self.objects_menu, [(name, partial(self.editor.add_object_track, name)) for name in names],
+                  "A track that starts on this object's box at frame 0 (or double-click the object)")  # fmt: skip
 
     # Files ------------------------------------------------------------------------------------
 
@@ -428,10 +306,7 @@ class StudioWindow(QMainWindow):
             self.documents.open_path(Path(path))
 
     def _fill_recent_menu(self, recent: list[str]) -> None:
-        self.recent_menu.clear()
-        for name in recent:
-            self.recent_menu.addAction(name, partial(self.documents.open_path, Path(name)))
-        self.recent_menu.setEnabled(bool(recent))
+        fill_menu(self.recent_menu, [(name, partial(self.documents.open_path, Path(name))) for name in recent])
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         if not self.documents.confirm_discard():
@@ -445,7 +320,7 @@ class StudioWindow(QMainWindow):
         self.renders.close()
         self.jobs.shutdown()
 
-    # Connection -------------------------------------------------------------------------------
+    # Connection and jobs ----------------------------------------------------------------------
 
     def connection_dialog(self) -> None:
         from .connection_dialog import ConnectionDialog
@@ -461,8 +336,6 @@ class StudioWindow(QMainWindow):
         self.connection_label.setText(status.line)
         colour = {"connected": "#3ecf8e", "error": "#ff5a5f", "disconnected": "#ffc145"}.get(status.state, "#a0a0a0")
         self.connection_label.setStyleSheet(f"color: {colour}")
-
-    # Generation -------------------------------------------------------------------------------
 
     def generate(self) -> None:
         self.settings.commit_pending()  # text typed a moment ago is part of the shot sent
@@ -482,31 +355,15 @@ class StudioWindow(QMainWindow):
 
     def _show_progress(self) -> None:
         job = self.jobs.job
-        if job is None:
-            self.progress.setFormat("")
-            self.progress.setValue(0)
-        else:
-            self.progress.setMaximum(max(job.total, 1))
-            self.progress.setValue(job.done if job.total else 0)
-            self.progress.setFormat(job.status_line)
+        self.transport.show_job(job)
         self.history_combo.setEnabled(self.history_combo.count() > 0 and (job is None or job.finished))
         self._update_actions()
 
     # History and export -----------------------------------------------------------------------
 
     def _history_listed(self, entries: list[ResultEntry], select: Path | None) -> None:
-        self.history_combo.blockSignals(True)
-        self.history_combo.clear()
-        for entry in entries:
-            self.history_combo.addItem(entry.title, str(entry.folder))
-        index = self.history_combo.findData(str(select)) if select is not None else -1
-        self.history_combo.setCurrentIndex(index)  # -1: none chosen (a result is not shown unasked)
-        self.history_combo.blockSignals(False)
+        self.result_pane.set_history(entries, select)
         self._show_progress()
-
-    def _history_chosen(self, index: int) -> None:
-        if index >= 0:
-            self.results.pick(Path(self.history_combo.itemData(index)))
 
     def _result_shown(self, result: LoadedResult) -> None:
         self.player.set_shot(result.shot or self.shot)
