@@ -18,95 +18,54 @@ import re
 import stat
 import struct
 import urllib.parse
-from collections.abc import Callable
-from dataclasses import dataclass, replace
-from pathlib import Path, PurePath
-from typing import Any, Literal
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from .errors import (
+    AssetError,
+    AssetTooLarge,
+    BadFaceIndices,
+    EmptyAsset,
+    LoaderCrashed,
+    LoadTimeout,
+    NonFiniteAsset,
+    PathEscapes,
+    UnreadableAsset,
+)
 from .geometry import Asset, MeshObject, PointObject, SceneObject
+from .limits import DEFAULT_LIMITS, LoadLimits, Reader, UpAxis
+from .safe_load import load_in_child
 
-UpAxis = Literal["y", "z"]
-Reader = Callable[[Path, UpAxis, "LoadLimits"], Asset]
+__all__ = [
+    "DEFAULT_LIMITS",
+    "MESH_SUFFIXES",
+    "POINT_SUFFIXES",
+    "SUFFIXES",
+    "AssetError",
+    "AssetTooLarge",
+    "BadFaceIndices",
+    "EmptyAsset",
+    "LoadLimits",
+    "LoadTimeout",
+    "LoaderCrashed",
+    "NonFiniteAsset",
+    "PathEscapes",
+    "Reader",
+    "UnreadableAsset",
+    "UpAxis",
+    "load_asset",
+    "normalize",
+    "read_asset",
+]
+
 
 MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply", ".stl", ".off")
 POINT_SUFFIXES = (".ply", ".pcd", ".xyz", ".npy")
 SUFFIXES = tuple(dict.fromkeys(MESH_SUFFIXES + POINT_SUFFIXES))
-
-
-class AssetError(Exception):
-    """A file that cannot be used. ``path`` names it, ``reason`` says why; ``str()`` reads ``cube.stl: reason``."""
-
-    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
-        self.path = os.fspath(path)
-        self.reason = reason
-        super().__init__(self.path, reason)
-
-    def __str__(self) -> str:
-        return f"{PurePath(self.path).name or self.path}: {self.reason}"
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.path, self.reason))
-
-
-class UnreadableAsset(AssetError):  # noqa: N818 (the names the issue gives)
-    """Missing, not a regular file, not permitted, an unknown extension, or not parseable as its format."""
-
-
-class EmptyAsset(AssetError):  # noqa: N818 (the names the issue gives)
-    """No vertices, faces or points after loading."""
-
-
-class NonFiniteAsset(AssetError):  # noqa: N818 (the names the issue gives)
-    """NaN or infinite coordinates (or colours)."""
-
-
-class BadFaceIndices(AssetError):  # noqa: N818 (the names the issue gives)
-    """A face refers to a vertex that does not exist."""
-
-
-class AssetTooLarge(AssetError):  # noqa: N818 (the names the issue gives)
-    """More faces, points or bytes than ``LoadLimits`` allows."""
-
-
-class PathEscapes(AssetError):  # noqa: N818 (the names the issue gives)
-    """The file refers to another file outside its own folder (``mtllib``, a glTF ``uri``)."""
-
-
-class LoadTimeout(AssetError):  # noqa: N818 (the names the issue gives)
-    """Parsing took longer than ``LoadLimits.timeout_s``; the loader process was stopped."""
-
-
-class LoaderCrashed(AssetError):  # noqa: N818 (the names the issue gives)
-    """The loader process died (``exitcode`` < 0 is the signal number, negated) or ran out of memory."""
-
-    def __init__(self, path: str | os.PathLike[str], reason: str, exitcode: int | None = None) -> None:
-        super().__init__(path, reason)
-        self.exitcode = exitcode
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.path, self.reason, self.exitcode))
-
-
-@dataclass(frozen=True)
-class LoadLimits:
-    """Caps for one file. ``max_points`` counts point-cloud points and mesh vertices."""
-
-    max_faces: int = 5_000_000
-    max_points: int = 20_000_000
-    max_file_bytes: int = 1 << 30
-    timeout_s: float = 30.0
-    memory_bytes: int = 4 << 30
-
-    def __post_init__(self) -> None:
-        for name in ("max_faces", "max_points", "max_file_bytes", "timeout_s", "memory_bytes"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"LoadLimits.{name} must be > 0, got {getattr(self, name)!r}")
-
-
-DEFAULT_LIMITS = LoadLimits()
 
 
 def load_asset(
@@ -121,8 +80,6 @@ def load_asset(
     Raises what ``read_asset`` raises, and ``LoadTimeout`` or ``LoaderCrashed``. ``reader`` replaces
     ``read_asset`` in the child (tests inject slow or crashing ones); it must be a module-level function.
     """
-    from .safe_load import load_in_child
-
     return load_in_child(path, up_axis=up_axis, limits=limits, reader=reader or read_asset)
 
 

@@ -1,13 +1,14 @@
 """Parse an untrusted file in a child process, under a wall-clock and an address-space limit.
 
 The child is a fresh interpreter (the ``spawn`` start method: forking a process that may run threads
-can deadlock it). This module imports only the standard library, so the child caps the BLAS/OpenMP
-thread pools and sets ``RLIMIT_AS`` before numpy, trimesh or Open3D is loaded; only then does it run
-the reader. It answers once over a one-way pipe: the ``Asset``, or the ``AssetError`` the reader
-raised. The parent waits at most ``LoadLimits.timeout_s``, kills a child that overruns it
-(``LoadTimeout``), and reports a child that died or ran out of memory as ``LoaderCrashed``. The answer
-is unpickled with an allow-list (our geometry and error classes, numpy arrays), so a child that went
-wrong cannot make the parent run anything.
+can deadlock it). This module imports only the standard library and ``errors`` and ``limits`` (which
+import nothing else), so the child caps the BLAS/OpenMP thread pools and sets ``RLIMIT_AS`` before
+numpy, trimesh or Open3D is loaded; only then does it run the reader. It answers once over a one-way
+pipe: the ``Asset``, or the ``AssetError`` the reader raised. The parent waits at most
+``LoadLimits.timeout_s``, kills a child that overruns it (``LoadTimeout``), and reports a child that
+died or ran out of memory as ``LoaderCrashed``. The answer is unpickled with an allow-list (our
+geometry and error classes, numpy arrays), so a child that went wrong cannot make the parent run
+anything.
 
 Spawn re-imports the caller's ``__main__`` module in the child: keep a script's work under
 ``if __name__ == "__main__":``.
@@ -28,13 +29,15 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard
 
+from .errors import AssetError, LoaderCrashed, LoadTimeout
+from .limits import LoadLimits, Reader, UpAxis
+
 if TYPE_CHECKING:
-    from .assets import LoadLimits, Reader, UpAxis
     from .geometry import Asset
 
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 _GEOMETRY = "anyi2v.render.geometry"
-_ERRORS = "anyi2v.render.assets"
+_ERRORS = "anyi2v.render.errors"
 _ALLOWED = {
     (_GEOMETRY, "Asset"),
     (_GEOMETRY, "MeshObject"),
@@ -59,8 +62,6 @@ _ERROR_NAMES = {
 
 def load_in_child(path: str | os.PathLike[str], *, up_axis: UpAxis, limits: LoadLimits, reader: Reader) -> Asset:
     """Run ``reader(path, up_axis, limits)`` in a spawned child; see the module docstring."""
-    from .assets import AssetError, LoaderCrashed, LoadTimeout
-
     file = os.fspath(path)
     reader_name = _qualified_name(reader)
     context = multiprocessing.get_context("spawn")
@@ -195,8 +196,6 @@ def _child_main(sender: Connection, path: str, up_axis: str, limits: dict[str, A
 
 
 def _parse_and_pickle(path: str, up_axis: str, limits: dict[str, Any], reader_name: str) -> bytes:
-    from .assets import AssetError, LoadLimits
-
     module_name, _, qualname = reader_name.partition(":")
     reader: Any = importlib.import_module(module_name)
     for part in qualname.split("."):
