@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from anyi2v.daemon.pipeline.controls import ControlLayers, ControlState, StopForward, install_controls
-from anyi2v.daemon.pipeline.features import pca_project
+from anyi2v.daemon.pipeline.features import low_rank_pca
 from anyi2v.daemon.pipeline.generate import encode_prompt, optimized_layers
 from anyi2v.daemon.pipeline.inversion import invert
 from anyi2v.daemon.pipeline.models import random_models
@@ -53,7 +53,7 @@ def compare_pca_solvers(captured, frames, size, tracks, method, figures) -> None
     for solver in ("exact", "randomized"):
         for index, features in enumerate(c.detach().float() for c in captured):
             figures[f"PCA layer {index} ({features.shape[-1]} channels), {solver}"] = timed(
-                lambda f=features, s=solver: pca_project(f, 64, s)
+                lambda f=features, s=solver: low_rank_pca(f, 64, s)
             )
     loss, grads = loss_and_grad("randomized")
     cosines = [

@@ -1,9 +1,11 @@
 """The method's tensor operations, in torch on the model's device (no CPU round trips in hot paths).
 
 - :func:`patch_adain`: patch-wise AdaIN that debiases injected residual states.
-- :func:`pca_project`: project features on their top principal components (fit without gradient,
-  projection with it).
-- :func:`two_means_foreground`: 1-D 2-means that splits similarity values into foreground and background.
+- :func:`low_rank_pca`: project features on their top principal components (fit without gradient,
+  projection with it); the axes by seeded randomized subspace iteration
+  (:func:`randomized_top_eigenvectors`) or a full eigendecomposition (:func:`exact_top_eigenvectors`).
+- :func:`two_means_foreground`: 1-D 2-means (Lloyd's algorithm, :func:`lloyd_two_means`) that splits
+  similarity values into foreground and background.
 - :func:`semantic_mask`: the per-frame semantic mask of an object from salient points.
 - :func:`bicubic_resize`: bicubic resampling as two matrix products.
 - :func:`gaussian_profile`, :func:`butterworth_lowpass`, :func:`mix_frequencies`: the SG-I2V options.
@@ -50,29 +52,39 @@ def patch_adain(source: torch.Tensor, target: torch.Tensor, patch: int) -> torch
 
 SUBSPACE_OVERSAMPLING = 128  # extra directions the randomized solver carries beyond the components wanted
 SUBSPACE_ITERATIONS = 3
+SUBSPACE_SEED = 0
+PCA_SOLVERS = ("randomized", "exact")
 
 
-def principal_basis(covariance: torch.Tensor, components: int, solver: str = "randomized") -> torch.Tensor:
-    """(C, k) orthonormal basis of the covariance's top-k eigenvectors, strongest first.
+def exact_top_eigenvectors(covariance: torch.Tensor, components: int) -> torch.Tensor:
+    """(C, k) the covariance's top-k eigenvectors, strongest first, by a full eigendecomposition.
 
-    ``"exact"``: a full eigendecomposition. ``"randomized"``: subspace iteration from a seeded random
-    start (:data:`SUBSPACE_ITERATIONS` passes carrying :data:`SUBSPACE_OVERSAMPLING` extra directions),
-    then the exact eigendecomposition of the covariance restricted to that subspace (Rayleigh-Ritz).
-    A GPU eigendecomposition of a 1280 x 1280 matrix costs about 16 ms, mostly latency; the randomized
-    fit about 7 ms, and on the benchmark's features its loss is within 3e-4 of the exact one and its
-    gradient's cosine to the exact gradient above 0.9997. The seed is fixed, so results repeat.
-    When the subspace would span (nearly) everything, the exact solver runs.
+    covariance : (C, C) symmetric; k = min(components, C). Each column's sign is whatever the
+    eigensolver returns.
+    """
+    components = min(components, covariance.shape[0])
+    _, vectors = torch.linalg.eigh(covariance)  # ascending eigenvalues
+    strongest: torch.Tensor = vectors.flip(1)[:, :components]
+    return strongest
+
+
+def randomized_top_eigenvectors(covariance: torch.Tensor, components: int) -> torch.Tensor:
+    """(C, k) approximate top-k eigenvectors of a covariance, strongest first: seeded randomized
+    subspace iteration followed by Rayleigh-Ritz.
+
+    covariance : (C, C) symmetric positive semi-definite; k = min(components, C).
+
+    A seeded Gaussian (C, k + :data:`SUBSPACE_OVERSAMPLING`) start is multiplied by the covariance and
+    re-orthonormalised (QR) :data:`SUBSPACE_ITERATIONS` times (the power / subspace iteration of
+    Halko, Martinsson & Tropp 2011, "Finding structure with randomness", Alg. 4.4); the covariance
+    restricted to that subspace is then diagonalised exactly and its top k Ritz vectors lifted back.
+    When the spectrum decays (as features' do) the span agrees with the exact one to float precision.
+    The seed is fixed (:data:`SUBSPACE_SEED`), so results repeat.
     """
     channels = covariance.shape[0]
     components = min(components, channels)
     width = components + SUBSPACE_OVERSAMPLING
-    if solver == "exact" or width * 2 > channels:
-        _, vectors = torch.linalg.eigh(covariance)  # ascending eigenvalues
-        strongest: torch.Tensor = vectors.flip(1)[:, :components]
-        return strongest
-    if solver != "randomized":
-        raise ValueError(f"unknown PCA solver {solver!r} (randomized or exact)")
-    generator = torch.Generator(covariance.device).manual_seed(0)
+    generator = torch.Generator(covariance.device).manual_seed(SUBSPACE_SEED)
     start = torch.randn(channels, width, generator=generator, device=covariance.device, dtype=covariance.dtype)
     basis = start
     for _ in range(SUBSPACE_ITERATIONS):
@@ -82,13 +94,33 @@ def principal_basis(covariance: torch.Tensor, components: int, solver: str = "ra
     return ritz
 
 
-def pca_project(features: torch.Tensor, components: int | None, solver: str = "randomized") -> torch.Tensor:
-    """Project token features on their top principal components, fitted jointly over all tokens.
+def top_eigenvectors(covariance: torch.Tensor, components: int, solver: str = "randomized") -> torch.Tensor:
+    """(C, k) orthonormal basis of the covariance's top-k eigenvectors (the principal axes), strongest
+    first, by ``solver``: ``"randomized"`` (:func:`randomized_top_eigenvectors`) or ``"exact"``
+    (:func:`exact_top_eigenvectors`).
 
-    features : (..., N, C); returns (..., N, k) with k = min(components, C). The basis and mean are fitted
-    without gradient (eigenvectors of the C x C covariance, by :func:`principal_basis`); the projection
-    keeps the gradient, so the loss reaches the latent. ``components=None`` returns the features
-    unchanged (the "w/o PCA" ablation).
+    A GPU eigendecomposition of a 1280 x 1280 matrix costs about 16 ms, mostly latency; the randomized
+    fit about 7 ms, and on the benchmark's features its loss is within 3e-4 of the exact one and its
+    gradient's cosine to the exact gradient above 0.9997. When the randomized subspace would span
+    (nearly) everything (2 (k + oversampling) > C), the exact solver runs.
+    """
+    if solver not in PCA_SOLVERS:
+        raise ValueError(f"unknown PCA solver {solver!r} (randomized or exact)")
+    channels = covariance.shape[0]
+    width = min(components, channels) + SUBSPACE_OVERSAMPLING
+    if solver == "exact" or width * 2 > channels:
+        return exact_top_eigenvectors(covariance, components)
+    return randomized_top_eigenvectors(covariance, components)
+
+
+def low_rank_pca(features: torch.Tensor, components: int | None, solver: str = "randomized") -> torch.Tensor:
+    """Project token features on their top principal components, fitted jointly over all tokens: a
+    low-rank PCA, by default with the randomized solver (:func:`top_eigenvectors`).
+
+    features : (..., N, C); returns (..., N, k) with k = min(components, C): F = (X - mean) U_k, the
+    mean and the covariance (divided by n - 1) over every token of every leading index. The basis and
+    mean are fitted without gradient; the projection keeps the gradient, so the loss reaches the latent.
+    ``components=None`` returns the features unchanged (the "w/o PCA" ablation).
     """
     if components is None:
         return features
@@ -98,33 +130,37 @@ def pca_project(features: torch.Tensor, components: int | None, solver: str = "r
         mean = data.mean(0, keepdim=True)
         centred = data - mean
         covariance = centred.T @ centred / max(1, data.shape[0] - 1)
-        basis = principal_basis(covariance, components, solver)
+        basis = top_eigenvectors(covariance, components, solver)
     projected: torch.Tensor = (flat.float() - mean) @ basis
     return projected.reshape(*features.shape[:-1], basis.shape[1])
 
 
-def two_means_foreground(
-    values: torch.Tensor, iterations: int = 10, start_dim: int = 0, valid: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Split values into two clusters (1-D k-means, k = 2, started at the min and the max, a fixed number
-    of iterations so the GPU never waits on the CPU) and return the boolean mask of the cluster with the
-    larger centre. Constant input is all foreground.
+TWO_MEANS_ITERATIONS = 10
 
-    The values from dimension ``start_dim`` on are clustered together; the dimensions before it are a
-    batch of independent problems (``start_dim=0``: one problem over the whole tensor). ``valid`` (a
-    boolean tensor of the values' shape) keeps the other values out of the clustering; they come back
-    False. A problem with no valid value is all False.
-    """
+
+def _problems(values: torch.Tensor, start_dim: int, valid: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Values and validity as (problems, m): dimensions from ``start_dim`` on flattened into one."""
     flat = values.detach().float().flatten(start_dim)  # (*batch, m)
     keep = torch.ones_like(flat, dtype=torch.bool) if valid is None else valid.flatten(start_dim)
     if start_dim == 0:
         flat, keep = flat[None], keep[None]
+    return flat, keep
+
+
+def _valid_min_max(flat: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(problems, 1) smallest and largest valid value of each problem (0 and 0 when none is valid)."""
     inf = torch.tensor(float("inf"), device=flat.device)
     low = torch.where(keep, flat, inf).amin(-1, keepdim=True)
     high = torch.where(keep, flat, -inf).amax(-1, keepdim=True)
     empty = ~keep.any(-1, keepdim=True)
-    low, high = torch.where(empty, 0.0, low), torch.where(empty, 0.0, high)
-    constant = (high - low) <= EPSILON
+    return torch.where(empty, 0.0, low), torch.where(empty, 0.0, high)
+
+
+def _lloyd_iterations(
+    flat: torch.Tensor, keep: torch.Tensor, low: torch.Tensor, high: torch.Tensor, iterations: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lloyd's steps for two centres on 1-D values: assign each value to the nearer centre (a tie goes
+    to ``low``), move each centre to its values' mean (a centre with no value stays)."""
     for _ in range(iterations):
         upper = ((flat - low).abs() > (flat - high).abs()) & keep
         lower = keep & ~upper
@@ -132,6 +168,43 @@ def two_means_foreground(
         new_high = torch.where(upper_count > 0, (flat * upper).sum(-1, keepdim=True) / upper_count.clamp_min(1), high)
         new_low = torch.where(lower_count > 0, (flat * lower).sum(-1, keepdim=True) / lower_count.clamp_min(1), low)
         low, high = new_low, new_high
+    return low, high
+
+
+def lloyd_two_means(
+    values: torch.Tensor, iterations: int = TWO_MEANS_ITERATIONS, start_dim: int = 0, valid: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two centres (low, high) of 1-D k-means with k = 2 by Lloyd's algorithm, started at the
+    smallest and the largest value, for a fixed number of iterations (no convergence test, so the GPU
+    never waits on the CPU; 1-D 2-means from those starts settles in a few).
+
+    values : (*batch, ...) the dimensions from ``start_dim`` on are pooled into one problem, those
+    before it are independent problems; valid : optional bool of the values' shape, the values taking
+    part. returns : two (*batch,) tensors (a scalar each for ``start_dim=0``); 0 and 0 for a problem
+    with no valid value.
+    """
+    flat, keep = _problems(values, start_dim, valid)
+    low, high = _lloyd_iterations(flat, keep, *_valid_min_max(flat, keep), iterations)
+    batch = values.shape[:start_dim]
+    return low.reshape(batch), high.reshape(batch)
+
+
+def two_means_foreground(
+    values: torch.Tensor, iterations: int = TWO_MEANS_ITERATIONS, start_dim: int = 0, valid: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Split values into two clusters by :func:`lloyd_two_means` and return the boolean mask of the
+    cluster with the larger centre (values nearer the high centre; a tie is background). Constant
+    input is all foreground.
+
+    The values from dimension ``start_dim`` on are clustered together; the dimensions before it are a
+    batch of independent problems (``start_dim=0``: one problem over the whole tensor). ``valid`` (a
+    boolean tensor of the values' shape) keeps the other values out of the clustering; they come back
+    False. A problem with no valid value is all False.
+    """
+    flat, keep = _problems(values, start_dim, valid)
+    start_low, start_high = _valid_min_max(flat, keep)
+    constant = (start_high - start_low) <= EPSILON
+    low, high = _lloyd_iterations(flat, keep, start_low, start_high, iterations)
     foreground = (((flat - low).abs() > (flat - high).abs()) | constant) & keep
     return foreground.reshape(values.shape)
 
@@ -140,7 +213,7 @@ def semantic_mask(
     point_features: torch.Tensor, box_features: torch.Tensor, valid: torch.Tensor | None = None
 ) -> torch.Tensor:
     """The object's mask inside a box: cosine similarity of every pixel to the salient points' features
-    (max over points), split by 2-means.
+    (max over points), split by 1-D 2-means (:func:`two_means_foreground`).
 
     point_features : (P, C) features of the salient points in frame 0
     box_features : (..., C, h, w) the box's features in some frame (or a batch of maps)

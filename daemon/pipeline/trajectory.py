@@ -22,7 +22,7 @@ from anyi2v.shared.settings import MethodSettings
 from anyi2v.shared.shot import Shot
 from anyi2v.shared.tracks import sample_track
 
-from .features import bicubic_resize, gaussian_profile, pca_project, resize_matrix, semantic_mask
+from .features import bicubic_resize, gaussian_profile, low_rank_pca, resize_matrix, semantic_mask
 
 GRID_DIVISOR = 4  # the loss's feature grid is the output size / 4 (128 x 128 at 512)
 AUTO_POINTS = 3
@@ -83,7 +83,7 @@ def feature_grid(
         else:
             tokens = features
             height, width = _token_shape(tokens.shape[1], size)
-        projected = pca_project(tokens.float(), components, solver)  # (frames, N, k)
+        projected = low_rank_pca(tokens.float(), components, solver)  # (frames, N, k)
         maps = projected.transpose(1, 2).reshape(frames, -1, height, width)
         grids.append(bicubic_resize(maps, size))
     return grids

@@ -20,7 +20,7 @@ from anyi2v.daemon.pipeline.controls import (
     StopForward,
     install_controls,
 )
-from anyi2v.daemon.pipeline.features import patch_adain, pca_project, semantic_mask
+from anyi2v.daemon.pipeline.features import low_rank_pca, patch_adain, semantic_mask
 from anyi2v.daemon.pipeline.generate import Cancelled, CancelToken, InputError, Progress, StepEvent, generate
 from anyi2v.daemon.pipeline.inversion import InversionCache
 from anyi2v.daemon.pipeline.models import Models, random_models
@@ -215,14 +215,14 @@ def test_pca_keeps_the_gradient_and_orders_components_by_variance() -> None:
     generator = torch.Generator().manual_seed(0)
     scales = torch.tensor([5.0, 3.0, 1.0, 0.1])
     features = (torch.randn(2, 200, 4, generator=generator) * scales).requires_grad_(True)
-    projected = pca_project(features, 2)
+    projected = low_rank_pca(features, 2)
     assert projected.shape == (2, 200, 2)
     variances = projected.detach().reshape(-1, 2).var(0)
     assert float(variances[0]) > float(variances[1]) > 1.0
     projected.sum().backward()
     assert features.grad is not None
     assert float(features.grad.abs().sum()) > 0
-    assert pca_project(features, None) is features
+    assert low_rank_pca(features, None) is features
 
 
 def test_semantic_masks_follow_each_object() -> None:

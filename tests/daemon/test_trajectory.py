@@ -10,9 +10,9 @@ import torch.nn.functional as functional
 
 from anyi2v.daemon.pipeline.features import (
     bicubic_resize,
-    pca_project,
-    principal_basis,
+    low_rank_pca,
     semantic_mask,
+    top_eigenvectors,
     two_means_foreground,
 )
 from anyi2v.daemon.pipeline.trajectory import TrackBoxes, trajectory_loss
@@ -164,15 +164,15 @@ def test_the_randomized_pca_finds_the_exact_principal_subspace() -> None:
     spectrum = 0.98 ** torch.arange(channels, dtype=torch.float32)  # a decaying spectrum, as features have
     tokens = torch.randn(2000, channels, generator=generator) * spectrum.sqrt() @ rotation.T
     covariance = torch.cov(tokens.T)
-    exact = principal_basis(covariance, components, "exact")
-    randomized = principal_basis(covariance, components, "randomized")
+    exact = top_eigenvectors(covariance, components, "exact")
+    randomized = top_eigenvectors(covariance, components, "randomized")
     assert randomized.shape == exact.shape == (channels, components)
     torch.testing.assert_close(randomized.T @ randomized, torch.eye(components), atol=1e-4, rtol=0)
     overlap = float((exact.T @ randomized).pow(2).sum()) / components  # 1 when the subspaces agree
     assert overlap > 1 - 1e-5
-    assert torch.equal(randomized, principal_basis(covariance, components, "randomized"))  # seeded: repeats
-    projected = pca_project(tokens[None], components, "randomized")
+    assert torch.equal(randomized, top_eigenvectors(covariance, components, "randomized"))  # seeded: repeats
+    projected = low_rank_pca(tokens[None], components, "randomized")
     variances = projected[0].var(0)
     assert bool((variances[:-1] >= variances[1:]).all())  # strongest first
     with pytest.raises(ValueError, match="unknown PCA solver"):
-        principal_basis(covariance, components, "magic")
+        top_eigenvectors(covariance, components, "magic")
