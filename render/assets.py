@@ -1,12 +1,14 @@
 """Meshes and point clouds from files into an ``Asset``, with every failure a typed ``AssetError``.
 
-Meshes (.glb, .gltf, .obj, .ply with faces, .stl, .off) are parsed by trimesh; point clouds by trimesh
-(.ply without faces), Open3D (.pcd, .xyz) or numpy (.npy). No parser is trusted: each file is checked
-before parsing (header counts against the file size and the limits, references that leave the file's
-folder, OBJ and OFF face indices) and every result after (empty, non-finite, face indices in range).
+Meshes (.glb, .gltf, .obj, .ply with faces, .stl, .off) are parsed by trimesh (``mesh_formats``); point
+clouds by trimesh (.ply without faces), Open3D (.pcd, .xyz) or numpy (.npy) (``point_formats``). No
+parser is trusted: each file is checked before parsing (in its format's module: header counts against
+the file size and the limits, references that leave the file's folder, OBJ and OFF face indices) and
+every result after, here (empty, non-finite, face indices in range).
 
 ``read_asset`` parses in this process. ``load_asset`` parses in a child process with a time and a
-memory limit (``safe_load``); use it on any file a person picked.
+memory limit (``safe_load``); use it on any file a person picked. The errors live in ``errors``, the
+limits in ``limits``; both are importable from here too.
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ from .errors import (
 )
 from .geometry import Asset, MeshObject, SceneObject
 from .limits import DEFAULT_LIMITS, LoadLimits, Reader, UpAxis
-from .mesh_formats import _parse_trimesh
-from .point_formats import _parse_npy, _parse_open3d
+from .mesh_formats import parse_with_trimesh
+from .point_formats import parse_npy, parse_with_open3d
 from .safe_load import load_in_child
 
 __all__ = [
@@ -88,11 +90,11 @@ def read_asset(path: str | os.PathLike[str], up_axis: UpAxis = "y", limits: Load
     suffix = file.suffix.lower()
     objects: list[SceneObject]
     if suffix == ".npy":
-        objects = [_parse_npy(file, data)]
+        objects = [parse_npy(file, data)]
     elif suffix in (".pcd", ".xyz"):
-        objects = [_parse_open3d(file, data, limits)]
+        objects = [parse_with_open3d(file, data, limits)]
     else:
-        objects = _parse_trimesh(file, data, limits)
+        objects = parse_with_trimesh(file, data, limits)
     _check_objects(file, objects, limits)
     return normalize(Asset(source=str(file), objects=tuple(objects)), up_axis)
 

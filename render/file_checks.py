@@ -10,7 +10,8 @@ from pathlib import Path
 from .errors import PathEscapes, UnreadableAsset
 
 
-def _require_text(file: Path, data: bytes, kind: str) -> None:
+def require_text(file: Path, data: bytes, kind: str) -> None:
+    """Refuse a file of a text format (``kind``) whose first 64 KiB hold a NUL byte."""
     if b"\0" in data[: 1 << 16]:
         raise UnreadableAsset(file, f"binary data, not a text {kind} file")
 
@@ -18,7 +19,7 @@ def _require_text(file: Path, data: bytes, kind: str) -> None:
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
 
-def _check_reference(file: Path, reference: str, what: str) -> None:
+def check_reference(file: Path, reference: str, what: str) -> None:
     """Refuse a reference that leaves ``file``'s folder: absolute, with a scheme, ``..`` or a link out."""
     if reference.startswith("data:"):
         return

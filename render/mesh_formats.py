@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .errors import AssetTooLarge, BadFaceIndices, EmptyAsset, UnreadableAsset
-from .file_checks import _check_reference, _require_text
+from .file_checks import check_reference, require_text
 from .geometry import MeshObject, PointObject, SceneObject
 from .limits import LoadLimits
 
@@ -99,12 +99,12 @@ _OBJ_CORNER_TAIL = re.compile(rb"/\S*")  # "7/2/5" -> "7": only the vertex index
 
 def _check_obj(file: Path, data: bytes, limits: LoadLimits) -> None:
     """Material paths, counts and every face index of an OBJ, read from the text itself."""
-    _require_text(file, data, "OBJ")
+    require_text(file, data, "OBJ")
     text = data.replace(b"\r\n", b"\n").replace(b"\\\n", b"")
     for match in _OBJ_MTLLIB.finditer(text):
         names = match.group(1).decode("utf-8", "replace")
         for name in (names, *names.split()):  # one name with spaces, or several names
-            _check_reference(file, name, "mtllib")
+            check_reference(file, name, "mtllib")
     vertex_count = len(_OBJ_VERTEX.findall(text))
     faces = _OBJ_FACE.findall(text)
     if vertex_count > limits.max_points:
@@ -144,7 +144,7 @@ def _check_obj_relative(file: Path, text: bytes, indices: NDArray[np.int64], ver
 
 def _check_off(file: Path, data: bytes, limits: LoadLimits) -> None:
     """The counts line, the length and every face index of an OFF file."""
-    _require_text(file, data, "OFF")
+    require_text(file, data, "OFF")
     lines = [line.split() for line in re.sub(rb"#[^\n]*", b"", data).splitlines() if line.strip()]
     if not lines or lines[0][0] not in (b"OFF", b"COFF"):
         raise UnreadableAsset(file, "not an OFF file: it must start with OFF")
@@ -210,7 +210,7 @@ def _check_gltf(file: Path, tree: dict[str, Any], limits: LoadLimits) -> None:
             if uri is not None and not isinstance(uri, str):
                 raise UnreadableAsset(file, f"glTF {key}[{index}].uri is not a string")
             if uri is not None:
-                _check_reference(file, uri, f"glTF {key}[{index}].uri")
+                check_reference(file, uri, f"glTF {key}[{index}].uri")
     points = faces = 0
     try:  # malformed details are left to the parser; this only counts what is well formed
         accessors = tree["accessors"]
@@ -229,7 +229,9 @@ def _check_gltf(file: Path, tree: dict[str, Any], limits: LoadLimits) -> None:
 # --- parsing -----------------------------------------------------------------------------------------
 
 
-def _parse_trimesh(file: Path, data: bytes, limits: LoadLimits) -> list[SceneObject]:
+def parse_with_trimesh(file: Path, data: bytes, limits: LoadLimits) -> list[SceneObject]:
+    """``data``, the bytes of ``file``, checked for its format and parsed: one object per scene node
+    (meshes, or point clouds for a .ply without faces), placed by the node's transform."""
     import trimesh  # here, not at the top: importing it costs ~0.4 s that the studio's start does not need
 
     suffix = file.suffix.lower()
@@ -243,7 +245,7 @@ def _parse_trimesh(file: Path, data: bytes, limits: LoadLimits) -> list[SceneObj
     elif suffix == ".ply":
         mesh_only = _check_ply(file, data, limits)
     elif suffix == ".gltf":
-        _require_text(file, data, "glTF")
+        require_text(file, data, "glTF")
         _check_gltf(file, _json_header(file, data, "glTF"), limits)
     else:
         _check_gltf(file, _glb_header(file, data), limits)

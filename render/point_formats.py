@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import AssetTooLarge, UnreadableAsset
-from .file_checks import _require_text
+from .file_checks import require_text
 from .geometry import PointObject
 from .limits import LoadLimits
 
@@ -60,14 +60,15 @@ def _check_pcd(file: Path, data: bytes, limits: LoadLimits) -> int:
 
 def _check_xyz(file: Path, data: bytes, limits: LoadLimits) -> int:
     """The number of 'x y z' lines an .xyz file must yield (blank and '#' lines aside)."""
-    _require_text(file, data, "XYZ")
+    require_text(file, data, "XYZ")
     count = len(_TEXT_LINE.findall(data))
     if count > limits.max_points:
         raise AssetTooLarge(file, f"{count} points, over the limit of {limits.max_points}")
     return count
 
 
-def _parse_open3d(file: Path, data: bytes, limits: LoadLimits) -> PointObject:
+def parse_with_open3d(file: Path, data: bytes, limits: LoadLimits) -> PointObject:
+    """A .pcd or .xyz file's points (and colours), all of those its header or lines declare."""
     import open3d
 
     suffix = file.suffix.lower()
@@ -88,7 +89,7 @@ def _parse_open3d(file: Path, data: bytes, limits: LoadLimits) -> PointObject:
     return PointObject(file.stem, points, colors)
 
 
-def _parse_npy(file: Path, data: bytes) -> PointObject:
+def parse_npy(file: Path, data: bytes) -> PointObject:
     """(n, 3) points, or (n, 6) points and colours in 0..1 or 0..255 (0..255 for integer arrays)."""
     if data.startswith(b"PK\x03\x04"):
         raise UnreadableAsset(file, "an .npz archive, not a single .npy array")
