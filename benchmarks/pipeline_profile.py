@@ -19,7 +19,14 @@ from pathlib import Path
 
 import torch
 
-from anyi2v.daemon.pipeline.controls import ControlLayers, ControlState, StopForward, install_controls
+from anyi2v.daemon.pipeline.controls import (
+    ControlLayers,
+    ControlState,
+    Injection,
+    Optimize,
+    StopForward,
+    install_controls,
+)
 from anyi2v.daemon.pipeline.features import low_rank_pca
 from anyi2v.daemon.pipeline.generate import encode_prompt, optimized_layers
 from anyi2v.daemon.pipeline.inversion import invert
@@ -96,7 +103,7 @@ def main() -> None:
     size = grid_size(shot)
 
     def arm() -> None:
-        state.reset(frames=frames, inject=True, capture=frozenset(captured_paths), stop_when_captured=True)
+        state.set(Optimize(0, capture=frozenset(captured_paths), injection=Injection(frames)))
 
     figures: dict[str, float] = {}
     with install_controls(unet, layers, state, bank):
@@ -111,7 +118,7 @@ def main() -> None:
             with torch.set_grad_enabled(grad), contextlib.suppress(StopForward):
                 unet(leaf.half(), t, encoder_hidden_states=cond_frames)
             captured = [state.captured[p] for p in captured_paths]
-            state.reset()
+            state.idle()
             return captured
 
         figures["optimization forward, no grad"] = timed(lambda: forward(False))

@@ -5,16 +5,17 @@ naming the missing ones), swaps our processor into each controlled self-attentio
 controlled ResNet block's ``conv2`` (its output is the residual branch, before the skip is added), and
 on exit puts back the exact original processors and removes every hook.
 
-What the hooks do is decided per UNet call by a :class:`ControlState` the sampler sets explicitly
-(the step index and mode travel with it; nothing is inferred from timesteps):
+What the hooks do is decided per UNet call by the mode of a :class:`ControlState`, which the sampler
+sets explicitly before every call (the step index travels with it; nothing is inferred from timesteps):
 
-- ``record``: keep each layer's query and residual state in the :class:`FeatureBank` (inversion);
-- ``inject``: write the banked features into frame 0 of the conditional batch item (queries as they
-  are, residual states through patch AdaIN) and, with ``kv_copy``, give every frame frame 0's keys and
-  values in those layers;
-- ``capture``: keep the listed layers' features with their gradient (trajectory optimization); with
-  ``stop_when_captured``, end the forward pass (:class:`StopForward`) as soon as all of them are kept,
-  since nothing after them reaches the loss.
+- :class:`Idle`: nothing (inversion's walk up the schedule, sampling steps after injection);
+- :class:`Record`: keep each layer's query and residual state in the :class:`FeatureBank` (inversion);
+- :class:`Sample` with an :class:`Injection`: write the banked features into frame 0 of the
+  conditional batch item (queries as they are, residual states through patch AdaIN) and, with
+  ``kv_copy``, give every frame frame 0's keys and values in those layers;
+- :class:`Optimize`: inject likewise (when given an :class:`Injection`), keep the captured layers'
+  features with their gradient (trajectory optimization) and end the forward pass
+  (:class:`StopForward`) as soon as all of them are kept, since nothing after them reaches the loss.
 
 Batch layout inside the UNet: ``(batch * frames, ...)``, batch-major, so frame ``f`` of batch item
 ``b`` is row ``b * frames + f``.
@@ -25,11 +26,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import torch
 import torch.nn.functional as functional
 from torch import nn
+
+from anyi2v.shared.settings import MethodSettings
 
 from .features import patch_adain
 
@@ -62,39 +65,97 @@ class FeatureBank:
         )
 
 
-@dataclass
-class ControlState:
-    """What the hooks do during the next UNet call; the sampler sets it before every call."""
+@dataclass(frozen=True)
+class Injection:
+    """How one UNet call writes the inverted features into frame 0 of the conditional batch item.
 
-    frames: int = 1
-    conditional_index: int = 0  # which batch item is the conditional one (1 in an [uncond, cond] batch)
-    step: int = -1
-    record: bool = False
-    inject: bool = False
-    inject_query: bool = True
-    inject_residual: bool = True
+    frames : frames per clip (the UNet's batch is ``(batch * frames)``, batch-major)
+    conditional_index : which batch item is the conditional one (1 in an [uncond, cond] batch)
+    query, residual : write the banked queries, residual states (``residual_adain``: through patch
+        AdaIN with ``adain_patch`` x ``adain_patch`` patches)
+    kv_copy : in the query layers, every frame attends to its item's frame-0 keys and values
+    """
+
+    frames: int
+    conditional_index: int = 0
+    query: bool = True
+    residual: bool = True
     residual_adain: bool = True
     adain_patch: int = 4
     kv_copy: bool = True
-    capture: frozenset[str] = frozenset()
-    stop_when_captured: bool = False
+
+    @classmethod
+    def of(cls, method: MethodSettings, frames: int, conditional_index: int) -> Injection:
+        """The injection a shot's method settings ask for, on a batch of ``frames``-frame clips."""
+        return cls(
+            frames=frames,
+            conditional_index=conditional_index,
+            query=method.inject_query,
+            residual=method.inject_residual,
+            residual_adain=method.residual_adain,
+            adain_patch=method.adain_patch_size,
+            kv_copy=method.kv_copy,
+        )
+
+
+@dataclass(frozen=True)
+class Idle:
+    """The hooks do nothing: the UNet computes what diffusers computes."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """Inversion's call at t_alpha: keep frame 0's query and residual state of every controlled layer in
+    the :class:`FeatureBank`."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Denoising step ``step``; with an ``injection``, the inverted features go into frame 0 of the
+    conditional batch item."""
+
+    step: int
+    injection: Injection | None = None
+
+
+@dataclass(frozen=True)
+class Optimize:
+    """An optimization forward pass before denoising step ``step``: inject (with an ``injection``), keep
+    the ``capture`` layers' features with their gradient, and end the forward pass
+    (:class:`StopForward`) as soon as all of them are kept."""
+
+    step: int
+    capture: frozenset[str]
+    injection: Injection | None = None
+
+
+ControlMode: TypeAlias = Idle | Record | Sample | Optimize
+
+
+def _injection(mode: ControlMode) -> Injection | None:
+    return mode.injection if isinstance(mode, Sample | Optimize) else None
+
+
+@dataclass
+class ControlState:
+    """The mode of the next UNet call (the sampler sets it before every call) and what that call kept."""
+
+    mode: ControlMode = field(default_factory=Idle)
     captured: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def set(self, mode: ControlMode) -> None:
+        """Switch to ``mode``, forgetting what an earlier call captured."""
+        self.mode = mode
+        self.captured = {}
+
+    def idle(self) -> None:
+        self.set(Idle())
 
     def keep(self, path: str, features: torch.Tensor) -> None:
         """Keep a captured layer's features; stop the forward pass when that was the last one wanted."""
         self.captured[path] = features
-        if self.stop_when_captured and self.capture <= self.captured.keys():
+        if isinstance(self.mode, Optimize) and self.mode.capture <= self.captured.keys():
             raise StopForward(path)
-
-    def reset(self, **changes: Any) -> None:
-        """Back to doing nothing, then apply ``changes``."""
-        fresh = ControlState()
-        for name in fresh.__dataclass_fields__:
-            setattr(self, name, getattr(fresh, name))
-        for name, value in changes.items():
-            if name not in fresh.__dataclass_fields__:
-                raise AttributeError(f"ControlState has no field {name!r}")
-            setattr(self, name, value)
 
 
 def resolve(
@@ -117,14 +178,14 @@ def resolve(
     return found
 
 
-def _frame0_rows(state: ControlState, batch_frames: int) -> tuple[int, int]:
+def _frame0_rows(injection: Injection, batch_frames: int) -> tuple[int, int]:
     """(first row of the conditional item, frames) checked against the tensor's batch size."""
-    frames = state.frames
+    frames, item = injection.frames, injection.conditional_index
     if batch_frames % frames:
         raise RuntimeError(f"batch of {batch_frames} rows is not a whole number of {frames}-frame clips")
-    if not 0 <= state.conditional_index < batch_frames // frames:
-        raise RuntimeError(f"conditional item {state.conditional_index} outside a batch of {batch_frames // frames}")
-    return state.conditional_index * frames, frames
+    if not 0 <= item < batch_frames // frames:
+        raise RuntimeError(f"conditional item {item} outside a batch of {batch_frames // frames}")
+    return item * frames, frames
 
 
 def _replace_rows(tensor: torch.Tensor, row: int, value: torch.Tensor) -> torch.Tensor:
@@ -167,22 +228,23 @@ class ControlledSelfAttention:
             raise RuntimeError(f"{self.path}: controlled layers must be plain self-attention over tokens")
         if attn.spatial_norm is not None or attn.group_norm is not None:
             raise RuntimeError(f"{self.path}: spatial or group norm in a controlled self-attention is not supported")
-        state = self.state
+        mode = self.state.mode
         residual = hidden_states
         query = attn.to_q(hidden_states)
         key = attn.to_k(hidden_states)
         value = attn.to_v(hidden_states)
 
-        if state.record:
+        if isinstance(mode, Record):
             self.bank.queries[self.path] = query[:1].detach().clone()
-        if state.inject:
-            row, frames = _frame0_rows(state, query.shape[0])
-            if self.inject_query and state.inject_query and self.path in self.bank.queries:
+        injection = _injection(mode)
+        if injection is not None:
+            row, frames = _frame0_rows(injection, query.shape[0])
+            if self.inject_query and injection.query and self.path in self.bank.queries:
                 query = _replace_rows(query, row, self.bank.queries[self.path][0].to(query.device))
-            if state.kv_copy and self.controlled_kv:
+            if injection.kv_copy and self.controlled_kv:
                 key, value = _copy_frame0(key, frames), _copy_frame0(value, frames)
-        if self.path in state.capture:
-            state.keep(self.path, query)
+        if isinstance(mode, Optimize) and self.path in mode.capture:
+            self.state.keep(self.path, query)
 
         batch = query.shape[0]
         head_dim = key.shape[-1] // attn.heads
@@ -207,16 +269,18 @@ def _residual_hook(path: str, state: ControlState, bank: FeatureBank, injected: 
 
     def hook(module: nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor | None:
         changed = False
-        if state.record:
+        mode = state.mode
+        if isinstance(mode, Record):
             bank.residuals[path] = output[:1].detach().clone()
-        if state.inject and injected and state.inject_residual and path in bank.residuals:
-            row, _ = _frame0_rows(state, output.shape[0])
+        injection = _injection(mode)
+        if injection is not None and injected and injection.residual and path in bank.residuals:
+            row, _ = _frame0_rows(injection, output.shape[0])
             saved = bank.residuals[path][0].to(output.device)
             current = output[row]
-            new = patch_adain(saved, current, state.adain_patch) if state.residual_adain else saved
+            new = patch_adain(saved, current, injection.adain_patch) if injection.residual_adain else saved
             output = _replace_rows(output, row, new)
             changed = True
-        if path in state.capture:
+        if isinstance(mode, Optimize) and path in mode.capture:
             state.keep(path, output)
         return output if changed else None
 

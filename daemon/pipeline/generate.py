@@ -35,7 +35,16 @@ from numpy.typing import NDArray
 from anyi2v.shared.settings import MethodSettings
 from anyi2v.shared.shot import Shot
 
-from .controls import ControlLayers, ControlState, FeatureBank, StopForward, install_controls
+from .controls import (
+    ControlLayers,
+    ControlState,
+    FeatureBank,
+    Injection,
+    Optimize,
+    Sample,
+    StopForward,
+    install_controls,
+)
 from .features import mix_frequencies
 from .inversion import InversionCache, InversionKey, invert
 from .models import Models
@@ -243,10 +252,11 @@ def generate(
                 mark = stage_done("optimization", mark)
             report("sampling", index, len(timesteps))
             batch = torch.cat([latents, latents]) if guided else latents
-            _set(state, method, frames, conditional_index=1 if guided else 0, inject=inject, step=index)
+            injection = Injection.of(method, frames, conditional_index=1 if guided else 0) if inject else None
+            state.set(Sample(index, injection))
             with torch.no_grad():
                 noise = models.unet(batch.to(models.dtype), t, encoder_hidden_states=embeds).sample.float()
-            state.reset()
+            state.idle()
             if guided:
                 uncond, cond = noise.chunk(2)
                 noise = uncond + shot.sampling.guidance_scale * (cond - uncond)
@@ -268,18 +278,6 @@ def generate(
     stage_done("decode", mark)
     result.timings["total"] = time.perf_counter() - started
     return result
-
-
-def _set(state: ControlState, method: MethodSettings, frames: int, **changes: object) -> None:
-    state.reset(
-        frames=frames,
-        inject_query=method.inject_query,
-        inject_residual=method.inject_residual,
-        residual_adain=method.residual_adain,
-        adain_patch=method.adain_patch_size,
-        kv_copy=method.kv_copy,
-        **changes,
-    )
 
 
 def _optimize(
@@ -304,6 +302,9 @@ def _optimize(
     fused = models.device.type == "cuda"
     optimizer = torch.optim.AdamW([latent], lr=method.learning_rate, fused=fused)
     captured_paths = optimized_layers(method)
+    # Every optimization pass injects whenever structure injection is on (not only during its steps).
+    injected = inject or method.structure_injection
+    injection = Injection.of(method, shot.output.n_frames, conditional_index=0) if injected else None
     size = grid_size(shot)
     losses: list[torch.Tensor] = []
     for iteration in range(method.optimization_iterations):
@@ -312,17 +313,14 @@ def _optimize(
         if method.fresh_optimizer_each_iteration:
             optimizer = torch.optim.AdamW([latent], lr=method.learning_rate, fused=fused)
         optimizer.zero_grad(set_to_none=True)
-        _set(
-            state, method, shot.output.n_frames, conditional_index=0, inject=inject or method.structure_injection,
-            step=step, capture=frozenset(captured_paths), stop_when_captured=True,
-        )  # fmt: skip
+        state.set(Optimize(step, capture=frozenset(captured_paths), injection=injection))
         with contextlib.suppress(StopForward):
             models.unet(latent.to(models.dtype), t, encoder_hidden_states=cond_embeds)
         missing = [path for path in captured_paths if path not in state.captured]
         if missing:
             raise RuntimeError(f"the UNet's forward pass never ran {', '.join(missing)}")
         captured = [state.captured[path] for path in captured_paths]
-        state.reset()
+        state.idle()
         grids = feature_grid(captured, shot.output.n_frames, size, method.pca_components, method.pca_solver)
         loss = trajectory_loss(grids, tracks, method)
         losses.append(loss.detach())

@@ -31,7 +31,7 @@ from torch import nn
 
 from anyi2v.shared.settings import MethodSettings
 
-from .controls import ControlLayers, ControlState, FeatureBank, install_controls, motion_disabled
+from .controls import ControlLayers, ControlState, FeatureBank, Record, install_controls, motion_disabled
 from .models import Models
 
 logger = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ def invert(
         raise ValueError(f"inversion_timestep {last} is past the scheduler's {len(alphas)} training steps")
     latent = encode_image(models, image).float()[:, :, None]  # (1, 4, 1, h, w): one frame
     bank = FeatureBank()
-    state = ControlState(frames=1)
+    state = ControlState()  # idle until the last call
     total = last + 1
     graphed = models.device.type == "cuda" if cuda_graph is None else cuda_graph
     with motion_disabled(unet), install_controls(unet, inversion_layers(settings), state, bank):
@@ -94,9 +94,9 @@ def invert(
             if on_step is not None:
                 on_step(t + 1, total)
         del call  # frees the graph's memory pool
-        state.reset(frames=1, record=True)
+        state.set(Record())
         unet(latent.to(models.dtype), last, encoder_hidden_states=prompt_embeds)
-        state.reset()
+        state.idle()
     if on_step is not None:
         on_step(total, total)
     return bank

@@ -16,7 +16,11 @@ from anyi2v.daemon.pipeline.controls import (
     ControlledSelfAttention,
     ControlState,
     FeatureBank,
+    Injection,
     LayerNotFoundError,
+    Optimize,
+    Record,
+    Sample,
     StopForward,
     install_controls,
 )
@@ -108,7 +112,7 @@ def test_a_capturing_forward_stops_right_after_the_last_captured_feature(models:
         models.unet.get_submodule(path).register_forward_pre_hook(lambda *_, p=path: ran.append(p)) for path in watched
     ]
     captured = (DEFAULT_QUERY_LAYERS[1], DEFAULT_QUERY_LAYERS[2])  # up_blocks.1.attentions.1, up_blocks.2.attentions.0
-    state = ControlState(frames=2, capture=frozenset(captured), stop_when_captured=True)
+    state = ControlState(Optimize(step=0, capture=frozenset(captured)))
     latent = torch.randn(1, 4, 2, 8, 8)
     embeds = torch.randn(2, 77, models.text_encoder.config.hidden_size)
     try:
@@ -143,12 +147,12 @@ def test_controlled_attention_equals_diffusers_when_idle_and_copies_frame0_kv_wh
     frames, tokens = 3, 5
     hidden = torch.randn(2 * frames, tokens, 8)
     reference = AttnProcessor2_0()(attn, hidden)
-    state, bank = ControlState(frames=frames), FeatureBank()
+    state, bank = ControlState(), FeatureBank()
     processor = ControlledSelfAttention("a", state, bank, inject_query=True, controlled_kv=True)
     torch.testing.assert_close(processor(attn, hidden), reference)
 
     bank.queries["a"] = torch.randn(1, tokens, 8)
-    state.reset(frames=frames, conditional_index=1, inject=True, kv_copy=True)
+    state.set(Sample(0, Injection(frames, conditional_index=1, kv_copy=True)))
     out = processor(attn, hidden)
     for item in range(2):
         k0 = attn.to_k(hidden[item * frames])
@@ -174,7 +178,7 @@ def test_injection_touches_frame0_of_the_conditional_half_only(models: Models) -
     image_latent = torch.randn(1, 4, 1, 8, 8)
     text = torch.randn(1, 77, 32)
     with torch.no_grad(), install_controls(models.unet, layers, state, bank):
-        state.reset(frames=1, record=True)
+        state.set(Record())
         models.unet(image_latent, 5, encoder_hidden_states=text)
     seen: list[torch.Tensor] = []
     sample = torch.randn(2, 4, FRAMES, 8, 8)
@@ -185,7 +189,7 @@ def test_injection_touches_frame0_of_the_conditional_half_only(models: Models) -
         handle = conv2.register_forward_hook(lambda m, a, out: seen.append(out.clone()))
         try:
             for inject in (False, True):
-                state.reset(frames=FRAMES, conditional_index=1, inject=inject)
+                state.set(Sample(0, Injection(FRAMES, conditional_index=1) if inject else None))
                 models.unet(sample, 500, encoder_hidden_states=embeds)
         finally:
             handle.remove()
