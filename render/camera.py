@@ -1,4 +1,4 @@
-"""Pinhole cameras: look-at, orbit parameters, projection.
+"""Pinhole cameras: look-at, orbit parameters (the one place their trigonometry lives), projection.
 
 Conventions (OpenCV, as Open3D's ``RaycastingScene.create_rays_pinhole`` expects): camera space
 has x right, y down, z forward; pixel (0, 0) is the top-left corner of the top-left pixel; the
@@ -14,6 +14,28 @@ import numpy as np
 from numpy.typing import NDArray
 
 Vector3 = tuple[float, float, float]
+
+
+def orbit_eye(azimuth_deg: float, elevation_deg: float, distance: float, target: Vector3 = (0.0, 0.0, 0.0)) -> Vector3:
+    """The eye on a sphere of radius ``distance`` around ``target`` (Y up). Azimuth 0 looks from +Z
+    towards -Z; positive azimuth turns the eye towards +X; positive elevation raises it. The angles are
+    taken as given (callers keep the elevation off the poles)."""
+    elevation = math.radians(elevation_deg)
+    azimuth = math.radians(azimuth_deg)
+    return (
+        target[0] + distance * math.cos(elevation) * math.sin(azimuth),
+        target[1] + distance * math.sin(elevation),
+        target[2] + distance * math.cos(elevation) * math.cos(azimuth),
+    )
+
+
+def orbit_angles(offset: NDArray[np.float64]) -> tuple[float, float, float]:
+    """(azimuth_deg, elevation_deg, distance) of an eye ``offset`` (3,) from its target: the inverse of
+    :func:`orbit_eye`, azimuth in (-180, 180], elevation in [-90, 90]."""
+    distance = float(np.linalg.norm(offset))
+    azimuth = math.degrees(math.atan2(offset[0], offset[2]))
+    elevation = math.degrees(math.asin(max(-1.0, min(1.0, offset[1] / distance))))
+    return azimuth, elevation, distance
 
 
 @dataclass(frozen=True)
@@ -45,18 +67,11 @@ class Camera:
         target: Vector3 = (0.0, 0.0, 0.0),
         fov_deg: float = 50.0,
     ) -> Camera:
-        """A camera on a sphere around ``target`` (Y up). Azimuth 0 looks from +Z towards -Z; positive
-        azimuth turns the camera towards +X; positive elevation raises it."""
+        """A camera on a sphere around ``target`` (Y up), at :func:`orbit_eye`; the elevation is kept
+        within 89.9 degrees of the horizon, where a Y-up look-at is defined."""
         if distance <= 0:
             raise ValueError(f"orbit distance must be > 0, got {distance}")
-        elevation = math.radians(max(-89.9, min(89.9, elevation_deg)))
-        azimuth = math.radians(azimuth_deg)
-        offset = (
-            distance * math.cos(elevation) * math.sin(azimuth),
-            distance * math.sin(elevation),
-            distance * math.cos(elevation) * math.cos(azimuth),
-        )
-        eye = (target[0] + offset[0], target[1] + offset[1], target[2] + offset[2])
+        eye = orbit_eye(azimuth_deg, max(-89.9, min(89.9, elevation_deg)), distance, target)
         return cls(eye=eye, target=target, up=(0.0, 1.0, 0.0), fov_deg=fov_deg)
 
     def rotation(self) -> NDArray[np.float64]:

@@ -23,21 +23,12 @@ from anyi2v.shared.motion import ObjectMotion
 from anyi2v.shared.shot import Scene
 from anyi2v.shared.tracks import Keyframe, Track
 
-from .camera import Camera
+from .camera import Camera, orbit_angles
 from .condition import RenderError, SceneView
 from .geometry import Asset, MeshObject, PointObject, SceneObject
 
 Box = tuple[float, float, float, float]
 NEAR = 1e-3  # geometry closer to the eye than this (along the view axis) is not projected
-
-
-def _spherical(offset: NDArray[np.float64]) -> tuple[float, float, float]:
-    """An eye offset from its target as (azimuth, elevation, distance), Y up, the convention of
-    :meth:`Camera.orbit`."""
-    distance = float(np.linalg.norm(offset))
-    azimuth = math.degrees(math.atan2(offset[0], offset[2]))
-    elevation = math.degrees(math.asin(max(-1.0, min(1.0, offset[1] / distance))))
-    return azimuth, elevation, distance
 
 
 def camera_path(scene: Scene, n_frames: int) -> list[Camera]:
@@ -67,7 +58,7 @@ def camera_path(scene: Scene, n_frames: int) -> list[Camera]:
 
 def _camera_row(eye: Sequence[float], target: Sequence[float], fov_deg: float) -> list[float]:
     """What is interpolated: target (3), azimuth, elevation, distance, field of view."""
-    return [*target, *_spherical(np.subtract(eye, target)), fov_deg]
+    return [*target, *orbit_angles(np.subtract(eye, target)), fov_deg]
 
 
 def object_group(asset: Asset, names: Sequence[str], where: str) -> list[SceneObject]:

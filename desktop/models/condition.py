@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 import numpy as np
 
+from anyi2v.render.camera import orbit_angles, orbit_eye
 from anyi2v.shared.shot import Camera, Shot
 
 if TYPE_CHECKING:
@@ -43,21 +44,13 @@ class OrbitCamera:
 
     @classmethod
     def from_camera(cls, camera: Camera) -> OrbitCamera:
-        offset = np.subtract(camera.eye, camera.target)
-        distance = float(np.linalg.norm(offset))
-        azimuth = math.degrees(math.atan2(offset[0], offset[2]))
-        elevation = math.degrees(math.asin(max(-1.0, min(1.0, offset[1] / distance))))
+        azimuth, elevation, distance = orbit_angles(np.subtract(camera.eye, camera.target))
         target = (float(camera.target[0]), float(camera.target[1]), float(camera.target[2]))
         return cls(target, azimuth, elevation, distance, camera.fov_deg)
 
     @property
     def eye(self) -> Vector3:
-        azimuth, elevation = math.radians(self.azimuth_deg), math.radians(self.elevation_deg)
-        return (
-            self.target[0] + self.distance * math.cos(elevation) * math.sin(azimuth),
-            self.target[1] + self.distance * math.sin(elevation),
-            self.target[2] + self.distance * math.cos(elevation) * math.cos(azimuth),
-        )
+        return orbit_eye(self.azimuth_deg, self.elevation_deg, self.distance, self.target)
 
     def orbit(self, d_azimuth_deg: float, d_elevation_deg: float) -> OrbitCamera:
         """Turn around the target; elevation stops short of the poles, where Y-up look-at is undefined."""

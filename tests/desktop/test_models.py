@@ -371,6 +371,19 @@ def test_orbit_camera_round_trips_and_orbits_around_the_target():
     assert np.subtract(panned.eye, panned.target) == pytest.approx(np.subtract(orbit.eye, orbit.target))
 
 
+def test_orbit_camera_uses_the_renderers_orbit_and_lands_where_a_render_camera_does():
+    from anyi2v.render.camera import Camera as RenderCamera
+    from anyi2v.render.camera import orbit_angles, orbit_eye
+
+    for azimuth, elevation, distance in [(30.0, 20.0, 2.5), (-170.0, -45.0, 0.3), (400.0, 89.0, 10.0)]:
+        orbit = OrbitCamera((0.1, -0.2, 0.3), azimuth, elevation, distance)
+        assert orbit.eye == orbit_eye(azimuth, elevation, distance, (0.1, -0.2, 0.3))
+        assert orbit.eye == RenderCamera.orbit(azimuth, elevation, distance, target=(0.1, -0.2, 0.3)).eye
+    camera = Camera(eye=(1.0, 0.5, 2.0), target=(0.2, 0.0, 0.0), fov_deg=45.0)
+    back = OrbitCamera.from_camera(camera)
+    assert (back.azimuth_deg, back.elevation_deg, back.distance) == orbit_angles(np.subtract(camera.eye, camera.target))
+
+
 def test_shots_for_files(tmp_path: Path):
     from anyi2v.desktop.models.files import shot_for_file
 
