@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -15,6 +14,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from platformdirs import user_config_path, user_data_path
 
 from anyi2v.render.assets import SUFFIXES as ASSET_SUFFIXES
 from anyi2v.shared.document import parse_shot
@@ -27,6 +27,7 @@ from .connection import ConnectionSettings
 
 log = logging.getLogger(__name__)
 
+APP_NAME = "anyi2v"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 MAX_RECENT = 10
 # A new shot starts at the size the embedded toy-world model makes in seconds on a CPU; a real model
@@ -35,11 +36,15 @@ NEW_SHOT_OUTPUT = {"width": 128, "height": 128, "n_frames": 16, "fps": 8.0}
 
 
 def config_dir() -> Path:
-    return Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "anyi2v"
+    """The studio's settings folder: ``$XDG_CONFIG_HOME/anyi2v`` (``~/.config/anyi2v``) on Linux,
+    ``~/Library/Application Support/anyi2v`` on macOS, ``%LOCALAPPDATA%\\anyi2v`` on Windows."""
+    return user_config_path(APP_NAME, appauthor=False)
 
 
 def data_dir() -> Path:
-    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "anyi2v" / "studio"
+    """The studio's data (its embedded daemon's jobs, untitled shots' results): ``$XDG_DATA_HOME/anyi2v/studio``
+    (``~/.local/share/anyi2v/studio``) on Linux, the platform's user data folder elsewhere."""
+    return user_data_path(APP_NAME, appauthor=False) / "studio"
 
 
 def is_asset(path: Path) -> bool:

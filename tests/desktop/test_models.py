@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -382,6 +384,32 @@ def test_orbit_camera_uses_the_renderers_orbit_and_lands_where_a_render_camera_d
     camera = Camera(eye=(1.0, 0.5, 2.0), target=(0.2, 0.0, 0.0), fov_deg=45.0)
     back = OrbitCamera.from_camera(camera)
     assert (back.azimuth_deg, back.elevation_deg, back.distance) == orbit_angles(np.subtract(camera.eye, camera.target))
+
+
+def _old_config_dir() -> Path:
+    """desktop/models/files.py's hand-made path before platformdirs."""
+    return Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "anyi2v"
+
+
+def _old_data_dir() -> Path:
+    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "anyi2v" / "studio"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the XDG variables are Linux's convention")
+def test_user_folders_come_from_platformdirs_and_match_the_old_xdg_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from anyi2v.desktop.models.files import config_dir, data_dir
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    assert config_dir() == _old_config_dir() == tmp_path / "config" / "anyi2v"
+    assert data_dir() == _old_data_dir() == tmp_path / "data" / "anyi2v" / "studio"
+    monkeypatch.delenv("XDG_CONFIG_HOME")
+    monkeypatch.delenv("XDG_DATA_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert config_dir() == _old_config_dir() == tmp_path / "home" / ".config" / "anyi2v"
+    assert data_dir() == _old_data_dir() == tmp_path / "home" / ".local" / "share" / "anyi2v" / "studio"
 
 
 def test_shots_for_files(tmp_path: Path):
