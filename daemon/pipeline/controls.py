@@ -30,6 +30,7 @@ from typing import Any, TypeAlias
 
 import torch
 import torch.nn.functional as functional
+from einops import rearrange, repeat
 from torch import nn
 
 from anyi2v.shared.settings import MethodSettings
@@ -195,8 +196,8 @@ def _replace_rows(tensor: torch.Tensor, row: int, value: torch.Tensor) -> torch.
 
 def _copy_frame0(tensor: torch.Tensor, frames: int) -> torch.Tensor:
     """Every frame of every batch item gets its item's frame 0."""
-    clips = tensor.reshape(-1, frames, *tensor.shape[1:])
-    return clips[:, :1].expand_as(clips).reshape(tensor.shape)
+    first = rearrange(tensor, "(b f) n c -> b f n c", f=frames)[:, 0]
+    return repeat(first, "b n c -> (b f) n c", f=frames)
 
 
 class ControlledSelfAttention:
@@ -246,17 +247,13 @@ class ControlledSelfAttention:
         if isinstance(mode, Optimize) and self.path in mode.capture:
             self.state.keep(self.path, query)
 
-        batch = query.shape[0]
-        head_dim = key.shape[-1] // attn.heads
-        q = query.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
-        k = key.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
-        v = value.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
+        q, k, v = (rearrange(x, "b n (h d) -> b h n d", h=attn.heads) for x in (query, key, value))
         if attn.norm_q is not None:
             q = attn.norm_q(q)
         if attn.norm_k is not None:
             k = attn.norm_k(k)
         out = functional.scaled_dot_product_attention(q, k, v, dropout_p=0.0, is_causal=False)
-        out = out.transpose(1, 2).reshape(batch, -1, attn.heads * head_dim).to(q.dtype)
+        out = rearrange(out, "b h n d -> b n (h d)").to(q.dtype)
         out = attn.to_out[1](attn.to_out[0](out))
         if attn.residual_connection:
             out = out + residual

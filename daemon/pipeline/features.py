@@ -19,6 +19,7 @@ import math
 
 import torch
 import torch.nn.functional as functional
+from einops import rearrange
 
 EPSILON = 1e-6
 
@@ -33,12 +34,11 @@ def patch_adain(source: torch.Tensor, target: torch.Tensor, patch: int) -> torch
     """
     if source.shape != target.shape or source.dim() != 3:
         raise ValueError(f"patch_adain needs two (C, h, w) tensors of one shape, got {source.shape} and {target.shape}")
-    channels, height, width = source.shape
+    _, height, width = source.shape
     patch = math.gcd(math.gcd(height, width), patch)
 
     def patches(x: torch.Tensor) -> torch.Tensor:  # (C, h/p, w/p, p*p)
-        x = x.reshape(channels, height // patch, patch, width // patch, patch)
-        return x.permute(0, 1, 3, 2, 4).reshape(channels, height // patch, width // patch, patch * patch)
+        return rearrange(x, "c (y p) (x q) -> c y x (p q)", p=patch, q=patch)
 
     work = torch.promote_types(source.dtype, torch.float32)  # half precision in, float32 statistics
     src, tgt = patches(source.to(work)), patches(target.to(work))
@@ -46,8 +46,7 @@ def patch_adain(source: torch.Tensor, target: torch.Tensor, patch: int) -> torch
     src_std = src.std(-1, keepdim=True, unbiased=False)
     tgt_std = tgt.std(-1, keepdim=True, unbiased=False)
     out = (src - src_mean) / (src_std + EPSILON) * tgt_std + tgt_mean
-    out = out.reshape(channels, height // patch, width // patch, patch, patch).permute(0, 1, 3, 2, 4)
-    return out.reshape(channels, height, width).to(source.dtype)
+    return rearrange(out, "c y x (p q) -> c (y p) (x q)", p=patch).to(source.dtype)
 
 
 SUBSPACE_OVERSAMPLING = 128  # extra directions the randomized solver carries beyond the components wanted
@@ -221,9 +220,10 @@ def semantic_mask(
         others come back 0
     returns : (..., h, w) float mask of 0 and 1, one 2-means split per map
     """
-    pixels = functional.normalize(box_features.detach().float().flatten(-2).transpose(-1, -2), dim=-1)  # (..., hw, C)
+    pixels = functional.normalize(rearrange(box_features.detach().float(), "... c h w -> ... (h w) c"), dim=-1)
     points = functional.normalize(point_features.detach().float(), dim=1)  # (P, C)
-    similarity = (pixels @ points.T).amax(dim=-1).reshape(*box_features.shape[:-3], *box_features.shape[-2:])
+    best = (pixels @ points.T).amax(dim=-1)  # (..., h*w): the most similar point's cosine
+    similarity = rearrange(best, "... (h w) -> ... h w", h=box_features.shape[-2])
     return two_means_foreground(similarity, start_dim=similarity.dim() - 2, valid=valid).float()
 
 

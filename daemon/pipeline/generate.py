@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from einops import rearrange, repeat
 from numpy.typing import NDArray
 
 from anyi2v.shared.settings import MethodSettings
@@ -205,9 +206,9 @@ def generate(
     uncond_embeds = encode_prompt(models, shot.negative_prompt) if guided else None
     # The UNet folds frames into the batch, so the text embedding goes with every frame.
     frames = shot.output.n_frames
-    cond_frames = cond_embeds.repeat_interleave(frames, dim=0)
+    cond_frames = repeat(cond_embeds, "b n d -> (b f) n d", f=frames)
     embeds = (
-        torch.cat([uncond_embeds, cond_embeds]).repeat_interleave(frames, dim=0)
+        repeat(torch.cat([uncond_embeds, cond_embeds]), "b n d -> (b f) n d", f=frames)
         if uncond_embeds is not None
         else cond_frames
     )
@@ -269,7 +270,8 @@ def generate(
         report("decode", frame, frames)
         with torch.no_grad():
             image = models.vae.decode((latents[:, :, frame] / scaling).to(models.dtype)).sample
-        pixels = ((image[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        pixels = rearrange(((image[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8), "c h w -> h w c")
+        pixels = pixels.cpu().numpy()
         result.frames.append(np.ascontiguousarray(pixels))
         if progress.on_frame is not None:
             progress.on_frame(frame, result.frames[-1])
@@ -331,6 +333,8 @@ def _optimize(
     result.losses.extend(float(value) for value in torch.stack(losses).cpu())
     new = latent.detach()
     if method.high_frequency_filter:
-        new = mix_frequencies(new.transpose(1, 2), original.transpose(1, 2), method.filter_cutoff, method.filter_order)
-        new = new.transpose(1, 2)
+        # per frame and channel: the FFT runs over the last two axes
+        optimized, before = (rearrange(x, "b c f h w -> b f c h w") for x in (new, original))
+        mixed = mix_frequencies(optimized, before, method.filter_cutoff, method.filter_order)
+        new = rearrange(mixed, "b f c h w -> b c f h w")
     return new

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from einops import rearrange
 from numpy.typing import NDArray
 from torch import nn
 
@@ -39,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 def image_to_tensor(image: NDArray[np.uint8], models: Models) -> torch.Tensor:
     """(h, w, 3) uint8 RGB to a (1, 3, h, w) tensor in -1..1 on the models' device and dtype."""
-    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 127.5 - 1.0
+    tensor = rearrange(torch.from_numpy(np.ascontiguousarray(image)), "h w c -> 1 c h w").float() / 127.5 - 1.0
     return tensor.to(device=models.device, dtype=models.dtype)
 
 
@@ -76,7 +77,7 @@ def invert(
     alphas = models.scheduler.alphas_cumprod.to(device=models.device, dtype=torch.float32)
     if last >= len(alphas):
         raise ValueError(f"inversion_timestep {last} is past the scheduler's {len(alphas)} training steps")
-    latent = encode_image(models, image).float()[:, :, None]  # (1, 4, 1, h, w): one frame
+    latent = rearrange(encode_image(models, image).float(), "b c h w -> b c 1 h w")  # one frame
     bank = FeatureBank()
     state = ControlState()  # idle until the last call
     total = last + 1

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as functional
+from einops import rearrange
 
 from anyi2v.shared.settings import MethodSettings
 from anyi2v.shared.shot import Shot
@@ -79,12 +80,12 @@ def feature_grid(
     for features in captured:
         if features.dim() == 4:  # residual states: to tokens
             _, _, height, width = features.shape
-            tokens = features.flatten(2).transpose(1, 2)
+            tokens = rearrange(features, "f c h w -> f (h w) c")
         else:
             tokens = features
             height, width = _token_shape(tokens.shape[1], size)
         projected = low_rank_pca(tokens.float(), components, solver)  # (frames, N, k)
-        maps = projected.transpose(1, 2).reshape(frames, -1, height, width)
+        maps = rearrange(projected, "f (h w) k -> f k h w", f=frames, h=height, w=width)
         grids.append(bicubic_resize(maps, size))
     return grids
 
@@ -104,7 +105,7 @@ def _point_features(reference: torch.Tensor, track: TrackBoxes) -> torch.Tensor:
     centre and the pixels whose features are most like the box's mean feature (picked on the device:
     no index comes back to the CPU)."""
     x0, y0, x1, y1 = track.boxes[0] or (0, 0, 0, 0)
-    flat = reference.flatten(1).T  # (h*w, k)
+    flat = rearrange(reference, "k h w -> (h w) k")
     width = x1 - x0
     if track.points:
         indices = torch.tensor([(y - y0) * width + (x - x0) for x, y in track.points], device=reference.device)
