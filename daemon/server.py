@@ -14,7 +14,6 @@ import logging
 import stat
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,6 @@ from anyi2v.daemon import DEFAULT_ADDRESS
 from anyi2v.shared.document import parse_shot
 from anyi2v.shared.errors import Problem, ShotError
 from anyi2v.shared.protocol import (
-    EVENTS,
     PROTOCOL_VERSION,
     REQUESTS,
     Content,
@@ -55,6 +53,7 @@ from anyi2v.shared.protocol import (
     encode,
 )
 
+from .fanout import Fanout
 from .store import MAX_ATTEMPTS, Store, folder_bytes
 from .supervisor import Supervisor
 from .worker import WorkerConfig
@@ -113,14 +112,6 @@ def check_secret_key(path: Path) -> tuple[bytes, bytes]:
     return public, secret
 
 
-@dataclass
-class _Peer:
-    session: str
-    last_seen: float
-    last_sent: float = 0.0
-    jobs: set[str] = field(default_factory=set)
-
-
 class Server:
     """Construct, then :meth:`serve` until :meth:`stop` (from any thread) or a signal."""
 
@@ -168,10 +159,7 @@ class Server:
         self.address = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self.supervisor = Supervisor(config.worker, config.hang_timeout, config.load_timeout)
         self._stop = threading.Event()
-        self._peers: dict[bytes, _Peer] = {}
-        self._subscribers: dict[str, dict[bytes, str]] = {}
-        self._memory: dict[str, deque[tuple[int, str, dict[str, Any], tuple[bytes, ...]]]] = {}
-        self._memory_bytes: dict[str, int] = {}
+        self.fanout = Fanout(self.limits, self._send)
         self._started = time.time()
         self._handlers: dict[str, Callable[[bytes, Message], None]] = {
             "hello_request": self._hello,
@@ -274,37 +262,13 @@ class Server:
         except zmq.ZMQError as error:
             log.warning("send to a client failed: %s", error)
             return
-        known = self._peers.get(peer)
-        if known is not None:
-            known.last_sent = time.monotonic()
+        self.fanout.sent(peer, time.monotonic())
 
     def _reply(self, peer: bytes, request: Message, kind: str, content: Content) -> None:
         self._send(peer, Message(type=kind, content=content, parent=request.id))
 
     def _error(self, peer: bytes, parent: str | None, error: ProtocolError) -> None:
         self._send(peer, Message(type="error_reply", content=error.reply(), parent=parent))
-
-    def _emit(self, job_id: str, kind: str, content: dict[str, Any], buffers: tuple[bytes, ...] = ()) -> None:
-        """Send an event to the job's subscribers; keep memory events for late subscribers."""
-        if kind in ("progress", "preview", "frame"):
-            kept = self._memory.setdefault(job_id, deque())
-            kept.append((content["seq"], kind, content, buffers))
-            self._memory_bytes[job_id] = self._memory_bytes.get(job_id, 0) + sum(len(b) for b in buffers)
-            while kept and (
-                len(kept) > self.limits.max_replay_events or self._memory_bytes[job_id] > self.limits.max_replay_bytes
-            ):
-                dropped = kept.popleft()
-                self._memory_bytes[job_id] -= sum(len(b) for b in dropped[3])
-        subscribers = self._subscribers.get(job_id)
-        if not subscribers:
-            return
-        event = EVENTS[kind].model_validate(content)
-        for peer, parent in list(subscribers.items()):
-            self._send(peer, Message(type=kind, content=event, parent=parent, buffers=buffers))
-
-    def _emit_all(self, job_id: str, events: list[tuple[str, dict[str, Any]]]) -> None:
-        for kind, content in events:
-            self._emit(job_id, kind, content)
 
     # Receiving ----------------------------------------------------------------------------------
 
@@ -325,11 +289,7 @@ class Server:
             log.debug("refused a message: %s", error)
             self._error(peer, error.message_id, error)
             return
-        now = time.monotonic()
-        known = self._peers.get(peer)
-        if known is None:
-            known = self._peers[peer] = _Peer(message.session, now)
-        known.last_seen = now
+        self.fanout.heard(peer, message.session, time.monotonic())
         try:
             self._handlers[message.type](peer, message)
         except ProtocolError as error:
@@ -367,12 +327,6 @@ class Server:
         if row is None:
             raise ProtocolError("unknown_job", f"no job {job_id!r} (never submitted, or deleted)")
         return row
-
-    def _subscribe_peer(self, peer: bytes, job_id: str, parent: str) -> None:
-        self._subscribers.setdefault(job_id, {})[peer] = parent
-        known = self._peers.get(peer)
-        if known is not None:
-            known.jobs.add(job_id)
 
     def _check_submission(self, request: SubmitRequest) -> int:
         """The shot's frame count, after every check that needs no model; raises ProtocolError."""
@@ -420,7 +374,7 @@ class Server:
                     "job_conflict", f"job {request.job_id!r} was submitted before with different content"
                 )
             if request.subscribe:
-                self._subscribe_peer(peer, request.job_id, message.id)
+                self.fanout.subscribe(peer, request.job_id, message.id)
             position = self.store.position(request.job_id)
             reply = SubmitReply(job_id=request.job_id, state=row["state"], created=False, position=position)
             self._reply(peer, message, "submit_reply", reply)
@@ -439,7 +393,7 @@ class Server:
             request.job_id, digest.hexdigest(), payload, n_frames, message.buffers[0] if message.buffers else None
         )
         if request.subscribe:
-            self._subscribe_peer(peer, request.job_id, message.id)
+            self.fanout.subscribe(peer, request.job_id, message.id)
         position = self.store.position(request.job_id)
         events = self.store.transition(
             request.job_id,
@@ -450,7 +404,7 @@ class Server:
             peer, message, "submit_reply",
             SubmitReply(job_id=request.job_id, state="queued", created=True, position=position),
         )  # fmt: skip
-        self._emit_all(request.job_id, events)
+        self.fanout.emit_all(request.job_id, events)
 
     def _cancel(self, peer: bytes, message: Message) -> None:
         request = message.content
@@ -458,7 +412,8 @@ class Server:
         row = self._job(request.job_id)
         state = row["state"]
         if state == "queued":
-            self._emit_all(request.job_id, self.store.transition(request.job_id, "cancelled", [("cancelled", {})]))
+            events = self.store.transition(request.job_id, "cancelled", [("cancelled", {})])
+            self.fanout.emit_all(request.job_id, events)
             state = "cancelled"
         elif state == "running":
             self.supervisor.cancel(request.job_id)
@@ -492,24 +447,18 @@ class Server:
         request = message.content
         assert isinstance(request, SubscribeRequest)
         row = self._job(request.job_id)
-        self._subscribe_peer(peer, request.job_id, message.id)
+        self.fanout.subscribe(peer, request.job_id, message.id)
         self._reply(
             peer, message, "subscribe_reply",
             SubscribeReply(job_id=request.job_id, state=row["state"], last_seq=row["seq_used"]),
         )  # fmt: skip
-        replay: list[tuple[int, str, dict[str, Any], tuple[bytes, ...]]] = [
-            (content["seq"], kind, content, ())
-            for kind, content in self.store.events_after(request.job_id, request.after_seq)
-        ]
-        replay += [item for item in self._memory.get(request.job_id, ()) if item[0] > request.after_seq]
-        for _, kind, content, buffers in sorted(replay, key=lambda item: item[0]):
-            event = EVENTS[kind].model_validate(content)
-            self._send(peer, Message(type=kind, content=event, parent=message.id, buffers=buffers))
+        stored = self.store.events_after(request.job_id, request.after_seq)
+        self.fanout.replay(peer, request.job_id, message.id, request.after_seq, stored)
 
     def _unsubscribe(self, peer: bytes, message: Message) -> None:
         request = message.content
         assert isinstance(request, JobRequest)
-        self._subscribers.get(request.job_id, {}).pop(peer, None)
+        self.fanout.unsubscribe(peer, request.job_id)
         self._reply(peer, message, "unsubscribe_reply", JobReply(job_id=request.job_id))
 
     def _fetch(self, peer: bytes, message: Message) -> None:
@@ -551,20 +500,11 @@ class Server:
         row = self._job(request.job_id)
         if row["state"] == "running":
             raise ProtocolError("not_ready", f"job {request.job_id!r} is running: cancel it first")
-        self._forget_job(request.job_id)
+        self.fanout.forget_job(request.job_id)
         self.store.delete(request.job_id)
         self._reply(peer, message, "delete_reply", JobReply(job_id=request.job_id))
 
     # Jobs and the worker ------------------------------------------------------------------------
-
-    def _drop_memory(self, job_id: str) -> None:
-        """Forget the job's memory events (its result, once stored, is the truth)."""
-        self._memory.pop(job_id, None)
-        self._memory_bytes.pop(job_id, None)
-
-    def _forget_job(self, job_id: str) -> None:
-        self._drop_memory(job_id)
-        self._subscribers.pop(job_id, None)
 
     def _dispatch(self) -> None:
         if not self.supervisor.idle:
@@ -586,16 +526,16 @@ class Server:
             "staging": str(self.store.staging_path(job_id)),
         }
         self.supervisor.run(job)
-        self._emit_all(job_id, events)
+        self.fanout.emit_all(job_id, events)
         for queued in self.store.queued_ids():  # everyone behind moved up one (sent, not stored)
-            if self._subscribers.get(queued):
+            if self.fanout.has_subscribers(queued):
                 queued_row = self.store.get(queued)
                 assert queued_row is not None
                 content = {
                     "job_id": queued, "seq": self.store.take_seq(queued), "position": self.store.position(queued),
                     "attempt": queued_row["attempts"] + 1,
                 }  # fmt: skip
-                self._emit(queued, "queued", content)
+                self.fanout.emit(queued, "queued", content)
 
     def _finish(self, job_id: str, manifest_sha: str) -> None:
         size = folder_bytes(self.store.result_path(job_id))
@@ -604,8 +544,8 @@ class Server:
             job_id, "done", [("done", {"n_frames": manifest["n_frames"], "manifest_sha256": manifest_sha})],
             result_bytes=size, reason=None, message=None,
         )  # fmt: skip
-        self._drop_memory(job_id)
-        self._emit_all(job_id, events)
+        self.fanout.drop_memory(job_id)
+        self.fanout.emit_all(job_id, events)
 
     def _fail(self, job_id: str, reason: str, text: str, hints: list[str]) -> None:
         self.store.discard_staging(job_id)
@@ -616,8 +556,8 @@ class Server:
             reason=reason,
             message=text,
         )
-        self._drop_memory(job_id)
-        self._emit_all(job_id, events)
+        self.fanout.drop_memory(job_id)
+        self.fanout.emit_all(job_id, events)
         log.warning("job %s failed (%s): %s", job_id, reason, text)
 
     def _lost(self, job_id: str, why: str, reason: str = "worker_crashed") -> None:
@@ -627,7 +567,7 @@ class Server:
         if row is None or row["state"] != "running":
             return
         self.store.discard_staging(job_id)
-        self._drop_memory(job_id)
+        self.fanout.drop_memory(job_id)
         if row["attempts"] >= MAX_ATTEMPTS:
             self._fail(
                 job_id, "too_many_attempts",
@@ -639,7 +579,7 @@ class Server:
         events = self.store.transition(
             job_id, "queued", [("queued", {"position": position, "attempt": row["attempts"] + 1})]
         )
-        self._emit_all(job_id, events)
+        self.fanout.emit_all(job_id, events)
         log.warning("job %s: %s; queued again (attempt %d next)", job_id, why, row["attempts"] + 1)
 
     def _from_worker(self, message: tuple[Any, ...]) -> None:
@@ -657,14 +597,14 @@ class Server:
                 "done": done,
                 "total": total,
             }
-            self._emit(job_id, "progress", content)
+            self.fanout.emit(job_id, "progress", content)
         elif kind == "preview":
             _, job_id, stage, done, total, width, height, data = message
             content = {
                 "job_id": job_id, "seq": self.store.take_seq(job_id), "stage": stage, "done": done, "total": total,
                 "width": width, "height": height,
             }  # fmt: skip
-            self._emit(job_id, "preview", content, (data,))
+            self.fanout.emit(job_id, "preview", content, (data,))
         elif kind == "frame":
             _, job_id, index, width, height, data = message
             content = {
@@ -674,7 +614,7 @@ class Server:
                 "width": width,
                 "height": height,
             }
-            self._emit(job_id, "frame", content, (data,))
+            self.fanout.emit(job_id, "frame", content, (data,))
         elif kind == "done":
             _, job_id, manifest_sha = message
             self.supervisor.job_id = None
@@ -695,8 +635,8 @@ class Server:
             job_id = message[1]
             self.supervisor.job_id = None
             self.store.discard_staging(job_id)
-            self._drop_memory(job_id)
-            self._emit_all(job_id, self.store.transition(job_id, "cancelled", [("cancelled", {})]))
+            self.fanout.drop_memory(job_id)
+            self.fanout.emit_all(job_id, self.store.transition(job_id, "cancelled", [("cancelled", {})]))
         elif kind == "died":
             job_id = self.supervisor.job_id
             log.error("the worker process ended (exit code %s)", message[1])
@@ -719,17 +659,13 @@ class Server:
 
     def _heartbeats(self, now: float) -> None:
         interval = self.config.heartbeat_seconds
-        for peer, known in list(self._peers.items()):
-            if now - known.last_seen > 3 * interval:
-                for job_id in known.jobs:
-                    self._subscribers.get(job_id, {}).pop(peer, None)
-                del self._peers[peer]
-            elif known.jobs and now - known.last_sent > interval:
-                self._send(peer, Message(type="heartbeat", content=Empty()))
+        self.fanout.drop_silent(now, 3 * interval)
+        for peer in self.fanout.quiet(now, interval):
+            self._send(peer, Message(type="heartbeat", content=Empty()))
 
     def _purge(self) -> None:
         for job_id in self.store.purge(self.config.retention_seconds, self.config.disk_cap_bytes):
-            self._forget_job(job_id)
+            self.fanout.forget_job(job_id)
             log.info("job %s purged by the retention rule", job_id)
 
 
