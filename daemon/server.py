@@ -1,9 +1,12 @@
-"""`anyi2v daemon`: the ZeroMQ job server (PROTOCOL.md).
+"""`anyi2v daemon`: the ZeroMQ job server (PROTOCOL.md), its socket loop.
 
-One thread runs one loop over a ROUTER socket, the worker's pipe and timers. Requests are answered
-by handlers looked up by type; a handler's error becomes an ``internal`` error reply and never ends
-the loop. The pipeline runs in the worker process (``supervisor``), so the loop is never busy with
-GPU work and control requests are answered at once.
+One thread runs one loop over a ROUTER socket, the worker's pipe and timers: it drains the socket
+(edge-triggered), decodes each message, notes that its sender is alive and hands requests to
+``handlers`` (one function per request type; a handler's error becomes an error reply and never ends
+the loop); events reach subscribers through ``fanout``. The loop also owns CURVE, heartbeats, the
+worker's messages, job transitions, recovery after a restart and the retention sweep. The pipeline
+runs in the worker process (``supervisor``), so the loop is never busy with GPU work and control
+requests are answered at once.
 """
 
 from __future__ import annotations
@@ -23,44 +26,25 @@ from urllib.parse import urlsplit
 import zmq
 
 from anyi2v.daemon import DEFAULT_ADDRESS
-from anyi2v.shared.document import parse_shot
-from anyi2v.shared.errors import Problem, ShotError
 from anyi2v.shared.protocol import (
-    PROTOCOL_VERSION,
     REQUESTS,
-    Content,
     Empty,
-    FetchReply,
-    FetchRequest,
-    HelloReply,
-    JobReply,
-    JobRequest,
-    JobStateReply,
     Limits,
-    ListReply,
-    ListRequest,
     Message,
-    ModelInfo,
     ProtocolError,
-    ServerStatus,
-    StatusReply,
-    StatusRequest,
-    SubmitReply,
-    SubmitRequest,
-    SubscribeReply,
-    SubscribeRequest,
     decode,
     encode,
 )
 
 from .fanout import Fanout
+from .handlers import HandlerContext, error_message, handle
 from .store import MAX_ATTEMPTS, Store, folder_bytes
 from .supervisor import Supervisor
 from .worker import WorkerConfig
 
 log = logging.getLogger("anyi2v.daemon")
-SERVER_NAME = "anyi2v-studio daemon"
-_ACCEPTED = frozenset({*REQUESTS, "heartbeat"})
+HEARTBEAT = "heartbeat"
+_ACCEPTED = frozenset({*REQUESTS, HEARTBEAT})
 
 
 class ConfigError(ValueError):
@@ -160,19 +144,18 @@ class Server:
         self.supervisor = Supervisor(config.worker, config.hang_timeout, config.load_timeout)
         self._stop = threading.Event()
         self.fanout = Fanout(self.limits, self._send)
-        self._started = time.time()
-        self._handlers: dict[str, Callable[[bytes, Message], None]] = {
-            "hello_request": self._hello,
-            "submit_request": self._submit,
-            "cancel_request": self._cancel,
-            "status_request": self._status,
-            "list_request": self._list,
-            "subscribe_request": self._subscribe,
-            "unsubscribe_request": self._unsubscribe,
-            "fetch_request": self._fetch,
-            "delete_request": self._delete,
-            "heartbeat": lambda peer, message: None,
-        }
+        self._handler_context = HandlerContext(
+            store=self.store,
+            supervisor=self.supervisor,
+            fanout=self.fanout,
+            limits=self.limits,
+            model=config.worker.model,
+            heartbeat_seconds=config.heartbeat_seconds,
+            disk_cap_bytes=config.disk_cap_bytes,
+            started=time.time(),
+            send=self._send,
+            purge=self._purge,
+        )
         self.load_error: str | None = None
 
     # Life ---------------------------------------------------------------------------------------
@@ -264,12 +247,6 @@ class Server:
             return
         self.fanout.sent(peer, time.monotonic())
 
-    def _reply(self, peer: bytes, request: Message, kind: str, content: Content) -> None:
-        self._send(peer, Message(type=kind, content=content, parent=request.id))
-
-    def _error(self, peer: bytes, parent: str | None, error: ProtocolError) -> None:
-        self._send(peer, Message(type="error_reply", content=error.reply(), parent=parent))
-
     # Receiving ----------------------------------------------------------------------------------
 
     def _drain(self) -> None:
@@ -287,222 +264,11 @@ class Server:
             message = decode(frames, self.limits, accept=_ACCEPTED)
         except ProtocolError as error:
             log.debug("refused a message: %s", error)
-            self._error(peer, error.message_id, error)
+            self._send(peer, error_message(error.message_id, error))
             return
         self.fanout.heard(peer, message.session, time.monotonic())
-        try:
-            self._handlers[message.type](peer, message)
-        except ProtocolError as error:
-            self._error(peer, message.id, error)
-        except Exception as error:  # a handler's bug must never end the loop
-            log.exception("internal error handling %s", message.type)
-            self._error(peer, message.id, ProtocolError("internal", f"internal error: {type(error).__name__}: {error}"))
-
-    # Handlers -----------------------------------------------------------------------------------
-
-    def _hello(self, peer: bytes, message: Message) -> None:
-        info = self.supervisor.info or {}
-        model = self.config.worker.model
-        from anyi2v.daemon import TOY_WORLD
-
-        name = model or TOY_WORLD
-        kind = "embedded toy model" if name == TOY_WORLD else ("random" if name == "tiny-random" else "diffusers")
-        self._reply(
-            peer,
-            message,
-            "hello_reply",
-            HelloReply(
-                server=SERVER_NAME,
-                protocol=PROTOCOL_VERSION,
-                model=ModelInfo(name=Path(name).name if kind == "diffusers" else name, kind=kind),
-                device=str(info.get("device", "loading")),
-                modalities=list(info.get("modalities", [])),
-                limits=self.limits,
-                heartbeat_seconds=self.config.heartbeat_seconds,
-            ),
-        )
-
-    def _job(self, job_id: str) -> Any:
-        row = self.store.get(job_id)
-        if row is None:
-            raise ProtocolError("unknown_job", f"no job {job_id!r} (never submitted, or deleted)")
-        return row
-
-    def _check_submission(self, request: SubmitRequest) -> int:
-        """The shot's frame count, after every check that needs no model; raises ProtocolError."""
-        max_frames = self.limits.max_n_frames
-        if self.supervisor.info is not None:
-            max_frames = min(max_frames, int(self.supervisor.info["max_frames"]))
-        try:
-            shot = parse_shot(request.shot, source="shot", max_frames=max_frames)
-        except ShotError as error:
-            problems = [Problem(f"shot.{p.where}" if p.where else "shot", p.why) for p in error.problems]
-            raise ProtocolError("invalid_shot", "the shot is not valid", problems) from None
-        out = shot.output
-        if out.width * out.height > self.limits.max_pixels:
-            raise ProtocolError(
-                "invalid_shot",
-                f"output {out.width}x{out.height} is over this daemon's limit of {self.limits.max_pixels} pixels",
-                [Problem("shot.output", "too many pixels")],
-            )
-        condition = request.condition
-        if request.control and condition is None:
-            raise ProtocolError(
-                "invalid_shot", "AnyI2V needs a condition image (or submit with control false)",
-                [Problem("condition", "missing")],
-            )  # fmt: skip
-        if condition is not None and (condition.width, condition.height) != (out.width, out.height):
-            raise ProtocolError(
-                "invalid_shot",
-                f"the condition image is {condition.width}x{condition.height}, the shot's output is"
-                f" {out.width}x{out.height}",
-                [Problem("condition", "size differs from shot.output")],
-            )
-        return out.n_frames
-
-    def _submit(self, peer: bytes, message: Message) -> None:
-        request = message.content
-        assert isinstance(request, SubmitRequest)
-        payload = request.model_dump(mode="json", exclude={"job_id", "subscribe"})
-        digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode())
-        for buffer in message.buffers:
-            digest.update(buffer)
-        row = self.store.get(request.job_id)
-        if row is not None:
-            if row["digest"] != digest.hexdigest():
-                raise ProtocolError(
-                    "job_conflict", f"job {request.job_id!r} was submitted before with different content"
-                )
-            if request.subscribe:
-                self.fanout.subscribe(peer, request.job_id, message.id)
-            position = self.store.position(request.job_id)
-            reply = SubmitReply(job_id=request.job_id, state=row["state"], created=False, position=position)
-            self._reply(peer, message, "submit_reply", reply)
-            return
-        n_frames = self._check_submission(request)
-        if self.store.count("queued") >= self.limits.max_queued:
-            raise ProtocolError("queue_full", f"{self.limits.max_queued} jobs are already waiting; try again later")
-        incoming = sum(len(b) for b in message.buffers)
-        if self.store.disk_bytes() + incoming > self.config.disk_cap_bytes:
-            self._purge()
-            if self.store.disk_bytes() + incoming > self.config.disk_cap_bytes:
-                raise ProtocolError(
-                    "disk_full", "the daemon's results are at its disk cap; delete old results and try again"
-                )
-        self.store.add(
-            request.job_id, digest.hexdigest(), payload, n_frames, message.buffers[0] if message.buffers else None
-        )
-        if request.subscribe:
-            self.fanout.subscribe(peer, request.job_id, message.id)
-        position = self.store.position(request.job_id)
-        events = self.store.transition(
-            request.job_id,
-            "queued",
-            [("accepted", {"n_frames": n_frames}), ("queued", {"position": position, "attempt": 1})],
-        )
-        self._reply(
-            peer, message, "submit_reply",
-            SubmitReply(job_id=request.job_id, state="queued", created=True, position=position),
-        )  # fmt: skip
-        self.fanout.emit_all(request.job_id, events)
-
-    def _cancel(self, peer: bytes, message: Message) -> None:
-        request = message.content
-        assert isinstance(request, JobRequest)
-        row = self._job(request.job_id)
-        state = row["state"]
-        if state == "queued":
-            events = self.store.transition(request.job_id, "cancelled", [("cancelled", {})])
-            self.fanout.emit_all(request.job_id, events)
-            state = "cancelled"
-        elif state == "running":
-            self.supervisor.cancel(request.job_id)
-        self._reply(peer, message, "cancel_reply", JobStateReply(job_id=request.job_id, state=state))
-
-    def _server_status(self) -> ServerStatus:
-        return ServerStatus(
-            queued=self.store.count("queued"),
-            running=self.supervisor.job_id,
-            uptime_seconds=time.time() - self._started,
-            disk_bytes=self.store.disk_bytes(),
-            disk_cap_bytes=self.config.disk_cap_bytes,
-        )
-
-    def _status(self, peer: bytes, message: Message) -> None:
-        request = message.content
-        assert isinstance(request, StatusRequest)
-        job = None
-        if request.job_id is not None:
-            self._job(request.job_id)
-            job = self.store.record(request.job_id)
-        self._reply(peer, message, "status_reply", StatusReply(server=self._server_status(), job=job))
-
-    def _list(self, peer: bytes, message: Message) -> None:
-        request = message.content
-        assert isinstance(request, ListRequest)
-        jobs = self.store.records(list(request.states), request.limit)
-        self._reply(peer, message, "list_reply", ListReply(jobs=jobs))
-
-    def _subscribe(self, peer: bytes, message: Message) -> None:
-        request = message.content
-        assert isinstance(request, SubscribeRequest)
-        row = self._job(request.job_id)
-        self.fanout.subscribe(peer, request.job_id, message.id)
-        self._reply(
-            peer, message, "subscribe_reply",
-            SubscribeReply(job_id=request.job_id, state=row["state"], last_seq=row["seq_used"]),
-        )  # fmt: skip
-        stored = self.store.events_after(request.job_id, request.after_seq)
-        self.fanout.replay(peer, request.job_id, message.id, request.after_seq, stored)
-
-    def _unsubscribe(self, peer: bytes, message: Message) -> None:
-        request = message.content
-        assert isinstance(request, JobRequest)
-        self.fanout.unsubscribe(peer, request.job_id)
-        self._reply(peer, message, "unsubscribe_reply", JobReply(job_id=request.job_id))
-
-    def _fetch(self, peer: bytes, message: Message) -> None:
-        request = message.content
-        assert isinstance(request, FetchRequest)
-        row = self._job(request.job_id)
-        if row["state"] != "done":
-            raise ProtocolError("not_ready", f"job {request.job_id!r} is {row['state']}: only a done job has a result")
-        folder = self.store.result_path(request.job_id)
-        manifest_bytes = (folder / "manifest.json").read_bytes()
-        manifest = json.loads(manifest_bytes)
-        if request.part == "manifest":
-            path, sha = folder / "manifest.json", hashlib.sha256(manifest_bytes).hexdigest()
-        elif request.part == "video":
-            path, sha = folder / f"video.{manifest['video_format']}", manifest["parts"]["video"]["sha256"]
-        elif request.part == "shot":
-            path, sha = folder / "shot.json", manifest["parts"]["shot"]["sha256"]
-        else:
-            frames = manifest["parts"]["frames"]
-            if request.index >= len(frames):
-                raise ProtocolError(
-                    "invalid_content", f"frame {request.index} does not exist: the result has {len(frames)} frames",
-                    [Problem("content.index", f"at most {len(frames) - 1}")],
-                )  # fmt: skip
-            path, sha = folder / "frames" / f"{request.index:04d}.png", frames[request.index]["sha256"]
-        size = path.stat().st_size
-        length = min(request.length or self.limits.max_chunk_bytes, self.limits.max_chunk_bytes)
-        with path.open("rb") as handle:
-            handle.seek(min(request.offset, size))
-            chunk = handle.read(length)
-        reply = FetchReply(
-            job_id=request.job_id, part=request.part, index=request.index, offset=request.offset, size=size, sha256=sha
-        )
-        self._send(peer, Message(type="fetch_reply", content=reply, parent=message.id, buffers=(chunk,)))
-
-    def _delete(self, peer: bytes, message: Message) -> None:
-        request = message.content
-        assert isinstance(request, JobRequest)
-        row = self._job(request.job_id)
-        if row["state"] == "running":
-            raise ProtocolError("not_ready", f"job {request.job_id!r} is running: cancel it first")
-        self.fanout.forget_job(request.job_id)
-        self.store.delete(request.job_id)
-        self._reply(peer, message, "delete_reply", JobReply(job_id=request.job_id))
+        if message.type != HEARTBEAT:  # a heartbeat is only a sign of life
+            handle(self._handler_context, peer, message)
 
     # Jobs and the worker ------------------------------------------------------------------------
 
@@ -661,7 +427,7 @@ class Server:
         interval = self.config.heartbeat_seconds
         self.fanout.drop_silent(now, 3 * interval)
         for peer in self.fanout.quiet(now, interval):
-            self._send(peer, Message(type="heartbeat", content=Empty()))
+            self._send(peer, Message(type=HEARTBEAT, content=Empty()))
 
     def _purge(self) -> None:
         for job_id in self.store.purge(self.config.retention_seconds, self.config.disk_cap_bytes):

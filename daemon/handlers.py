@@ -1,0 +1,355 @@
+"""The daemon's requests (PROTOCOL.md, Requests and replies): one function per request type.
+
+Each handler is named after the request type it answers and takes the :class:`HandlerContext` (what
+the server lends it: the job store, the worker's supervisor, the fan-out, the limits), the peer (the
+ROUTER identity to answer) and the decoded :class:`~anyi2v.shared.protocol.Message`. It sends exactly
+one reply, ``<verb>_reply``, or raises :class:`~anyi2v.shared.protocol.ProtocolError`, which
+:func:`handle` turns into the ``error_reply``; any other exception becomes an ``internal`` error
+reply, so a handler's bug never ends the server's loop (ipykernel's rule).
+
+:data:`HANDLERS` is the table, keyed by the protocol's request types (``REQUESTS`` in
+``anyi2v.shared.protocol``): building it fails at import when a request type has no handler.
+Handlers answer at once: nothing here waits on the GPU, which is the worker process's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final
+
+from anyi2v.daemon import TINY_RANDOM, TOY_WORLD
+from anyi2v.shared.document import parse_shot
+from anyi2v.shared.errors import Problem, ShotError
+from anyi2v.shared.protocol import (
+    PROTOCOL_VERSION,
+    REPLIES,
+    REQUESTS,
+    Content,
+    FetchReply,
+    FetchRequest,
+    HelloReply,
+    JobReply,
+    JobRequest,
+    JobStateReply,
+    Limits,
+    ListReply,
+    ListRequest,
+    Message,
+    ModelInfo,
+    ProtocolError,
+    ServerStatus,
+    StatusReply,
+    StatusRequest,
+    SubmitReply,
+    SubmitRequest,
+    SubscribeReply,
+    SubscribeRequest,
+)
+
+from .fanout import Fanout
+from .store import Store
+from .supervisor import Supervisor
+
+log = logging.getLogger("anyi2v.daemon")
+SERVER_NAME = "anyi2v-studio daemon"
+ERROR_REPLY: Final = "error_reply"
+
+
+@dataclass(frozen=True)
+class HandlerContext:
+    """What the server lends its handlers."""
+
+    store: Store
+    supervisor: Supervisor
+    fanout: Fanout
+    limits: Limits
+    model: str | None  # the model the worker loads (None: the embedded toy model)
+    heartbeat_seconds: float
+    disk_cap_bytes: int
+    started: float  # time.time() when the server started
+    send: Callable[[bytes, Message], None]  # to one peer, never blocking
+    purge: Callable[[], None]  # the retention sweep
+
+
+Handler = Callable[[HandlerContext, bytes, Message], None]
+
+
+def reply_type(request_type: str) -> str:
+    """The reply that answers a request: ``<verb>_request`` -> ``<verb>_reply``."""
+    return request_type.removesuffix("_request") + "_reply"
+
+
+def error_message(parent: str | None, error: ProtocolError) -> Message:
+    """The ``error_reply`` for ``error``, answering the message ``parent`` (None when it had no usable id)."""
+    return Message(type=ERROR_REPLY, content=error.reply(), parent=parent)
+
+
+def handle(context: HandlerContext, peer: bytes, message: Message) -> None:
+    """Answer one decoded request through its handler. Never raises: a :class:`ProtocolError` becomes
+    its ``error_reply``, any other exception an ``internal`` one."""
+    try:
+        handler = HANDLERS.get(message.type)
+        if handler is None:
+            raise ProtocolError("unknown_type", f"unknown message type {message.type!r}", (), message.id, message.type)
+        handler(context, peer, message)
+    except ProtocolError as error:
+        context.send(peer, error_message(message.id, error))
+    except Exception as error:  # a handler's bug must never end the loop
+        log.exception("internal error handling %s", message.type)
+        internal = ProtocolError("internal", f"internal error: {type(error).__name__}: {error}")
+        context.send(peer, error_message(message.id, internal))
+
+
+def _reply(
+    context: HandlerContext, peer: bytes, request: Message, content: Content, buffers: tuple[bytes, ...] = ()
+) -> None:
+    context.send(peer, Message(type=reply_type(request.type), content=content, parent=request.id, buffers=buffers))
+
+
+def _job(context: HandlerContext, job_id: str) -> Any:
+    """The job's row; ``unknown_job`` when there is none."""
+    row = context.store.get(job_id)
+    if row is None:
+        raise ProtocolError("unknown_job", f"no job {job_id!r} (never submitted, or deleted)")
+    return row
+
+
+# Handlers, one per request type -----------------------------------------------------------------
+
+
+def hello_request(context: HandlerContext, peer: bytes, message: Message) -> None:
+    """Who this server is: its model, device, limits and heartbeat."""
+    info = context.supervisor.info or {}
+    name = context.model or TOY_WORLD
+    kind = "embedded toy model" if name == TOY_WORLD else ("random" if name == TINY_RANDOM else "diffusers")
+    reply = HelloReply(
+        server=SERVER_NAME,
+        protocol=PROTOCOL_VERSION,
+        model=ModelInfo(name=Path(name).name if kind == "diffusers" else name, kind=kind),
+        device=str(info.get("device", "loading")),
+        modalities=list(info.get("modalities", [])),
+        limits=context.limits,
+        heartbeat_seconds=context.heartbeat_seconds,
+    )
+    _reply(context, peer, message, reply)
+
+
+def check_submission(context: HandlerContext, request: SubmitRequest) -> int:
+    """The shot's frame count, after every check that needs no model; raises ProtocolError."""
+    limits = context.limits
+    max_frames = limits.max_n_frames
+    if context.supervisor.info is not None:
+        max_frames = min(max_frames, int(context.supervisor.info["max_frames"]))
+    try:
+        shot = parse_shot(request.shot, source="shot", max_frames=max_frames)
+    except ShotError as error:
+        problems = [Problem(f"shot.{p.where}" if p.where else "shot", p.why) for p in error.problems]
+        raise ProtocolError("invalid_shot", "the shot is not valid", problems) from None
+    out = shot.output
+    if out.width * out.height > limits.max_pixels:
+        raise ProtocolError(
+            "invalid_shot",
+            f"output {out.width}x{out.height} is over this daemon's limit of {limits.max_pixels} pixels",
+            [Problem("shot.output", "too many pixels")],
+        )
+    condition = request.condition
+    if request.control and condition is None:
+        raise ProtocolError(
+            "invalid_shot", "AnyI2V needs a condition image (or submit with control false)",
+            [Problem("condition", "missing")],
+        )  # fmt: skip
+    if condition is not None and (condition.width, condition.height) != (out.width, out.height):
+        raise ProtocolError(
+            "invalid_shot",
+            f"the condition image is {condition.width}x{condition.height}, the shot's output is"
+            f" {out.width}x{out.height}",
+            [Problem("condition", "size differs from shot.output")],
+        )
+    return out.n_frames
+
+
+def submit_request(context: HandlerContext, peer: bytes, message: Message) -> None:
+    """Queue a new job (or answer with the state of the same job submitted before)."""
+    store = context.store
+    request = message.content
+    assert isinstance(request, SubmitRequest)
+    payload = request.model_dump(mode="json", exclude={"job_id", "subscribe"})
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode())
+    for buffer in message.buffers:
+        digest.update(buffer)
+    row = store.get(request.job_id)
+    if row is not None:
+        if row["digest"] != digest.hexdigest():
+            raise ProtocolError("job_conflict", f"job {request.job_id!r} was submitted before with different content")
+        if request.subscribe:
+            context.fanout.subscribe(peer, request.job_id, message.id)
+        position = store.position(request.job_id)
+        reply = SubmitReply(job_id=request.job_id, state=row["state"], created=False, position=position)
+        _reply(context, peer, message, reply)
+        return
+    n_frames = check_submission(context, request)
+    if store.count("queued") >= context.limits.max_queued:
+        raise ProtocolError("queue_full", f"{context.limits.max_queued} jobs are already waiting; try again later")
+    incoming = sum(len(b) for b in message.buffers)
+    if store.disk_bytes() + incoming > context.disk_cap_bytes:
+        context.purge()
+        if store.disk_bytes() + incoming > context.disk_cap_bytes:
+            raise ProtocolError(
+                "disk_full", "the daemon's results are at its disk cap; delete old results and try again"
+            )
+    store.add(request.job_id, digest.hexdigest(), payload, n_frames, message.buffers[0] if message.buffers else None)
+    if request.subscribe:
+        context.fanout.subscribe(peer, request.job_id, message.id)
+    position = store.position(request.job_id)
+    events = store.transition(
+        request.job_id,
+        "queued",
+        [("accepted", {"n_frames": n_frames}), ("queued", {"position": position, "attempt": 1})],
+    )
+    _reply(context, peer, message, SubmitReply(job_id=request.job_id, state="queued", created=True, position=position))
+    context.fanout.emit_all(request.job_id, events)
+
+
+def cancel_request(context: HandlerContext, peer: bytes, message: Message) -> None:
+    """Cancel a queued job at once; ask the worker to stop a running one."""
+    request = message.content
+    assert isinstance(request, JobRequest)
+    row = _job(context, request.job_id)
+    state = row["state"]
+    if state == "queued":
+        events = context.store.transition(request.job_id, "cancelled", [("cancelled", {})])
+        context.fanout.emit_all(request.job_id, events)
+        state = "cancelled"
+    elif state == "running":
+        context.supervisor.cancel(request.job_id)
+    _reply(context, peer, message, JobStateReply(job_id=request.job_id, state=state))
+
+
+def server_status(context: HandlerContext) -> ServerStatus:
+    return ServerStatus(
+        queued=context.store.count("queued"),
+        running=context.supervisor.job_id,
+        uptime_seconds=time.time() - context.started,
+        disk_bytes=context.store.disk_bytes(),
+        disk_cap_bytes=context.disk_cap_bytes,
+    )
+
+
+def status_request(context: HandlerContext, peer: bytes, message: Message) -> None:
+    """The server's queue and disk, and one job's record if asked."""
+    request = message.content
+    assert isinstance(request, StatusRequest)
+    job = None
+    if request.job_id is not None:
+        _job(context, request.job_id)
+        job = context.store.record(request.job_id)
+    _reply(context, peer, message, StatusReply(server=server_status(context), job=job))
+
+
+def list_request(context: HandlerContext, peer: bytes, message: Message) -> None:
+    """Job records, newest first."""
+    request = message.content
+    assert isinstance(request, ListRequest)
+    jobs = context.store.records(list(request.states), request.limit)
+    _reply(context, peer, message, ListReply(jobs=jobs))
+
+
+def subscribe_request(context: HandlerContext, peer: bytes, message: Message) -> None:
+    """Follow a job: the reply, then its events after ``after_seq`` still held, then new ones."""
+    request = message.content
+    assert isinstance(request, SubscribeRequest)
+    row = _job(context, request.job_id)
+    context.fanout.subscribe(peer, request.job_id, message.id)
+    reply = SubscribeReply(job_id=request.job_id, state=row["state"], last_seq=row["seq_used"])
+    _reply(context, peer, message, reply)
+    stored = context.store.events_after(request.job_id, request.after_seq)
+    context.fanout.replay(peer, request.job_id, message.id, request.after_seq, stored)
+
+
+def unsubscribe_request(context: HandlerContext, peer: bytes, message: Message) -> None:
+    """Stop following a job."""
+    request = message.content
+    assert isinstance(request, JobRequest)
+    context.fanout.unsubscribe(peer, request.job_id)
+    _reply(context, peer, message, JobReply(job_id=request.job_id))
+
+
+def fetch_request(context: HandlerContext, peer: bytes, message: Message) -> None:
+    """One chunk of a done job's result part, with the whole part's size and checksum."""
+    request = message.content
+    assert isinstance(request, FetchRequest)
+    row = _job(context, request.job_id)
+    if row["state"] != "done":
+        raise ProtocolError("not_ready", f"job {request.job_id!r} is {row['state']}: only a done job has a result")
+    folder = context.store.result_path(request.job_id)
+    manifest_bytes = (folder / "manifest.json").read_bytes()
+    manifest = json.loads(manifest_bytes)
+    if request.part == "manifest":
+        path, sha = folder / "manifest.json", hashlib.sha256(manifest_bytes).hexdigest()
+    elif request.part == "video":
+        path, sha = folder / f"video.{manifest['video_format']}", manifest["parts"]["video"]["sha256"]
+    elif request.part == "shot":
+        path, sha = folder / "shot.json", manifest["parts"]["shot"]["sha256"]
+    else:
+        frames = manifest["parts"]["frames"]
+        if request.index >= len(frames):
+            raise ProtocolError(
+                "invalid_content", f"frame {request.index} does not exist: the result has {len(frames)} frames",
+                [Problem("content.index", f"at most {len(frames) - 1}")],
+            )  # fmt: skip
+        path, sha = folder / "frames" / f"{request.index:04d}.png", frames[request.index]["sha256"]
+    size = path.stat().st_size
+    max_chunk = context.limits.max_chunk_bytes
+    length = min(request.length or max_chunk, max_chunk)
+    with path.open("rb") as handle:
+        handle.seek(min(request.offset, size))
+        chunk = handle.read(length)
+    reply = FetchReply(
+        job_id=request.job_id, part=request.part, index=request.index, offset=request.offset, size=size, sha256=sha
+    )
+    _reply(context, peer, message, reply, buffers=(chunk,))
+
+
+def delete_request(context: HandlerContext, peer: bytes, message: Message) -> None:
+    """Forget a job that is not running: its record, events and files."""
+    request = message.content
+    assert isinstance(request, JobRequest)
+    row = _job(context, request.job_id)
+    if row["state"] == "running":
+        raise ProtocolError("not_ready", f"job {request.job_id!r} is running: cancel it first")
+    context.fanout.forget_job(request.job_id)
+    context.store.delete(request.job_id)
+    _reply(context, peer, message, JobReply(job_id=request.job_id))
+
+
+def _table(*handlers: Handler) -> Mapping[str, Handler]:
+    """The handlers keyed by the protocol's request types, each found under its own name; refuses a
+    request type without a handler, a handler for no request type, and a reply the protocol lacks."""
+    by_name = {handler.__name__: handler for handler in handlers}
+    missing = sorted(REQUESTS.keys() - by_name.keys())
+    extra = sorted(by_name.keys() - REQUESTS.keys())
+    unanswerable = sorted(name for name in REQUESTS if reply_type(name) not in REPLIES)
+    if missing or extra or unanswerable:
+        raise RuntimeError(f"handler table: no handler for {missing}, no request {extra}, no reply for {unanswerable}")
+    return MappingProxyType({name: by_name[name] for name in REQUESTS})
+
+
+#: Request type (the protocol's name) -> its handler.
+HANDLERS: Final[Mapping[str, Handler]] = _table(
+    hello_request,
+    submit_request,
+    cancel_request,
+    status_request,
+    list_request,
+    subscribe_request,
+    unsubscribe_request,
+    fetch_request,
+    delete_request,
+)
