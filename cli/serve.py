@@ -47,8 +47,7 @@ def run_daemon(arguments: argparse.Namespace) -> int:
 
 
 def run_keys(arguments: argparse.Namespace) -> int:
-    import zmq.auth
-
+    from anyi2v.daemon.keys import create_key_pair, privacy_rule
     from anyi2v.exits import EXIT_BAD_INPUT, EXIT_OK
 
     folder: Path = arguments.dir
@@ -61,10 +60,12 @@ def run_keys(arguments: argparse.Namespace) -> int:
         if (folder / f"{name}.key_secret").exists():
             print(f"anyi2v keys: {folder / name}.key_secret exists; not overwriting it", file=sys.stderr)
             return EXIT_BAD_INPUT
-        public, secret = zmq.auth.create_certificates(folder, name)
-        os.chmod(secret, 0o600)
-        print(f"created {secret} (secret: keep it here, mode 0600) and {public} (public: hand this to the other side)")
-        print(_public_line(Path(public)))
+        public, secret = create_key_pair(folder, name)
+        print(
+            f"created {secret} (secret: keep it here, {privacy_rule()})"
+            f" and {public} (public: hand this to the other side)"
+        )
+        print(_public_line(public))
         return EXIT_OK
     if arguments.action == "show":
         path = folder / f"{arguments.name}.key"

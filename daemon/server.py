@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import stat
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +37,7 @@ from anyi2v.shared.protocol import (
 
 from .fanout import Fanout
 from .handlers import HandlerContext, error_message, handle
+from .keys import KeyFileError, check_secret_key
 from .store import MAX_ATTEMPTS, Store, folder_bytes
 from .supervisor import Supervisor
 from .worker import WorkerConfig
@@ -78,24 +78,6 @@ def is_loopback(address: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 
 
-def check_secret_key(path: Path) -> tuple[bytes, bytes]:
-    """The (public, secret) key pair in a ZeroMQ secret certificate; refuses a file others can read."""
-    import zmq.auth
-
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such secret key file (make one with `anyi2v keys create`)")
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        raise ConfigError(f"{path}: the secret key is readable by others (mode {mode:04o}); run `chmod 600 {path}`")
-    try:
-        public, secret = zmq.auth.load_certificate(path)
-    except (ValueError, OSError) as error:
-        raise ConfigError(f"{path}: not a ZeroMQ certificate: {error}") from None
-    if secret is None:
-        raise ConfigError(f"{path}: holds no secret key (that is a public key file)")
-    return public, secret
-
-
 class Server:
     """Construct, then :meth:`serve` until :meth:`stop` (from any thread) or a signal."""
 
@@ -114,7 +96,10 @@ class Server:
                 raise ConfigError("CURVE needs both --server-key and --authorized-keys")
             if not config.authorized_keys.is_dir():
                 raise ConfigError(f"{config.authorized_keys}: no such folder of authorized client keys")
-            keys = check_secret_key(config.secret_key)
+            try:
+                keys = check_secret_key(config.secret_key)
+            except KeyFileError as error:
+                raise ConfigError(str(error)) from None
         try:
             config.data_dir.mkdir(parents=True, exist_ok=True)
         except OSError as error:

@@ -1,0 +1,101 @@
+"""Key files: one place makes them and one place trusts them, per system. POSIX: the secret is made
+0600 and a group/other bit is refused. Windows (exercised here on Linux through the platform
+predicate): no mode is set or checked, the ACL expectation is logged."""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from anyi2v.cli import main
+from anyi2v.daemon import keys
+from anyi2v.daemon.keys import KeyFileError, check_secret_key, create_key_pair, posix_permissions, privacy_rule
+
+
+@pytest.fixture
+def windows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Windows branch: file modes say nothing (os.name itself stays, or pathlib would break)."""
+    monkeypatch.setattr(keys, "posix_permissions", lambda: False)
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    previous = os.umask(0o022)
+    yield None
+    os.umask(previous)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_the_platform_predicate_reads_os_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert posix_permissions() is (os.name != "nt")
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "name", "nt")
+        on_windows = posix_permissions()
+    assert on_windows is False
+
+
+def test_on_posix_a_new_secret_is_0600_and_a_readable_one_is_refused(tmp_path: Path, umask_022: None) -> None:
+    public, secret = create_key_pair(tmp_path, "server")
+    assert (public.name, secret.name) == ("server.key", "server.key_secret")
+    assert _mode(secret) == 0o600
+    assert privacy_rule() == "mode 0600"
+    public_key, secret_key = check_secret_key(secret)
+    assert len(public_key) == 40
+    assert len(secret_key) == 40
+    for mode in (0o640, 0o604, 0o700 | 0o010):
+        os.chmod(secret, mode)
+        with pytest.raises(KeyFileError, match=f"readable by others \\(mode {mode:04o}\\); run `chmod 600 "):
+            check_secret_key(secret)
+
+
+@pytest.mark.usefixtures("windows")
+def test_on_windows_no_mode_is_set_or_checked_and_the_acl_expectation_is_logged(
+    tmp_path: Path, umask_022: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    public, secret = create_key_pair(tmp_path, "server")
+    assert _mode(secret) == 0o644  # as made: the folder's ACL decides on Windows, not a mode
+    assert "ACL" in privacy_rule()
+    os.chmod(secret, 0o666)  # what Python reports for any writable file on Windows
+    with caplog.at_level(logging.INFO, logger="anyi2v.daemon"):
+        public_key, _ = check_secret_key(secret)
+    assert len(public_key) == 40
+    assert "ACL should grant only your user" in caplog.text
+    assert str(secret) in caplog.text
+    with pytest.raises(KeyFileError, match="holds no secret key"):  # the other checks still hold
+        check_secret_key(public)
+    with pytest.raises(KeyFileError, match="no such secret key file"):
+        check_secret_key(tmp_path / "nobody.key_secret")
+
+
+@pytest.mark.usefixtures("windows")
+def test_on_windows_the_daemon_command_accepts_a_secret_any_mode_would_refuse(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["keys", "create", "server", "--dir", str(tmp_path)]) == 0
+    assert "an access list (ACL) that grants only you" in capsys.readouterr().out
+    os.chmod(tmp_path / "server.key_secret", 0o666)
+    (tmp_path / "authorized").mkdir()
+    from anyi2v.daemon.server import Server, ServerConfig
+
+    config = ServerConfig(
+        data_dir=tmp_path / "data", bind="tcp://127.0.0.1:*", secret_key=tmp_path / "server.key_secret",
+        authorized_keys=tmp_path / "authorized",
+    )  # fmt: skip
+    server = Server(config)  # would be refused on POSIX: readable by others
+    server.close()
+
+
+def test_not_a_certificate_is_named(tmp_path: Path) -> None:
+    bogus = tmp_path / "bogus.key_secret"
+    bogus.write_text("not a certificate")
+    os.chmod(bogus, 0o600)
+    with pytest.raises(KeyFileError, match=r"bogus\.key_secret: "):
+        check_secret_key(bogus)
