@@ -4,18 +4,28 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from platformdirs import user_config_path, user_data_path
+
 from anyi2v.daemon import DEFAULT_ADDRESS, SD15_RANDOM, TINY_RANDOM, TOY_WORLD
 
-DEFAULT_KEYS = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "anyi2v" / "keys"
+APP_NAME = "anyi2v"
+
+
+def default_keys_dir() -> Path:
+    """Where `anyi2v keys` keeps key pairs: the user's config folder (``$XDG_CONFIG_HOME/anyi2v/keys``,
+    ``~/.config/anyi2v/keys`` on Linux; ``~/Library/Application Support/anyi2v/keys`` on macOS;
+    ``%LOCALAPPDATA%\\anyi2v\\keys`` on Windows)."""
+    return user_config_path(APP_NAME, appauthor=False) / "keys"
 
 
 def default_data_dir() -> Path:
-    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "anyi2v" / "daemon"
+    """Where the daemon keeps jobs and results: the user's data folder (``$XDG_DATA_HOME/anyi2v/daemon``,
+    ``~/.local/share/anyi2v/daemon`` on Linux)."""
+    return user_data_path(APP_NAME, appauthor=False) / "daemon"
 
 
 def run_daemon(arguments: argparse.Namespace) -> int:
@@ -123,5 +133,6 @@ def add_parsers(commands: Any) -> None:
     )
     keys.add_argument("action", choices=("create", "show", "list"))
     keys.add_argument("name", nargs="?", default="", help="key name (for create and show)")
-    keys.add_argument("--dir", type=Path, default=DEFAULT_KEYS, help=f"key folder (default {DEFAULT_KEYS})")
+    keys_dir = default_keys_dir()
+    keys.add_argument("--dir", type=Path, default=keys_dir, help=f"key folder (default {keys_dir})")
     keys.set_defaults(handler=run_keys)

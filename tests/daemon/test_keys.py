@@ -1,12 +1,14 @@
 """Key files: one place makes them and one place trusts them, per system. POSIX: the secret is made
 0600 and a group/other bit is refused. Windows (exercised here on Linux through the platform
-predicate): no mode is set or checked, the ACL expectation is logged."""
+predicate): no mode is set or checked, the ACL expectation is logged. And the default key and data
+folders of `anyi2v daemon` / `anyi2v keys`, from platformdirs, equal the XDG paths of before."""
 
 from __future__ import annotations
 
 import logging
 import os
 import stat
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import pytest
 from anyi2v.cli import main
 from anyi2v.daemon import keys
 from anyi2v.daemon.keys import KeyFileError, check_secret_key, create_key_pair, posix_permissions, privacy_rule
+from anyi2v.serve import default_data_dir, default_keys_dir
 
 
 @pytest.fixture
@@ -99,3 +102,31 @@ def test_not_a_certificate_is_named(tmp_path: Path) -> None:
     os.chmod(bogus, 0o600)
     with pytest.raises(KeyFileError, match=r"bogus\.key_secret: "):
         check_secret_key(bogus)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="XDG folders are Linux's")
+def test_default_folders_are_the_xdg_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    # the paths as they were made by hand before platformdirs
+    assert default_keys_dir() == Path(os.environ["XDG_CONFIG_HOME"]) / "anyi2v" / "keys"
+    assert default_data_dir() == Path(os.environ["XDG_DATA_HOME"]) / "anyi2v" / "daemon"
+    monkeypatch.delenv("XDG_CONFIG_HOME")
+    monkeypatch.delenv("XDG_DATA_HOME")
+    assert default_keys_dir() == Path.home() / ".config" / "anyi2v" / "keys"
+    assert default_data_dir() == Path.home() / ".local" / "share" / "anyi2v" / "daemon"
+    assert Path.home() == tmp_path / "home"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="XDG folders are Linux's")
+def test_keys_go_to_the_xdg_config_folder_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    assert main(["keys", "create", "alice"]) == 0
+    assert _mode(tmp_path / "config" / "anyi2v" / "keys" / "alice.key_secret") == 0o600
+    assert "mode 0600" in capsys.readouterr().out
+    assert main(["keys", "list"]) == 0
+    assert "alice" in capsys.readouterr().out
