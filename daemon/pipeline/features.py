@@ -175,7 +175,9 @@ def lloyd_two_means(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The two centres (low, high) of 1-D k-means with k = 2 by Lloyd's algorithm, started at the
     smallest and the largest value, for a fixed number of iterations (no convergence test, so the GPU
-    never waits on the CPU; 1-D 2-means from those starts settles in a few).
+    never waits on the CPU; 1-D 2-means from those starts settles in a few). Lloyd's algorithm ends in
+    a local optimum: on values with a clear gap it is the split scikit-learn's ``KMeans`` finds; a
+    value between the clusters may stay on the side a restart from elsewhere would move it off.
 
     values : (*batch, ...) the dimensions from ``start_dim`` on are pooled into one problem, those
     before it are independent problems; valid : optional bool of the values' shape, the values taking
