@@ -10,7 +10,8 @@
 - :func:`bicubic_resize`: bicubic resampling as two matrix products.
 - :func:`gaussian_profile`, :func:`butterworth_lowpass`, :func:`mix_frequencies`: the SG-I2V options.
 
-Shapes: C channels, h x w spatial, F frames, N tokens.
+Shapes: C channels, h x w spatial, F frames, N tokens. Each has a plain-loop twin written as the
+papers' equations in :mod:`.reference`, and tests that hold the two equal.
 """
 
 from __future__ import annotations

@@ -183,8 +183,9 @@ def trajectory_loss(grids: list[torch.Tensor], tracks: list[TrackBoxes], setting
 
     All frames are computed at once on the full grid: frame 0's box content is resized into every later
     box by matrix products (:class:`_Placement`), and weights are zero outside the boxes. That is the
-    same arithmetic as cutting out and resizing box by box, with a few dozen kernel launches per track
-    instead of thousands.
+    same arithmetic as cutting out and resizing box by box (``reference.object_loss_reference``, the
+    equation one frame and one box at a time, which the tests hold equal to this), with a few dozen
+    kernel launches per track instead of thousands.
     """
     total = torch.zeros((), device=grids[0].device)
     for grid in grids:
