@@ -10,32 +10,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from anyi2v.daemon import TINY_RANDOM, TOY_WORLD
-
-
-def _progress_printer(stream: Any) -> Any:
-    """``show(stage, done, total)``: one progress bar line per stage, redrawn at most four times a second."""
-    last: dict[str, Any] = {"stage": "", "at": 0.0}
-
-    def show(stage: str, done: int, total: int) -> None:
-        now = time.monotonic()
-        finished = done == total
-        if stage == last["stage"] and not finished and now - float(last["at"]) < 0.25:
-            return
-        last.update(stage=stage, at=now)
-        width = 30
-        filled = int(width * done / max(total, 1))
-        bar = "#" * filled + "-" * (width - filled)
-        stream.write(f"\r{stage:>12} [{bar}] {done}/{total}")
-        if finished:
-            stream.write("\n")
-        stream.flush()
-
-    return show
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,16 +56,16 @@ def run_animate(arguments: argparse.Namespace) -> int:
         print(f"anyi2v animate: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     shot = shot.model_copy(update={"tracks": conditions.tracks})
-    show = _progress_printer(sys.stderr)
     if arguments.daemon is not None:
         from anyi2v.remote import run_remote
 
-        return run_remote(arguments, shot, to_uint8(conditions.image), show)
+        return run_remote(arguments, shot, to_uint8(conditions.image))
 
     from anyi2v.daemon.pipeline.generate import Cancelled, CancelToken, InputError, Progress, generate
     from anyi2v.daemon.pipeline.inversion import InversionCache
     from anyi2v.daemon.pipeline.loading import ModelLoadError
     from anyi2v.daemon.pipeline.video import VideoError, VideoWriter
+    from anyi2v.progress import StageProgress
 
     try:
         models = load_cli_models(arguments)
@@ -101,9 +79,12 @@ def run_animate(arguments: argparse.Namespace) -> int:
     target_folder = arguments.out if not arguments.out.suffix else arguments.out.parent
     target_folder.mkdir(parents=True, exist_ok=True)
     try:
-        with VideoWriter(arguments.out, shot.output.fps, shot_json=dump_shot(shot)) as writer:
+        with (
+            StageProgress() as stages,
+            VideoWriter(arguments.out, shot.output.fps, shot_json=dump_shot(shot)) as writer,
+        ):
             progress = Progress(
-                lambda event: show(event.stage, event.done, event.total), lambda index, frame: writer.add(frame)
+                lambda event: stages(event.stage, event.done, event.total), lambda index, frame: writer.add(frame)
             )
             result = generate(
                 models,
@@ -115,7 +96,7 @@ def run_animate(arguments: argparse.Namespace) -> int:
                 cancel=token,
             )
             paths = writer.close()
-        sys.stderr.write("\n")
+            stages.finish()
     except (InputError, VideoError) as error:
         print(f"anyi2v animate: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

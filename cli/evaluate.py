@@ -18,6 +18,7 @@ def run_evaluate(arguments: argparse.Namespace) -> int:
     from anyi2v.daemon.pipeline.loading import ModelLoadError
     from anyi2v.daemon.toyworld.evaluate import MODES, held_out_shots, run_evaluation, write_report
     from anyi2v.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+    from anyi2v.progress import StageProgress
 
     modes = list(MODES) if arguments.modes == "all" else [m.strip() for m in arguments.modes.split(",") if m.strip()]
     unknown = [m for m in modes if m not in MODES]
@@ -38,10 +39,6 @@ def run_evaluate(arguments: argparse.Namespace) -> int:
     shots = held_out_shots(arguments.shots, arguments.size, arguments.frames, arguments.steps, method, models.device)
     print(f"{len(shots)} held-out shots, {len(modes)} modes, model {models.identity}", file=sys.stderr)
 
-    def progress(mode: str, done: int, total: int) -> None:
-        sys.stderr.write(f"\r{mode:>30} {done + 1}/{total}")
-        sys.stderr.flush()
-
     command = "anyi2v " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     started = time.monotonic()
 
@@ -53,11 +50,16 @@ def run_evaluate(arguments: argparse.Namespace) -> int:
 
     load = functools.partial(load_cli_models, arguments) if arguments.workers > 1 else models
     try:
-        results = run_evaluation(load, shots, modes, progress, finished, workers=arguments.workers)
+        with StageProgress(width=30) as stages:  # a stage per mode; ``index`` is the shot just done
+
+            def progress(mode: str, index: int, total: int) -> None:
+                stages(mode, index + 1, total)
+
+            results = run_evaluation(load, shots, modes, progress, finished, workers=arguments.workers)
+            stages.finish()
     except RuntimeError as error:
-        print(f"\nanyi2v eval: {error}", file=sys.stderr)
+        print(f"anyi2v eval: {error}", file=sys.stderr)
         return EXIT_FAILED
-    sys.stderr.write("\n")
     report = finished(results)
     print(report.read_text(encoding="utf-8"))
     return EXIT_OK

@@ -49,12 +49,13 @@ def _keys(arguments: argparse.Namespace) -> Any:
         raise ValueError(f"cannot read the keys: {error}") from None
 
 
-def run_remote(arguments: argparse.Namespace, shot: Any, condition: Any, show: Any) -> int:
-    """Run ``shot`` on the daemon at ``arguments.daemon``; ``condition`` is the (h, w, 3) uint8 image and
-    ``show(stage, done, total)`` the progress bar. Returns the exit code."""
+def run_remote(arguments: argparse.Namespace, shot: Any, condition: Any) -> int:
+    """Run ``shot`` on the daemon at ``arguments.daemon``; ``condition`` is the (h, w, 3) uint8 image.
+    The daemon's progress events drive the same bars as a local run. Returns the exit code."""
     from anyi2v.daemon.client import DaemonClient, DaemonError, DaemonTimeoutError
     from anyi2v.daemon.pipeline.video import VideoError, resolve_format
     from anyi2v.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+    from anyi2v.progress import StageProgress
     from anyi2v.shared.document import dump_shot
 
     given = [f"--{name.replace('_', '-')}" for name in _LOCAL_ONLY if getattr(arguments, name, None) is not None]
@@ -85,15 +86,16 @@ def run_remote(arguments: argparse.Namespace, shot: Any, condition: Any, show: A
         if not reply.created:
             print(f"job {job_id} is already on the daemon ({reply.state}): following it", file=sys.stderr)
 
-        def on_event(event: Any) -> None:
-            if event.type == "queued" and event.content.position > 0:
-                sys.stderr.write(f"\r{'queued':>12} {event.content.position} job(s) ahead")
-                sys.stderr.flush()
-            elif event.type == "progress":
-                show(event.content.stage, event.content.done, event.content.total)
+        with StageProgress() as stages:  # closed before any message below
 
-        final = client.follow(job_id, on_event)
-        sys.stderr.write("\n")
+            def on_event(event: Any) -> None:
+                if event.type == "queued" and event.content.position > 0:
+                    stages.note("queued", f"{event.content.position} job(s) ahead")
+                elif event.type == "progress":
+                    stages(event.content.stage, event.content.done, event.content.total)
+
+            final = client.follow(job_id, on_event)
+            stages.finish()
         if final.type == "failed":
             print(f"anyi2v animate: the job failed ({final.content.reason}): {final.content.message}", file=sys.stderr)
             for hint in final.content.hints:
