@@ -30,8 +30,8 @@ class _Stage:
     name: str
     bar: Any  # tqdm
     total: int | None  # None for a note, which has a text instead of counts
+    started: float  # the moment the stage before it last reported: when this one's work began
     done: int = 0
-    started: float = field(default_factory=time.monotonic)
     last: float = field(default_factory=time.monotonic)
 
     @property
@@ -50,7 +50,7 @@ class StageProgress:
         self.plain = not is_terminal(self.stream)
         self.width = width
         self.mininterval = mininterval
-        self.started = time.monotonic()
+        self.started = self._last_report = time.monotonic()
         self.closed_stages = 0
         self._open: dict[str, _Stage] = {}  # in the order opened: each bar's position
 
@@ -59,7 +59,8 @@ class StageProgress:
         entry = self._open.get(stage)
         if entry is None or entry.total is None:
             entry = self._start(stage, total)
-        entry.done, entry.last = done, time.monotonic()
+        entry.done = done
+        entry.last = self._last_report = time.monotonic()
         if entry.total != total:
             entry.total = entry.bar.total = total
             entry.bar.refresh()
@@ -75,7 +76,7 @@ class StageProgress:
             entry = self._start(stage, None)
             if self.plain:
                 self._line(f"{stage:>{self.width}} {text}")
-        entry.last = time.monotonic()
+        entry.last = self._last_report = time.monotonic()
         entry.bar.set_description_str(f"{stage:>{self.width}} {text}")
 
     def close(self) -> None:
@@ -112,7 +113,7 @@ class StageProgress:
         if total is None:
             options = {"bar_format": "{desc}"}
         bar = tqdm(file=self.stream, disable=None, leave=True, position=len(self._open), dynamic_ncols=True, **options)
-        entry = _Stage(stage, bar, total)
+        entry = _Stage(stage, bar, total, started=self._last_report)
         self._open[stage] = entry
         return entry
 

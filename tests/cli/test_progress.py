@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import re
+from types import SimpleNamespace
 
 import pytest
 
@@ -136,3 +137,21 @@ def test_stderr_at_call_time_is_the_default_stream(capsys: pytest.CaptureFixture
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.startswith("      decode [2/2]")
+
+
+def test_a_stage_is_timed_from_the_report_before_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eval reports a mode only once a shot is done: its time still starts where the mode before ended."""
+    now = [0.0]
+    monkeypatch.setattr("anyi2v.progress.time", SimpleNamespace(monotonic=lambda: now[0]))
+    stream = io.StringIO()
+    progress = StageProgress(stream, width=10)
+    for moment, mode in ((5.0, "no control"), (12.0, "AnyI2V")):
+        now[0] = moment
+        progress(mode, 1, 1)
+    now[0] = 13.0
+    progress.finish()
+    assert stream.getvalue().splitlines() == [
+        "no control [1/1] 5.0 s",
+        "    AnyI2V [1/1] 7.0 s",
+        "      done: 2 stages in 13.0 s",
+    ]
