@@ -232,6 +232,10 @@ def _studio(arguments: argparse.Namespace) -> int:
         print("anyi2v studio: no display (DISPLAY is unset); run it on a desktop, or set QT_QPA_PLATFORM=offscreen"
               " to run it headless", file=sys.stderr)  # fmt: skip
         return EXIT_BAD_INPUT
+    problem = _xcb_problem()
+    if problem is not None:
+        print(f"anyi2v studio: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         from anyi2v.desktop.qt.app import run_studio
     except ImportError as error:
@@ -239,6 +243,19 @@ def _studio(arguments: argparse.Namespace) -> int:
               file=sys.stderr)  # fmt: skip
         return EXIT_FAILED
     return run_studio(arguments.shot, arguments.daemon, arguments.server_key, arguments.client_key, arguments.model)
+
+
+def _xcb_problem() -> str | None:
+    """What to install when Qt will start on X11 and a library its xcb plugin needs is missing (Qt would
+    abort with a message that often names the wrong library), else None. Checked before Qt is loaded."""
+    import os
+
+    from anyi2v.desktop.models.display import install_advice, missing_xcb_libraries, platform_is_xcb
+
+    if not platform_is_xcb(os.environ):
+        return None
+    missing = missing_xcb_libraries()
+    return install_advice(missing) if missing else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
