@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -13,6 +14,7 @@ def run_studio(shot: Path | None, daemon: str | None = None, server_key: str = "
     """Show the studio until it is closed; returns the exit code."""
     from PySide6.QtWidgets import QApplication
 
+    from .termination import Termination
     from .window import StudioWindow
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
@@ -22,10 +24,24 @@ def run_studio(shot: Path | None, daemon: str | None = None, server_key: str = "
         connection = ConnectionSettings("remote", daemon, server_key, client_key)
     elif model:
         connection = ConnectionSettings("local", model=model)
-    window = StudioWindow(connection=connection)
-    if shot is not None:
-        window.documents.open_path(shot)
-    window.show()
-    code = app.exec()
-    window.shutdown()
+    window: StudioWindow | None = None
+
+    def terminate(number: signal.Signals) -> None:
+        if window is not None:  # (a signal during start-up waits for the event loop: the window is there)
+            unsaved = window.terminate()
+            if unsaved is not None:
+                print(f"anyi2v studio: {number.name}: closed without saving the changes to {unsaved}", file=sys.stderr)
+        app.exit(128 + int(number))  # every event loop ends, a dialog's too; as a shell reports a signal's end
+
+    # before the window starts the embedded daemon: from then on a signal stops it with the studio
+    termination = Termination(terminate)
+    try:
+        window = StudioWindow(connection=connection)
+        if shot is not None:
+            window.documents.open_path(shot)
+        window.show()
+        code = app.exec()
+        window.shutdown()
+    finally:
+        termination.restore()
     return int(code)

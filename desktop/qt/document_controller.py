@@ -157,16 +157,23 @@ class DocumentController(QObject):
 
     # Files ------------------------------------------------------------------------------------
 
-    def confirm_discard(self) -> bool:
-        """Ask before losing unsaved changes; True when it is fine to go on."""
+    def unsaved_changes(self) -> str | None:
+        """The name of the open shot when closing it would lose changes (None when nothing would be lost)."""
         self.sig_commit_pending_requested.emit()
         if (
             self.document is None
             or not self.document.dirty
             or (self.document.path is None and not self.undo_stack.count())
         ):
+            return None
+        return self.document.title.rstrip(" *")
+
+    def confirm_discard(self) -> bool:
+        """Ask before losing unsaved changes; True when it is fine to go on."""
+        name = self.unsaved_changes()
+        if name is None:
             return True
-        answer = self.ask_unsaved(f"Save the changes to {self.document.title.rstrip(' *')}?")
+        answer = self.ask_unsaved(f"Save the changes to {name}?")
         if answer == QMessageBox.StandardButton.Save:
             return self.save()
         return answer == QMessageBox.StandardButton.Discard

@@ -67,6 +67,7 @@ class StudioWindow(QMainWindow):
         self.resize(1440, 900)
         warm_up()
         self.last_error = ""
+        self._terminating = False  # closing because a signal asked: no question about unsaved changes
         self.playback = Playback(16, 8.0)
         self.documents = DocumentController(config_path or config_dir() / "studio.json")
         self.documents.ask_unsaved = self._ask_unsaved
@@ -309,13 +310,23 @@ class StudioWindow(QMainWindow):
         fill_menu(self.recent_menu, [(name, partial(self.documents.open_path, Path(name))) for name in recent])
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
-        if not self.documents.confirm_discard():
+        if not self._terminating and not self.documents.confirm_discard():
             event.ignore()
             return
         self.shutdown()
         event.accept()
 
+    def terminate(self) -> str | None:
+        """Close now, without asking (a signal asked: nobody may be there to answer), the embedded daemon
+        stopped first. Returns the name of the shot whose unsaved changes are lost, or None."""
+        unsaved = self.documents.unsaved_changes()
+        self._terminating = True
+        self.shutdown()
+        self.close()
+        return unsaved
+
     def shutdown(self) -> None:
+        """Stop playback, the render worker and the daemon connection; the embedded daemon exits."""
         self.play_timer.stop()
         self.renders.close()
         self.jobs.shutdown()
