@@ -31,6 +31,8 @@ class ConditionController(QObject):
     sig_rendered = Signal(object)
     #: whether a newer render is on its way (the view says "rendering…")
     sig_busy_changed = Signal(bool)
+    #: the newest render failed: why (the view shows it instead of "rendering…")
+    sig_render_failed = Signal(str)
     sig_error = Signal(str)
     _sig_done = Signal(int, object)  # emitted on the render thread, run on the GUI thread
     _sig_failed = Signal(int, str)
@@ -99,8 +101,12 @@ class ConditionController(QObject):
     def _render_failed(self, generation: int, message: str) -> None:
         if generation < self._shown_generation:
             return
-        self.sig_busy_changed.emit(not self.render_worker.is_latest(generation))
-        self.sig_error.emit(f"The condition could not be rendered: {message}")
+        message = f"The condition could not be rendered: {message}"
+        latest = self.render_worker.is_latest(generation)
+        if latest:
+            self.sig_render_failed.emit(message)
+        self.sig_busy_changed.emit(not latest)
+        self.sig_error.emit(message)
 
     def close(self) -> None:
         self.render_worker.close()

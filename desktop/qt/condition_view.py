@@ -59,6 +59,7 @@ class ConditionView(QWidget):
         self.object_boxes: dict[str, Box] = {}  # the scene's objects as the camera sees them at frame 0
         self.message = "Open a mesh, a point cloud, an image or a shot (File > Open) to start"
         self.busy = False
+        self.problem: str | None = None  # why the newest render failed (None once one succeeds)
         self._drag: tuple[str, QPointF, Hit | None, Box | None] | None = None  # kind, start, hit, start box
         self._preview_box: tuple[str | None, Box] | None = None
         self._orbit: OrbitCamera | None = None
@@ -66,7 +67,14 @@ class ConditionView(QWidget):
     # State set by the window ----------------------------------------------------------------
 
     def set_image(self, image: QImage | None) -> None:
+        """The newest condition rendered (None: none yet); it clears a render's problem."""
         self.image = image
+        self.problem = None
+        self.update()
+
+    def set_problem(self, problem: str | None) -> None:
+        """Why the newest render failed: said instead of "rendering…" (the image, if any, is an older one)."""
+        self.problem = problem
         self.update()
 
     def set_shot(self, shot: Shot | None) -> None:
@@ -132,8 +140,10 @@ class ConditionView(QWidget):
         if self.image is not None:
             painter.drawImage(target, self.image)
         else:
-            painter.setPen(QColor("#a0a0a0"))
-            painter.drawText(target, Qt.AlignmentFlag.AlignCenter, "Rendering the condition…")
+            text = self.problem if self.problem is not None and not self.busy else "Rendering the condition…"
+            painter.setPen(QColor("#ff6b6b" if text == self.problem else "#a0a0a0"))
+            flags = Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap
+            painter.drawText(target.adjusted(12, 0, -12, 0), flags, text)
         if self.frame == 0:  # where the objects' boxes hold: a hint that double-clicking one seeds a track
             painter.save()
             painter.setClipRect(target)  # an object partly out of view has its box cut at the frame
@@ -158,7 +168,15 @@ class ConditionView(QWidget):
                     painter.drawLine(centre + QPointF(0, -5), centre + QPointF(0, 5))
         painter.setPen(QColor("#e0e0e0"))
         painter.drawText(QRectF(self.rect()).adjusted(10, 6, -10, -6), Qt.AlignmentFlag.AlignTop,
-                         f"frame {self.frame}" + ("   rendering…" if self.busy else ""))  # fmt: skip
+                         f"frame {self.frame}" + self._state_note())  # fmt: skip
+
+    def _state_note(self) -> str:
+        """What the top line says of the render: on its way, or failed with an older image shown."""
+        if self.busy:
+            return "   rendering…"
+        if self.problem is not None and self.image is not None:
+            return "   ⚠ not rendered: this is the last condition that could be (see the status bar)"
+        return ""
 
     # Mouse ------------------------------------------------------------------------------------
 

@@ -185,6 +185,7 @@ class StudioWindow(QMainWindow):
         self.documents.sig_commit_pending_requested.connect(settings.commit_pending)
         self.editor.sig_track_selected.connect(self._track_selected)
         self.renders.sig_busy_changed.connect(self._render_busy)
+        self.renders.sig_render_failed.connect(self.condition_view.set_problem)
         self.renders.sig_rendered.connect(self._rendered)
         self.jobs.sig_status_changed.connect(self._status)
         self.jobs.sig_job_started.connect(self._job_started)
