@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, TextIO
 
-from tqdm import tqdm  # type: ignore[import-untyped]  # (tqdm ships no type information)
+from tqdm import tqdm  # (tqdm ships no type information)
 
 
 def is_terminal(stream: TextIO) -> bool:

@@ -30,6 +30,7 @@ from einops import rearrange
 from numpy.typing import NDArray
 from torch import nn
 
+from anyi2v.shared.durable import write_file
 from anyi2v.shared.settings import MethodSettings
 
 from .controls import ControlLayers, ControlState, FeatureBank, Record, install_controls, motion_disabled
@@ -237,10 +238,7 @@ class InversionCache:
         buffer = io.BytesIO()
         on_cpu = bank.to("cpu")
         torch.save({"queries": on_cpu.queries, "residuals": on_cpu.residuals}, buffer)
-        final = self.folder / f"{digest}.pt"
-        partial = final.with_suffix(".pt.partial")
-        partial.write_bytes(buffer.getvalue())
-        partial.replace(final)
+        write_file(self.folder / f"{digest}.pt", buffer.getvalue())
 
     def _read(self, digest: str) -> FeatureBank | None:
         assert self.folder is not None
