@@ -11,6 +11,8 @@ import contextlib
 import difflib
 import json
 import os
+import stat
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,9 @@ from .shot import DEFAULT_MAX_FRAMES, SCHEMA_VERSION, ImageSource, MaskRegion, S
 from .versions import CURRENT_VERSION, upgrade
 
 MAX_DOCUMENT_BYTES = 16 * 2**20
+MAX_JSON_DEPTH = 64  # a valid shot nests about 7 deep; the JSON parsers' own limits are far higher
+MAX_INTEGER_DIGITS = 100  # Python refuses to convert more than 4300; no field of a shot needs more than 20
+_MAX_STRUCTURE_PROBLEMS = 20
 _UNION_TAGS = {"source": {"image", "scene"}, "region": {"mask", "object"}}
 _TYPE_ERRORS_SHOWING_INPUT = (
     "_type",
@@ -105,6 +110,85 @@ def _reject_constant(name: str) -> float:
     return float(name.replace("Infinity", "inf"))
 
 
+class _LongInteger(str):
+    """The digits of an integer too long to convert, left in the document for :func:`_structure_problems`
+    to report where it is."""
+
+
+class _ObjectWithDuplicates(dict[str, Any]):
+    """A JSON object that named some keys more than once (the last value kept, as ``json`` does)."""
+
+    duplicates: dict[str, int]
+
+
+_FLAGGED = (dict, list, _LongInteger)  # what the structure walk visits
+_Link = tuple[str | int, "_Link"] | None  # a location as (last key, the parent's link)
+
+
+def _parse_int(digits: str) -> int | _LongInteger:
+    if len(digits.lstrip("-")) > MAX_INTEGER_DIGITS:
+        return _LongInteger(digits)
+    return int(digits)
+
+
+def _parse_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document = dict(pairs)
+    if len(document) == len(pairs):
+        return document
+    flagged = _ObjectWithDuplicates(document)
+    flagged.duplicates = {key: count for key, count in Counter(key for key, _ in pairs).items() if count > 1}
+    return flagged
+
+
+def _too_deep(location: Sequence[str | int]) -> Problem:
+    # Name the field that holds the deep value: the path up to its last key among the first few parts.
+    head = list(location[:8])
+    while head and not isinstance(head[-1], str):
+        head.pop()
+    return Problem(json_path(head), f"nested too deeply (more than {MAX_JSON_DEPTH} levels); a shot needs far fewer")
+
+
+def _unlinked(link: _Link) -> list[str | int]:
+    location: list[str | int] = []
+    while link is not None:
+        key, link = link
+        location.append(key)
+    return location[::-1]
+
+
+def _structure_problems(document: Any) -> list[Problem]:
+    """What JSON allows but a shot must not have: nesting deeper than ``MAX_JSON_DEPTH``, integers of more
+    than ``MAX_INTEGER_DIGITS`` digits and duplicate keys, in document order (the first 20). Iterative, so any depth is
+    safe to walk; only containers and long integers are visited, each with its depth and a link to its
+    parent's location (a path is spelled out only for a problem)."""
+    problems: list[Problem] = []
+    stack: list[tuple[Any, int, _Link]] = [(document, 0, None)]
+    while stack and len(problems) < _MAX_STRUCTURE_PROBLEMS:
+        value, depth, link = stack.pop()
+        if isinstance(value, _LongInteger):
+            digits = len(value.lstrip("-"))
+            why = f"an integer of {digits} digits is too long (at most {MAX_INTEGER_DIGITS} digits)"
+            problems.append(Problem(json_path(_unlinked(link)), why))
+        elif depth >= MAX_JSON_DEPTH:
+            problem = _too_deep(_unlinked(link))
+            if problem not in problems:
+                problems.append(problem)
+        elif isinstance(value, dict):
+            if isinstance(value, _ObjectWithDuplicates):
+                for key, count in value.duplicates.items():
+                    times = "twice" if count == 2 else f"{count} times"
+                    why = f"duplicate key: the object has it {times} (JSON readers disagree on which one wins)"
+                    problems.append(Problem(json_path([*_unlinked(link), key]), why))
+            flagged = [(child, depth + 1, (key, link)) for key, child in value.items() if isinstance(child, _FLAGGED)]
+            stack.extend(reversed(flagged))
+        elif isinstance(value, list):
+            flagged = [
+                (child, depth + 1, (index, link)) for index, child in enumerate(value) if isinstance(child, _FLAGGED)
+            ]
+            stack.extend(reversed(flagged))
+    return problems
+
+
 def _decode(data: bytes | str, source: str) -> Any:
     if len(data) > MAX_DOCUMENT_BYTES:
         raise ShotError(
@@ -120,13 +204,14 @@ def _decode(data: bytes | str, source: str) -> Any:
                 [Problem("", f"not a text file (invalid UTF-8 at byte {error.start}); a shot is JSON")],
             ) from None
     try:
-        return json.loads(data, parse_constant=_reject_constant)
+        return json.loads(data, parse_constant=_reject_constant, parse_int=_parse_int, object_pairs_hook=_parse_object)
     except json.JSONDecodeError as error:
         raise ShotError(
             source, [Problem("", f"not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}")]
         ) from None
     except RecursionError:
-        raise ShotError(source, [Problem("", "not a usable shot: JSON nested too deeply")]) from None
+        why = f"not a usable shot: JSON nested too deeply (more than {MAX_JSON_DEPTH} levels)"
+        raise ShotError(source, [Problem("", why)]) from None
 
 
 def _checked_version(document: Any, source: str) -> int:
@@ -170,6 +255,9 @@ def parse_shot(
     problem found.
     """
     document = data if isinstance(data, dict) else _decode(data, source)
+    structure = _structure_problems(document)
+    if structure:
+        raise ShotError(source, structure)
     _checked_version(document, source)
     document = upgrade(document)
     try:
@@ -195,18 +283,56 @@ def _problems(error: ValidationError) -> list[Problem]:
     ]
 
 
+_FILE_KINDS = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _not_regular(mode: int) -> Problem | None:
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return Problem("", "is a folder, not a shot file")
+    kind = next((name for test, name in _FILE_KINDS if test(mode)), "a special file")
+    return Problem("", f"not a regular file ({kind}); a shot is a JSON file")
+
+
+def _too_large(size: int, exact: bool = True) -> Problem:
+    amount = f"{size} bytes" if exact else f"more than {size} bytes"
+    return Problem("", f"{amount} is too large for a shot (limit {MAX_DOCUMENT_BYTES // 2**20} MiB)")
+
+
+def _read_capped(path: Path) -> bytes:
+    """At most ``MAX_DOCUMENT_BYTES + 1`` bytes of a regular file. Anything else (a FIFO, a device, a
+    socket) is refused from its ``stat``, before it is opened; opening does not block either (a FIFO put
+    there since), and ``fstat`` checks the opened file again. Raises ShotError or OSError."""
+    source = str(path)
+    status = os.stat(path)
+    problem = _not_regular(status.st_mode)
+    if problem is None and status.st_size > MAX_DOCUMENT_BYTES:
+        problem = _too_large(status.st_size)
+    if problem is not None:
+        raise ShotError(source, [problem])
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    with os.fdopen(descriptor, "rb") as handle:
+        problem = _not_regular(os.fstat(descriptor).st_mode)
+        if problem is not None:
+            raise ShotError(source, [problem])
+        data = handle.read(MAX_DOCUMENT_BYTES + 1)
+    if len(data) > MAX_DOCUMENT_BYTES:
+        raise ShotError(source, [_too_large(MAX_DOCUMENT_BYTES, exact=False)])
+    return data
+
+
 def load_shot(path: str | os.PathLike[str], *, max_frames: int = DEFAULT_MAX_FRAMES) -> Shot:
     """Read and validate a shot file. Raises :class:`ShotError` naming the file."""
     path = Path(path)
     source = str(path)
     try:
-        size = path.stat().st_size
-        if size > MAX_DOCUMENT_BYTES:
-            raise ShotError(
-                source,
-                [Problem("", f"{size} bytes is too large for a shot (limit {MAX_DOCUMENT_BYTES // 2**20} MiB)")],
-            )
-        data = path.read_bytes()
+        data = _read_capped(path)
     except FileNotFoundError:
         raise ShotError(source, [Problem("", "no such file")]) from None
     except IsADirectoryError:
