@@ -14,7 +14,7 @@ import os
 import stat
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -367,13 +367,34 @@ def referenced_files(shot: Shot) -> list[tuple[str, str]]:
     return files
 
 
+def _says_it_leaves(name: str) -> bool:
+    """Whether a shot's file path names a place outside the shot's folder itself (absolute, or ``..`` first):
+    the studio writes such paths for files it was given elsewhere, in plain sight in the shot."""
+    relative = PurePath(name)
+    return relative.is_absolute() or bool(relative.drive) or PurePath(os.path.normpath(name)).parts[:1] == ("..",)
+
+
 def missing_files(shot: Shot, base_dir: str | os.PathLike[str]) -> list[Problem]:
-    """A problem for each file the shot names that is not a readable file under ``base_dir``."""
+    """A problem for each file the shot names that is not a readable file under ``base_dir``, or that
+    lies in the shot's folder by its name but is (or passes through) a symbolic link leading out of it."""
+    base = Path(base_dir)
     problems = []
     for where, name in referenced_files(shot):
-        path = Path(base_dir) / name
+        path = base / name
         if not path.is_file():
             problems.append(Problem(where, f"file not found: {path}"))
+            continue
+        if _says_it_leaves(name):
+            continue
+        target = path.resolve()
+        if not target.is_relative_to(base.resolve()):
+            problems.append(
+                Problem(
+                    where,
+                    f"{name} is a symbolic link that leads out of the shot's folder (to {target}); "
+                    "copy the file into the folder, or name it by its own path",
+                )
+            )
     return problems
 
 

@@ -1,6 +1,6 @@
 """Shot files from a careless or hostile source (issue 19, item 14): devices and FIFOs, numbers too long
-to convert, nesting too deep and duplicate keys. Each is one ``ShotError`` naming the file and where,
-never a traceback, a hang or a silently chosen value."""
+to convert, nesting too deep, duplicate keys and symlinks out of the shot's folder. Each is one
+``ShotError`` naming the file and where, never a traceback, a hang or a silently chosen value."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from anyi2v.shared.document import MAX_JSON_DEPTH, load_shot, parse_shot
+from anyi2v.shared.document import MAX_JSON_DEPTH, load_checked_shot, load_shot, missing_files, parse_shot
 from anyi2v.shared.errors import ShotError
 from anyi2v.shared.shot import SCHEMA_VERSION
 
@@ -164,3 +164,49 @@ def test_a_decoded_document_is_checked_for_depth_too() -> None:
     assert [problem.split(": ")[0] for problem in problems] == ["negative_prompt"]
     with pytest.raises(ShotError, match="nested too deeply"):
         parse_shot(document)
+
+
+def _shot_folder(tmp_path: Path, image_path: str) -> Path:
+    folder = tmp_path / "shot"
+    folder.mkdir()
+    document = minimal()
+    document["conditions"][0]["source"]["path"] = image_path
+    (folder / "shot.json").write_text(json.dumps(document))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.png").write_bytes(b"png")
+    return folder
+
+
+def test_a_symlink_out_of_the_shots_folder_is_refused(tmp_path: Path) -> None:
+    folder = _shot_folder(tmp_path, "ball.png")
+    (folder / "ball.png").symlink_to(tmp_path / "outside" / "secret.png")
+    with pytest.raises(ShotError) as caught:
+        load_checked_shot(folder / "shot.json", max_frames=32)
+    [problem] = caught.value.problems
+    assert problem.where == "conditions[0].source.path"
+    assert "symbolic link" in problem.why
+    assert "out of the shot's folder" in problem.why
+    assert caught.value.source == str(folder / "shot.json")
+
+
+def test_a_symlinked_folder_out_of_the_shots_folder_is_refused(tmp_path: Path) -> None:
+    folder = _shot_folder(tmp_path, "images/secret.png")
+    (folder / "images").symlink_to(tmp_path / "outside", target_is_directory=True)
+    shot = load_shot(folder / "shot.json")
+    [problem] = missing_files(shot, folder)
+    assert problem.where == "conditions[0].source.path"
+    assert "out of the shot's folder" in problem.why
+
+
+def test_symlinks_inside_the_folder_and_paths_that_say_they_leave_it_are_kept(tmp_path: Path) -> None:
+    folder = _shot_folder(tmp_path, "ball.png")
+    (folder / "real.png").write_bytes(b"png")
+    (folder / "ball.png").symlink_to("real.png")
+    load_checked_shot(folder / "shot.json", max_frames=32)
+    # The studio writes a file outside the folder as ../ or absolute: the shot says so in plain sight.
+    for explicit in ("../outside/secret.png", str(tmp_path / "outside" / "secret.png")):
+        document = minimal()
+        document["conditions"][0]["source"]["path"] = explicit
+        (folder / "shot.json").write_text(json.dumps(document))
+        load_checked_shot(folder / "shot.json", max_frames=32)
