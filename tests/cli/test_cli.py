@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -110,3 +113,76 @@ def test_studio_without_a_display_says_so_instead_of_crashing(
     assert "no display" in capsys.readouterr().err
     assert main(["studio", "no-such-shot.json"]) == 2
     assert "no-such-shot.json: no such file" in capsys.readouterr().err
+
+
+# Bad input that gave a traceback, a hang or silence (issue 19, items 14 and 15) ---------------------
+
+
+def test_validate_dev_zero_and_a_fifo_exit_2_at_once(tmp_path: Path) -> None:
+    import resource
+
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+
+    def one_gib_of_memory() -> None:  # so that reading /dev/zero whole fails fast instead of eating the machine
+        resource.setrlimit(resource.RLIMIT_AS, (2**30, 2**30))
+
+    result = subprocess.run(
+        [sys.executable, "-m", "anyi2v.cli", "validate", "/dev/zero", str(fifo)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=one_gib_of_memory,
+        env={**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "/dev/zero: 1 problem\n  not a regular file (a character device)" in result.stderr
+    assert f"{fifo}: 1 problem\n  not a regular file (a FIFO)" in result.stderr
+
+
+def _demo_text(tmp_path: Path) -> str:
+    """demo.json with its asset named by an absolute path, so a copy in ``tmp_path`` still finds it."""
+    return (
+        (EXAMPLES / "demo.json")
+        .read_text()
+        .replace('"assets/torus.obj"', json.dumps(str(EXAMPLES / "assets" / "torus.obj")))
+    )
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (lambda text: text.replace('"seed": 0', '"seed": ' + "9" * 5000), "sampling.seed: an integer of 5000 digits"),
+        (lambda text: text.replace('"fps": 8', '"fps": ' + "[" * 400 + "]" * 400), "output.fps: nested too deeply"),
+        (lambda text: text.replace('"fps": 8', '"fps": 8, "fps": 12'), "output.fps: duplicate key"),
+    ],
+    ids=["5000 digits", "nested 400 deep", "duplicate key"],
+)
+def test_validate_refuses_what_json_allows_but_a_shot_must_not_have(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], edit: Any, problem: str
+) -> None:
+    shot = tmp_path / "shot.json"
+    shot.write_text(edit(_demo_text(tmp_path)))
+    assert main(["validate", str(shot)]) == 2
+    err = capsys.readouterr().err
+    assert f"{shot}: 1 problem\n  {problem}" in err
+
+
+def test_animate_refuses_a_shot_file_the_same_way(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    shot = tmp_path / "shot.json"
+    shot.write_text(_demo_text(tmp_path).replace('"seed": 0', '"seed": ' + "9" * 5000))
+    assert main(["animate", str(shot), "--out", str(tmp_path / "out.mp4")]) == 2
+    assert f"{shot}: 1 problem\n  sampling.seed: an integer of 5000 digits" in capsys.readouterr().err
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_validate_refuses_a_symlink_out_of_the_shots_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "shot"
+    (folder / "assets").mkdir(parents=True)
+    (folder / "assets" / "torus.obj").symlink_to(EXAMPLES / "assets" / "torus.obj")
+    shutil.copy(EXAMPLES / "demo.json", folder / "shot.json")
+    assert main(["validate", str(folder / "shot.json")]) == 2
+    assert (
+        "scene.path: assets/torus.obj is a symbolic link that leads out of the shot's folder" in capsys.readouterr().err
+    )
