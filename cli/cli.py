@@ -12,8 +12,14 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from anyi2v.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+
+if TYPE_CHECKING:
+    from anyi2v.shared.shot import Shot
+
+_MAX_LISTED_NAMES = 30  # of a scene's objects, in a message
 
 
 def _validate(arguments: argparse.Namespace) -> int:
@@ -25,6 +31,8 @@ def _validate(arguments: argparse.Namespace) -> int:
     for path in arguments.shots:
         try:
             shot = load_checked_shot(path, max_frames=arguments.max_frames, check_files=arguments.check_files)
+            if arguments.check_files:
+                _check_object_names(shot, Path(path))
         except ShotError as error:
             print(error.render(), file=sys.stderr)
             status = EXIT_BAD_INPUT
@@ -40,6 +48,32 @@ def _validate(arguments: argparse.Namespace) -> int:
                 f"{tracks} track{'s' if tracks != 1 else ''})"
             )
     return status
+
+
+def _check_object_names(shot: Shot, path: Path) -> None:
+    """Raise ``ShotError`` for each object the shot names that its scene file does not hold (the file is
+    loaded, in a child process, only when the shot names objects)."""
+    from anyi2v.render.assets import AssetError, load_asset
+    from anyi2v.shared.document import referenced_objects
+    from anyi2v.shared.errors import Problem, ShotError
+
+    used = referenced_objects(shot)
+    if shot.scene is None or not used:
+        return
+    scene_path = path.parent / shot.scene.path
+    try:
+        known = load_asset(scene_path, up_axis=shot.scene.up_axis).names
+    except AssetError as error:
+        why = f"cannot load the scene to check its object names: {error}"
+        raise ShotError(str(path), [Problem("scene.path", why)]) from None
+    holds = f"{scene_path.name} holds: {', '.join(known[:_MAX_LISTED_NAMES])}"
+    if len(known) > _MAX_LISTED_NAMES:
+        holds += f" and {len(known) - _MAX_LISTED_NAMES} more"
+    problems = [
+        Problem(where, f"no object named {name!r} in the scene; {holds}") for where, name in used if name not in known
+    ]
+    if problems:
+        raise ShotError(str(path), problems)
 
 
 def _schema(arguments: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from .durable import write_file
 from .errors import Problem, ShotError, json_path
-from .shot import DEFAULT_MAX_FRAMES, SCHEMA_VERSION, ImageSource, MaskRegion, Shot
+from .shot import DEFAULT_MAX_FRAMES, SCHEMA_VERSION, ImageSource, MaskRegion, ObjectRegion, Shot
 from .versions import CURRENT_VERSION, upgrade
 
 MAX_DOCUMENT_BYTES = 16 * 2**20
@@ -365,6 +365,22 @@ def referenced_files(shot: Shot) -> list[tuple[str, str]]:
         if isinstance(layer.region, MaskRegion):
             files.append((f"conditions[{index}].region.path", layer.region.path))
     return files
+
+
+def referenced_objects(shot: Shot) -> list[tuple[str, str]]:
+    """Every object of the scene file a shot names, as ``(json path, object name)``: the objects its
+    motions move and its anchors sit on, and those a condition layer is limited to. Whether the file has
+    them is known only by loading it (``render``), which callers with ``--check-files`` do."""
+    names: list[tuple[str, str]] = []
+    if shot.scene is not None:
+        for index, motion in enumerate(shot.scene.motions):
+            names += [(f"scene.motions[{index}].objects[{i}]", name) for i, name in enumerate(motion.objects)]
+        for index, anchor in enumerate(shot.scene.anchors):
+            names += [(f"scene.anchors[{index}].objects[{i}]", name) for i, name in enumerate(anchor.objects)]
+    for index, layer in enumerate(shot.conditions):
+        if isinstance(layer.region, ObjectRegion):
+            names.append((f"conditions[{index}].region.object", layer.region.object))
+    return names
 
 
 def _says_it_leaves(name: str) -> bool:

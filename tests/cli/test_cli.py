@@ -186,3 +186,51 @@ def test_validate_refuses_a_symlink_out_of_the_shots_folder(tmp_path: Path, caps
     assert (
         "scene.path: assets/torus.obj is a symbolic link that leads out of the shot's folder" in capsys.readouterr().err
     )
+
+
+def _car_shot(tmp_path: Path, edit: Any) -> Path:
+    document = json.loads((EXAMPLES / "car_orbit_drive.json").read_text())
+    document["scene"]["path"] = str(EXAMPLES / "assets" / "toy_car.glb")
+    edit(document)
+    shot = tmp_path / "car.json"
+    shot.write_text(json.dumps(document))
+    return shot
+
+
+def test_validate_checks_object_names_against_the_scene(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def misname(document: dict[str, Any]) -> None:
+        document["scene"]["motions"][0]["objects"][2] = "wheel_front_left"
+        document["scene"]["anchors"].append({"track": "ground", "objects": ["floor"]})
+        document["conditions"][1]["region"]["object"] = "Body"
+
+    shot = _car_shot(tmp_path, misname)
+    assert main(["validate", str(shot)]) == 2
+    err = capsys.readouterr().err
+    holds = "toy_car.glb holds: ground, body, cabin, wheel_fl, wheel_fr, wheel_rl, wheel_rr"
+    assert f"{shot}: 3 problems" in err
+    assert f"  scene.motions[0].objects[2]: no object named 'wheel_front_left' in the scene; {holds}" in err
+    assert f"  scene.anchors[1].objects[0]: no object named 'floor' in the scene; {holds}" in err
+    assert f"  conditions[1].region.object: no object named 'Body' in the scene; {holds}" in err
+    assert main(["validate", "--no-files", str(shot)]) == 0  # names are checked with the files
+
+
+def test_validate_accepts_object_names_the_scene_has(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    shot = _car_shot(tmp_path, lambda document: None)
+    assert main(["validate", str(shot)]) == 0
+    assert f"{shot}: valid" in capsys.readouterr().out
+
+
+def test_validate_says_when_the_scene_cannot_be_loaded_to_check_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = tmp_path / "broken.glb"
+    broken.write_bytes(b"glTF not really")
+
+    def point_at_broken(document: dict[str, Any]) -> None:
+        document["scene"]["path"] = str(broken)
+
+    shot = _car_shot(tmp_path, point_at_broken)
+    assert main(["validate", str(shot)]) == 2
+    err = capsys.readouterr().err
+    assert f"{shot}: 1 problem\n  scene.path: cannot load the scene to check its object names: " in err
+    assert "Traceback" not in err

@@ -18,6 +18,7 @@ from anyi2v.shared.document import (
     missing_files,
     parse_shot,
     referenced_files,
+    referenced_objects,
     save_shot,
 )
 from anyi2v.shared.errors import ShotError
@@ -342,6 +343,15 @@ def test_referenced_files_and_missing_ones(tmp_path: Path) -> None:
     missing = [str(problem) for problem in missing_files(shot, tmp_path)]
     assert len(missing) == 2
     assert missing[0].startswith("scene.path: file not found")
+
+
+def test_referenced_objects_are_those_of_motions_anchors_and_regions() -> None:
+    shot = load_shot(EXAMPLES / "car_orbit_drive.json")
+    assert referenced_objects(shot) == [
+        *((f"scene.motions[0].objects[{i}]", name) for i, name in enumerate(shot.scene.motions[0].objects)),
+        ("conditions[1].region.object", "body"),
+    ]
+    assert referenced_objects(parse_shot(minimal())) == []
 
 
 def test_save_is_atomic_and_keeps_the_old_file_on_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
