@@ -62,6 +62,12 @@ class ConnectionDialog(QDialog):
             device=self.device.text().strip(),
         )
 
+    @classmethod
+    def ask(cls, current: ConnectionSettings, parent: QWidget | None = None) -> ConnectionSettings | None:
+        """The settings the user accepted, or None when they cancelled."""
+        dialog = cls(current, parent)
+        return dialog.settings() if dialog.exec() else None
+
     def _accept(self) -> None:
         problem = self.settings().problem()
         if problem is not None:

@@ -337,12 +337,11 @@ class StudioWindow(QMainWindow):
     def connection_dialog(self) -> None:
         from .connection_dialog import ConnectionDialog
 
-        config = self.documents.config
-        dialog = ConnectionDialog(config.connection, self)
-        if dialog.exec():
-            config.connection = dialog.settings()
+        chosen = ConnectionDialog.ask(self.documents.config.connection, self)
+        if chosen is not None:
+            self.documents.config.connection = chosen
             self.documents.save_config()
-            self.jobs.connect_daemon(config.connection)
+            self.jobs.connect_daemon(chosen)
 
     def _status(self, status: ConnectionStatus) -> None:
         self.connection_label.setText(status.line)
