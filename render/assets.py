@@ -106,6 +106,7 @@ def normalize(asset: Asset, up_axis: UpAxis = "y") -> Asset:
     """Y up, centred at the origin, largest extent 1: one rotation, scale and shift for the whole asset.
 
     ``up_axis="z"`` first maps (x, y, z) to (x, z, -y). An asset whose points all coincide is only moved.
+    Raises ``NonFiniteAsset`` (naming ``asset.source``) when the extent overflows or a result is not finite.
     """
     if up_axis not in ("y", "z"):
         raise ValueError(f"up_axis must be 'y' or 'z', got {up_axis!r}")
@@ -116,12 +117,18 @@ def normalize(asset: Asset, up_axis: UpAxis = "y") -> Asset:
         coords = [points @ _Z_UP_TO_Y_UP.T for points in coords]
     stacked = np.concatenate(coords)
     low, high = stacked.min(axis=0), stacked.max(axis=0)
-    centre = (low + high) / 2.0
-    extent = float((high - low).max())
+    with np.errstate(over="ignore", invalid="ignore"):
+        centre = low / 2.0 + high / 2.0  # (low + high) / 2 to the last digit, without overflowing near 1e308
+        extent = float((high - low).max())
+    if not np.isfinite(extent) or not np.isfinite(centre).all():
+        raise NonFiniteAsset(asset.source, "the coordinates span more than a float can hold (the extent overflows)")
     scale = 1.0 / extent if extent > 0 and np.isfinite(1.0 / extent) else 1.0
     moved: list[SceneObject] = []
     for item, points in zip(asset.objects, coords, strict=True):
-        fitted = (points - centre) * scale
+        with np.errstate(over="ignore", invalid="ignore"):
+            fitted = (points - centre) * scale
+        if not np.isfinite(fitted).all():
+            raise NonFiniteAsset(asset.source, "the coordinates are not finite once centred and scaled")
         moved.append(replace(item, vertices=fitted) if isinstance(item, MeshObject) else replace(item, points=fitted))
     return replace(asset, objects=tuple(moved))
 

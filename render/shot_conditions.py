@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,17 +38,51 @@ class ShotConditions:
     tracks: tuple[Track, ...] = ()
 
 
+MAX_IMAGE_PIXELS = 8192 * 8192
+"""The most pixels an image layer or mask may declare (67 megapixels: an 8K frame fits with room to
+spare); checked from the file's header, before any pixel is decoded, so a decompression bomb (a small
+PNG that declares a huge size) never reaches the decoder."""
+
+
 def read_image(path: Path, width: int, height: int, *, where: str) -> NDArray[np.float64]:
-    """An image file as (height, width, 3) floats in 0..1, resized to the output size."""
+    """An image file as (height, width, 3) floats in 0..1, resized to the output size.
+
+    Raises ``RenderError`` starting with ``where`` (the shot's field) and naming the file when it cannot
+    be read or declares more than ``MAX_IMAGE_PIXELS`` pixels."""
     try:
-        with Image.open(path) as opened:
+        with warnings.catch_warnings():
+            # Pillow warns (and over twice its own cap raises) in Image.open: ours is the lower cap, said below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened_image = Image.open(path)
+        with opened_image as opened:
             image: Image.Image = opened
+            image_width, image_height = image.size
+            if image_width * image_height > MAX_IMAGE_PIXELS:
+                raise RenderError(
+                    f"{where}: {path} is {image_width}x{image_height} pixels, over the limit of"
+                    f" {MAX_IMAGE_PIXELS // 1_000_000} megapixels (a decompression bomb?)"
+                )
             if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):  # 16-bit depth maps: keep their range
                 image = _wide_to_grey(np.asarray(image))
             rgb = image.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
+    except Image.DecompressionBombError as error:  # over twice Pillow's cap: refused before ours could look
+        raise RenderError(
+            f"{where}: {path} is {_declared_size(path, error)}, over the limit of"
+            f" {MAX_IMAGE_PIXELS // 1_000_000} megapixels (a decompression bomb?)"
+        ) from None
     except (OSError, UnidentifiedImageError, ValueError) as error:
         raise RenderError(f"{where}: {path} is not a readable image ({error})") from None
     return np.asarray(rgb, dtype=np.float64) / 255.0
+
+
+def _declared_size(path: Path, error: Exception) -> str:
+    """``WxH pixels`` from a PNG's header, else the pixel count Pillow's refusal gives."""
+    with contextlib.suppress(OSError), path.open("rb") as handle:
+        head = handle.read(24)
+        if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+            return f"{int.from_bytes(head[16:20], 'big')}x{int.from_bytes(head[20:24], 'big')} pixels"
+    found = re.search(r"\((\d+) pixels\)", str(error))
+    return f"{found.group(1)} pixels" if found else "larger than Pillow decodes"
 
 
 def _wide_to_grey(values: NDArray[np.generic]) -> Image.Image:
