@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 from .errors import AssetTooLarge, BadFaceIndices, EmptyAsset, UnreadableAsset
 from .file_checks import check_reference, require_text
 from .geometry import MeshObject, PointObject, SceneObject
+from .gltf_names import gltf_object_names
 from .limits import LoadLimits
 
 # --- checks before parsing ---------------------------------------------------------------------------
@@ -236,6 +237,7 @@ def parse_with_trimesh(file: Path, data: bytes, limits: LoadLimits) -> list[Scen
 
     suffix = file.suffix.lower()
     mesh_only = suffix in (".obj", ".stl", ".off")
+    gltf: dict[str, Any] | None = None
     if suffix == ".stl":
         _check_stl(file, data, limits)
     elif suffix == ".obj":
@@ -246,9 +248,11 @@ def parse_with_trimesh(file: Path, data: bytes, limits: LoadLimits) -> list[Scen
         mesh_only = _check_ply(file, data, limits)
     elif suffix == ".gltf":
         require_text(file, data, "glTF")
-        _check_gltf(file, _json_header(file, data, "glTF"), limits)
+        gltf = _json_header(file, data, "glTF")
+        _check_gltf(file, gltf, limits)
     else:
-        _check_gltf(file, _glb_header(file, data), limits)
+        gltf = _glb_header(file, data)
+        _check_gltf(file, gltf, limits)
     try:
         loaded = trimesh.load(
             io.BytesIO(data),
@@ -267,8 +271,18 @@ def parse_with_trimesh(file: Path, data: bytes, limits: LoadLimits) -> list[Scen
         ) from error
     if isinstance(loaded, trimesh.Scene):
         order = {name: index for index, name in enumerate(loaded.geometry)}
-        nodes = sorted(loaded.graph.nodes_geometry, key=lambda node: (order.get(loaded.graph[node][1], -1), str(node)))
-        found = [_convert(str(node), loaded.geometry[loaded.graph[node][1]], loaded.graph[node][0]) for node in nodes]
+        nodes = {str(node): node for node in loaded.graph.nodes_geometry}  # trimesh's names, as strings
+
+        def rank(name: str) -> int:
+            return order.get(loaded.graph[nodes[name]][1], -1)
+
+        names = {name: name for name in nodes}
+        if gltf is not None:  # trimesh's names for unnamed glTF nodes change every run
+            names = gltf_object_names(gltf, loaded.graph, list(nodes), rank)
+        found = []
+        for name in sorted(nodes, key=lambda name: (rank(name), names[name])):
+            geometry_name, transform = loaded.graph[nodes[name]][1], loaded.graph[nodes[name]][0]
+            found.append(_convert(names[name], loaded.geometry[geometry_name], transform))
     else:
         found = [_convert(file.stem, loaded, None)]
     objects = [item for item in found if item is not None]
