@@ -113,6 +113,8 @@ def _render_shot(arguments: argparse.Namespace) -> int:
         print(error.render(), file=sys.stderr)
         return EXIT_BAD_INPUT
     conditions = render_shot_conditions(shot, arguments.input.parent)
+    for warning in conditions.warnings:
+        print(f"anyi2v render: warning: {warning}", file=sys.stderr)
     for path in write_shot_conditions(shot, conditions, arguments.out):
         print(f"wrote {path}")
     return EXIT_OK
@@ -129,6 +131,8 @@ def _render_asset(arguments: argparse.Namespace) -> int:
     distance = arguments.distance if arguments.distance is not None else fit_distance(arguments.fov)
     camera = Camera.orbit(arguments.azimuth, arguments.elevation, distance, fov_deg=arguments.fov)
     asset = load_asset(arguments.input, up_axis=arguments.up)
+    for warning in asset.warnings:
+        print(f"anyi2v render: warning: {warning}", file=sys.stderr)
     view = SceneView(asset, camera, width, height, splat_radius_px=arguments.splat_radius)
     image = view.render(arguments.render_pass)
     arguments.out.parent.mkdir(parents=True, exist_ok=True)
@@ -213,7 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--elevation", type=float, default=20.0, help="orbit elevation in degrees (default 20)")
     render.add_argument("--distance", type=float, help="orbit distance (default: frame the asset)")
     render.add_argument("--fov", type=float, default=50.0, help="vertical field of view in degrees (default 50)")
-    render.add_argument("--up", choices=("y", "z"), default="y", help="the asset's up axis (default y)")
+    render.add_argument(
+        "--up",
+        choices=("y", "z", "-y", "-z"),
+        default="y",
+        help="the asset's up axis (default y, as glTF files are); -y for camera-frame point clouds (write --up=-y)",
+    )
     render.add_argument("--splat-radius", type=int, default=1, help="point radius in pixels (default 1)")
     render.set_defaults(handler=_render)
 

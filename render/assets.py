@@ -1,10 +1,12 @@
 """Meshes and point clouds from files into an ``Asset``, with every failure a typed ``AssetError``.
 
-Meshes (.glb, .gltf, .obj, .ply with faces, .stl, .off) are parsed by trimesh (``mesh_formats``); point
+Meshes (.glb, .gltf, .obj, .ply with faces or triangle strips, .stl, .off) are parsed by trimesh
+(``mesh_formats``); point
 clouds by trimesh (.ply without faces), Open3D (.pcd, .xyz) or numpy (.npy) (``point_formats``). No
 parser is trusted: each file is checked before parsing (in its format's module: header counts against
 the file size and the limits, references that leave the file's folder, OBJ and OFF face indices) and
-every result after, here (empty, non-finite, face indices in range).
+every result after, here (empty, non-finite, face indices in range; a point cloud's NaN points, a
+scan's holes, are dropped and counted in ``Asset.warnings``).
 
 ``read_asset`` parses in this process. ``load_asset`` parses in a child process with a time and a
 memory limit (``safe_load``); use it on any file a person picked. The errors live in ``errors``, the
@@ -32,8 +34,8 @@ from .errors import (
     PathEscapes,
     UnreadableAsset,
 )
-from .geometry import Asset, MeshObject, SceneObject
-from .limits import DEFAULT_LIMITS, LoadLimits, Reader, UpAxis
+from .geometry import Asset, MeshObject, PointObject, SceneObject
+from .limits import DEFAULT_LIMITS, UP_AXES, LoadLimits, Reader, UpAxis
 from .mesh_formats import parse_with_trimesh
 from .point_formats import parse_npy, parse_with_open3d
 from .safe_load import load_in_child
@@ -43,6 +45,7 @@ __all__ = [
     "MESH_SUFFIXES",
     "POINT_SUFFIXES",
     "SUFFIXES",
+    "UP_AXES",
     "AssetError",
     "AssetTooLarge",
     "BadFaceIndices",
@@ -83,8 +86,7 @@ def load_asset(
 
 def read_asset(path: str | os.PathLike[str], up_axis: UpAxis = "y", limits: LoadLimits = DEFAULT_LIMITS) -> Asset:
     """Parse, check and ``normalize`` one file in this process. Raises an ``AssetError`` subclass."""
-    if up_axis not in ("y", "z"):
-        raise ValueError(f"up_axis must be 'y' or 'z', got {up_axis!r}")
+    _check_up_axis(up_axis)
     file = Path(path)
     data = _read_checked(file, limits)
     suffix = file.suffix.lower()
@@ -95,26 +97,35 @@ def read_asset(path: str | os.PathLike[str], up_axis: UpAxis = "y", limits: Load
         objects = [parse_with_open3d(file, data, limits)]
     else:
         objects = parse_with_trimesh(file, data, limits)
-    _check_objects(file, objects, limits)
-    return normalize(Asset(source=str(file), objects=tuple(objects)), up_axis)
+    objects, warnings = _check_objects(file, objects, limits)
+    return normalize(Asset(source=str(file), objects=tuple(objects), warnings=warnings), up_axis)
 
 
-_Z_UP_TO_Y_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
+_TO_Y_UP = {  # rotations (det +1) taking each up axis to +y
+    "z": np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]]),  # (x, y, z) -> (x, z, -y)
+    "-y": np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, -1.0]]),  # (x, y, z) -> (x, -y, -z)
+    "-z": np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]]),  # (x, y, z) -> (x, -z, y)
+}
+
+
+def _check_up_axis(up_axis: str) -> None:
+    if up_axis not in UP_AXES:
+        raise ValueError(f"up_axis must be one of {', '.join(UP_AXES)}; got {up_axis!r}")
 
 
 def normalize(asset: Asset, up_axis: UpAxis = "y") -> Asset:
     """Y up, centred at the origin, largest extent 1: one rotation, scale and shift for the whole asset.
 
-    ``up_axis="z"`` first maps (x, y, z) to (x, z, -y). An asset whose points all coincide is only moved.
+    ``up_axis="z"`` first maps (x, y, z) to (x, z, -y), ``"-y"`` (a camera frame: y down) to (x, -y, -z),
+    ``"-z"`` to (x, -z, y). An asset whose points all coincide is only moved.
     Raises ``NonFiniteAsset`` (naming ``asset.source``) when the extent overflows or a result is not finite.
     """
-    if up_axis not in ("y", "z"):
-        raise ValueError(f"up_axis must be 'y' or 'z', got {up_axis!r}")
+    _check_up_axis(up_axis)
     if not asset.objects:
         return asset
     coords = [_coords(item) for item in asset.objects]
-    if up_axis == "z":
-        coords = [points @ _Z_UP_TO_Y_UP.T for points in coords]
+    if up_axis != "y":
+        coords = [points @ _TO_Y_UP[up_axis].T for points in coords]
     stacked = np.concatenate(coords)
     low, high = stacked.min(axis=0), stacked.max(axis=0)
     with np.errstate(over="ignore", invalid="ignore"):
@@ -183,8 +194,14 @@ def _read_checked(file: Path, limits: LoadLimits) -> bytes:
 # --- checks after parsing ----------------------------------------------------------------------------
 
 
-def _check_objects(file: Path, objects: list[SceneObject], limits: LoadLimits) -> None:
-    """Sizes, emptiness, face indices and finiteness of what a parser returned: never trust it."""
+def _check_objects(
+    file: Path, objects: list[SceneObject], limits: LoadLimits
+) -> tuple[list[SceneObject], tuple[str, ...]]:
+    """Sizes, emptiness, face indices and finiteness of what a parser returned: never trust it.
+
+    Returns the objects, with a point cloud's NaN or infinite points dropped (a scan's holes: an
+    organized PCD marks them so), and a warning for each cloud that lost some. A mesh with such a
+    vertex, or a cloud with no finite point left, is refused."""
     if not objects:
         raise EmptyAsset(file, "no meshes or points in the file")
     faces = sum(len(item.faces) for item in objects if isinstance(item, MeshObject))
@@ -194,6 +211,8 @@ def _check_objects(file: Path, objects: list[SceneObject], limits: LoadLimits) -
     if points > limits.max_points:
         kinds = {"vertices" if isinstance(item, MeshObject) else "points" for item in objects}
         raise AssetTooLarge(file, f"{points} {' and '.join(sorted(kinds))}, over the limit of {limits.max_points}")
+    checked: list[SceneObject] = []
+    warnings: list[str] = []
     for item in objects:
         mesh = isinstance(item, MeshObject)
         label = ("the mesh" if mesh else "the point cloud") + (f" {item.name!r}" if len(objects) > 1 else "")
@@ -209,12 +228,22 @@ def _check_objects(file: Path, objects: list[SceneObject], limits: LoadLimits) -
             if low < 0 or high >= len(coords):
                 bad = low if low < 0 else high
                 raise BadFaceIndices(file, f"{label} has face index {bad}, out of range for {len(coords)} vertices")
-        broken = int((~np.isfinite(coords).all(axis=1)).sum())
-        if broken:
-            noun = "vertices" if mesh else "points"
+        finite = np.isfinite(coords).all(axis=1)
+        broken = int((~finite).sum())
+        if broken and mesh:
             raise NonFiniteAsset(
-                file, f"{label} has NaN or infinite coordinates at {broken} of its {len(coords)} {noun}"
+                file, f"{label} has NaN or infinite coordinates at {broken} of its {len(coords)} vertices"
+            )
+        if broken == len(coords):
+            raise NonFiniteAsset(file, f"{label} has no finite points: all {broken} have NaN or infinite coordinates")
+        if isinstance(item, PointObject) and broken:
+            colors = None if item.colors is None else item.colors[finite]
+            item = replace(item, points=coords[finite], colors=colors)
+            warnings.append(
+                f"{file.name}: {label}: dropped {broken} of its {len(coords)} points with NaN or infinite coordinates"
             )
         colors = item.vertex_colors if isinstance(item, MeshObject) else item.colors
         if colors is not None and not np.isfinite(colors).all():
             raise NonFiniteAsset(file, f"{label} has NaN or infinite colours")
+        checked.append(item)
+    return checked, tuple(warnings)

@@ -81,10 +81,12 @@ SceneObject = MeshObject | PointObject
 
 @dataclass(frozen=True)
 class Asset:
-    """What one file holds: its objects, by name, in file order."""
+    """What one file holds: its objects, by name, in file order; ``warnings``: what loading changed that
+    the user should hear (one line each, naming the file), e.g. NaN points dropped from a scan."""
 
     source: str
     objects: tuple[SceneObject, ...] = field(default_factory=tuple)
+    warnings: tuple[str, ...] = ()
 
     @property
     def meshes(self) -> tuple[MeshObject, ...]:

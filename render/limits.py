@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from .geometry import Asset
 
-UpAxis = Literal["y", "z"]
+UpAxis = Literal["y", "z", "-y", "-z"]
+UP_AXES: tuple[UpAxis, ...] = ("y", "z", "-y", "-z")
+"""The axis of a file that points up: ``-y`` for camera-frame clouds (OpenCV: y down, z forward)."""
 Reader = Callable[[Path, UpAxis, "LoadLimits"], "Asset"]
 
 

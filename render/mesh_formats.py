@@ -78,7 +78,7 @@ def _check_ply(file: Path, data: bytes, limits: LoadLimits) -> bool:
         raise UnreadableAsset(file, f"malformed PLY header near {str(error)!r}") from None
     if form not in _PLY_FORMATS:
         raise UnreadableAsset(file, f"unknown PLY format {form!r}")
-    vertices, faces = counts.get("vertex", 0), counts.get("face", 0)
+    vertices, faces = counts.get("vertex", 0), counts.get("face", 0) + counts.get("tristrips", 0)
     if form != "ascii" and len(data) - body < need:
         raise UnreadableAsset(
             file,
@@ -284,7 +284,7 @@ def parse_with_trimesh(file: Path, data: bytes, limits: LoadLimits) -> list[Scen
             geometry_name, transform = loaded.graph[nodes[name]][1], loaded.graph[nodes[name]][0]
             found.append(_convert(names[name], loaded.geometry[geometry_name], transform))
     else:
-        found = [_convert(file.stem, loaded, None)]
+        found = [_convert(file.stem, _strips_as_faces(file, loaded), None)]
     objects = [item for item in found if item is not None]
     if mesh_only and not any(isinstance(item, MeshObject) for item in objects):
         raise EmptyAsset(file, "the mesh has no faces")
@@ -307,6 +307,43 @@ def _convert(name: str, geometry: Any, transform: Any) -> SceneObject | None:
     visual = geometry.visual
     colors = _unit_colors(visual.vertex_colors, len(points)) if getattr(visual, "kind", None) == "vertex" else None
     return MeshObject(name, points, np.array(geometry.faces, dtype=np.int64).reshape(-1, 3), colors)
+
+
+def _strips_as_faces(file: Path, loaded: Any) -> Any:
+    """A PLY whose faces are triangle strips (``element tristrips``), which trimesh reads as a point
+    cloud, as a mesh of the strips' triangles; anything else as it is."""
+    import trimesh
+
+    raw = getattr(loaded, "metadata", {}).get("_ply_raw", {})
+    if not isinstance(loaded, trimesh.PointCloud) or "tristrips" not in raw:
+        return loaded
+    try:
+        rows = raw["tristrips"]["data"]["vertex_indices"]
+        faces = strip_triangles([np.asarray(row, dtype=np.int64).reshape(-1) for row in rows])
+    except (KeyError, TypeError, ValueError) as error:
+        raise UnreadableAsset(file, f"unreadable PLY triangle strips: {error}") from None
+    if len(faces) == 0:
+        raise EmptyAsset(file, "the triangle strips hold no triangles")
+    colors = loaded.colors if len(loaded.colors) == len(loaded.vertices) else None
+    return trimesh.Trimesh(loaded.vertices, faces, vertex_colors=colors, process=False, validate=False)
+
+
+def strip_triangles(strips: list[NDArray[np.int64]]) -> NDArray[np.int64]:
+    """Triangle strips (a negative index restarts a strip; each list is a strip of its own) as (m, 3)
+    triangles, every other one flipped so all keep the first one's winding; degenerate triangles (a
+    repeated index, how strips are joined) are left out."""
+    if not strips:
+        return np.zeros((0, 3), dtype=np.int64)
+    flat = np.concatenate([np.append(strip, -1) for strip in strips])
+    positions = np.arange(len(flat))
+    last_restart = np.maximum.accumulate(np.where(flat < 0, positions, -1))
+    place = positions - last_restart - 1  # each index's place in its strip
+    first, second, third = flat[:-2], flat[1:-1], flat[2:]
+    keep = (first >= 0) & (second >= 0) & (third >= 0)
+    keep &= (first != second) & (second != third) & (first != third)
+    odd = place[:-2] % 2 == 1
+    triangles = np.stack([np.where(odd, second, first), np.where(odd, first, second), third], axis=1)
+    return np.ascontiguousarray(triangles[keep], dtype=np.int64)
 
 
 def _unit_colors(raw: Any, count: int) -> NDArray[np.float64] | None:

@@ -164,6 +164,9 @@ def _is_asset(value: object) -> TypeGuard[Asset]:
 
     if not isinstance(value, Asset) or not isinstance(value.source, str):
         return False
+    notes: object = value.warnings
+    if not (isinstance(notes, tuple) and all(isinstance(note, str) for note in notes)):
+        return False
     objects: tuple[object, ...] = value.objects  # checked as if unknown: it came from another process
     for item in objects:
         if isinstance(item, MeshObject):

@@ -30,12 +30,13 @@ class ShotConditions:
     """image : (h, w, 3) float in 0..1, the composed condition; layers : each layer's own image;
     object_boxes : each scene object's normalized box as the shot's camera sees it at frame 0;
     tracks : the shot's own 2D tracks followed by those its scene's 3D motion produces (projected at
-    every frame): what the daemon receives."""
+    every frame): what the daemon receives; warnings : what loading the scene changed (``Asset.warnings``)."""
 
     image: NDArray[np.float64]
     layers: tuple[NDArray[np.float64], ...]
     object_boxes: dict[str, Box] = field(default_factory=dict)
     tracks: tuple[Track, ...] = ()
+    warnings: tuple[str, ...] = ()
 
 
 MAX_IMAGE_PIXELS = 8192 * 8192
@@ -149,7 +150,13 @@ def render_shot_conditions(
         layers.append(image)
         stack.append((image, _region(layer, view, base_dir, width, height, where)))
     boxes = view.object_boxes() if view is not None else {}
-    return ShotConditions(image=compose(stack), layers=tuple(layers), object_boxes=boxes, tracks=shot.tracks + derived)
+    return ShotConditions(
+        image=compose(stack),
+        layers=tuple(layers),
+        object_boxes=boxes,
+        tracks=shot.tracks + derived,
+        warnings=asset.warnings if asset is not None else (),
+    )
 
 
 def write_shot_conditions(shot: Shot, conditions: ShotConditions, out_dir: Path) -> list[Path]:

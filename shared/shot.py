@@ -91,7 +91,9 @@ class Scene(DocumentModel):
     ``shared.motion``): a camera path, moving objects and anchors on static geometry."""
 
     path: FilePath = Field(description="Mesh (.glb .gltf .obj .ply .stl .off) or point cloud (.ply .pcd .xyz .npy).")
-    up_axis: Literal["y", "z"] = Field("y", description="Which axis of the file points up.")
+    up_axis: Literal["y", "z", "-y", "-z"] = Field(
+        "y", description="Which axis of the file points up: y (glTF's), z, or -y or -z (a camera frame: y down)."
+    )
     camera: Camera = Field(description="The camera at frame 0.")
     camera_interpolation: Interpolation = Field(
         "smooth", description="How the camera moves from frame 0 to the first key of camera_path."
