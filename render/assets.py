@@ -1,9 +1,8 @@
 """Meshes and point clouds from files into an ``Asset``, with every failure a typed ``AssetError``.
 
 Meshes (.glb, .gltf, .obj, .ply with faces or triangle strips, .stl, .off) are parsed by trimesh
-(``mesh_formats``); point
-clouds by trimesh (.ply without faces), Open3D (.pcd, .xyz) or numpy (.npy) (``point_formats``). No
-parser is trusted: each file is checked before parsing (in its format's module: header counts against
+(``mesh_formats``); point clouds by trimesh (.ply without faces), Open3D (.pcd, .xyz) or numpy (.npy)
+(``point_formats``). No parser is trusted: each file is checked before parsing (in its format's module: header counts against
 the file size and the limits, references that leave the file's folder, OBJ and OFF face indices) and
 every result after, here (empty, non-finite, face indices in range; a point cloud's NaN points, a
 scan's holes, are dropped and counted in ``Asset.warnings``).
