@@ -13,15 +13,22 @@ export QT_QPA_PLATFORM := offscreen
 .PHONY: system-deps setup demo test lint typecheck layers pytest clean
 
 # System libraries the wheels link but do not bundle: Open3D needs libusb-1.0; Qt (even offscreen)
-# needs EGL, GL, xkbcommon, fontconfig, GLib and D-Bus. Each missing one is installed from Debian.
+# needs EGL, GL, xkbcommon, fontconfig, GLib and D-Bus; Qt on a real X display (the xcb plugin) needs
+# the xcb libraries. Xvfb (a program) runs the studio's test on a real X server. Each missing one is
+# installed from Debian.
 SYSTEM_LIBS := libusb-1.0.so.0:libusb-1.0-0 libEGL.so.1:libegl1 libGL.so.1:libgl1 \
 	libxkbcommon.so.0:libxkbcommon0 libfontconfig.so.1:libfontconfig1 libglib-2.0.so.0:libglib2.0-0 \
-	libdbus-1.so.3:libdbus-1-3
+	libdbus-1.so.3:libdbus-1-3 libxcb-cursor.so.0:libxcb-cursor0 libxcb-icccm.so.4:libxcb-icccm4 \
+	libxcb-keysyms.so.1:libxcb-keysyms1 libxkbcommon-x11.so.0:libxkbcommon-x11-0 \
+	libxcb-image.so.0:libxcb-image0 libxcb-render-util.so.0:libxcb-render-util0 \
+	libxcb-randr.so.0:libxcb-randr0 libxcb-shape.so.0:libxcb-shape0 libxcb-xkb.so.1:libxcb-xkb1 \
+	libX11-xcb.so.1:libx11-xcb1
 system-deps:
 	@missing=""; for pair in $(SYSTEM_LIBS); do \
 		ldconfig -p | grep -q "$${pair%%:*}" || missing="$$missing $${pair##*:}"; done; \
+		command -v Xvfb > /dev/null || missing="$$missing xvfb"; \
 	[ -z "$$missing" ] || { \
-		echo "installing$$missing (shared libraries Open3D and Qt need)"; \
+		echo "installing$$missing (shared libraries Open3D and Qt need, and Xvfb for the studio test)"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing > /dev/null; }
 
