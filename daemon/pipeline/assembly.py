@@ -3,7 +3,8 @@
 :func:`load_models` reads a diffusers folder or a single SD 1.5 checkpoint (see ``loading`` for every
 source it takes), puts the motion modules into the UNet, checks that the parts fit (text width,
 vocabulary, latent channels, the layers AnyI2V hooks), builds the AnimateDiff DDIM scheduler, fuses LoRAs
-and moves everything to the device and dtype asked for.
+and moves everything to the device and dtype asked for, the libraries' chatter silenced meanwhile
+(``quiet``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from anyi2v.daemon.pipeline.model_formats import (
     read_config,
 )
 from anyi2v.daemon.pipeline.models import ANIMATEDIFF_SCHEDULER, Models
+from anyi2v.daemon.pipeline.quiet import quiet_libraries
 from anyi2v.daemon.pipeline.single_file import (
     SD15_CONFIG_DIR,
     convert_sd15_checkpoint,
@@ -149,19 +151,20 @@ def load_models(
     tokenizer_dir = existing_path(tokenizer, "tokenizer") if tokenizer is not None else None
     lora_files = check_loras(loras)
 
-    if src.is_dir():
-        parts = _load_folder(src, adapter, tokenizer_dir, configs, local_only)
-    else:
-        parts = _load_single_file(src, adapter, tokenizer_dir, configs, local_only)
+    with quiet_libraries():  # the libraries' chatter while loading says nothing to a user
+        if src.is_dir():
+            parts = _load_folder(src, adapter, tokenizer_dir, configs, local_only)
+        else:
+            parts = _load_single_file(src, adapter, tokenizer_dir, configs, local_only)
 
-    _check_fit(parts, src)
-    check_unet_layers(parts.unet, src)
-    scheduler = DDIMScheduler(**ANIMATEDIFF_SCHEDULER)
-    identity = _identity(parts.kind, src, parts.inputs, lora_files)
-    models = Models(parts.unet, parts.vae, parts.text_encoder, parts.tokenizer, scheduler, identity)
-    if lora_files:
-        _fuse_loras(models, lora_files, local_only)
-    return models.to(target_device, target_dtype)
+        _check_fit(parts, src)
+        check_unet_layers(parts.unet, src)
+        scheduler = DDIMScheduler(**ANIMATEDIFF_SCHEDULER)
+        identity = _identity(parts.kind, src, parts.inputs, lora_files)
+        models = Models(parts.unet, parts.vae, parts.text_encoder, parts.tokenizer, scheduler, identity)
+        if lora_files:
+            _fuse_loras(models, lora_files, local_only)
+        return models.to(target_device, target_dtype)
 
 
 def check_unet_layers(unet: torch.nn.Module, where: PathArg) -> None:

@@ -32,7 +32,8 @@ weights and unloaded, so they cost nothing at run time. They need the ``peft`` p
 request for LoRAs raises :class:`ModelLoadError`.
 
 Nothing is downloaded unless ``allow_network=True``: every diffusers / transformers call gets
-``local_files_only=True`` and sources are always local paths. No global setting is changed. Every failure
+``local_files_only=True`` and sources are always local paths. No global setting is changed: the libraries'
+logging and progress bars are quieted during a load (``quiet``) and restored after it. Every failure
 (missing path, missing part, unreadable or mismatched weights, a UNet without the layers AnyI2V hooks) is a
 :class:`ModelLoadError` naming the file or folder and what was expected.
 
@@ -52,6 +53,7 @@ from anyi2v.daemon.pipeline.assembly import (
 )
 from anyi2v.daemon.pipeline.load_errors import ModelLoadError
 from anyi2v.daemon.pipeline.models import Models
+from anyi2v.daemon.pipeline.quiet import quiet_libraries
 from anyi2v.daemon.pipeline.single_file import HUB_TOKENIZER, SD15_CONFIG_DIR
 
 __all__ = [
@@ -82,9 +84,10 @@ def load_named_models(
 
     if model in (TINY_RANDOM, SD15_RANDOM):
         resolved = resolve_device(device)
-        return random_models("tiny" if model == TINY_RANDOM else "sd15", seed=0).to(
-            resolved, resolve_dtype(dtype, resolved)
-        )
+        with quiet_libraries():
+            return random_models("tiny" if model == TINY_RANDOM else "sd15", seed=0).to(
+                resolved, resolve_dtype(dtype, resolved)
+            )
     return load_models(
         WEIGHTS if model in (None, TOY_WORLD) else model,
         motion_adapter=motion_adapter,

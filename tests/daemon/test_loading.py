@@ -10,6 +10,7 @@ import importlib.util
 import json
 import socket
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -652,3 +653,18 @@ def test_loras_without_peft_ask_for_it(store: Path, tmp_path: Path, monkeypatch:
     with pytest.raises(ModelLoadError, match="pip install peft") as caught:
         load_models(store / "sd15", motion_adapter=store / "adapter", loras=[(lora, 1.0)], device="cpu")
     assert str(lora) in str(caught.value)
+
+
+@pytest.mark.skipif(not HAS_PEFT, reason="LoRA loading needs peft, which this environment lacks")
+def test_fusing_several_loras_warns_nothing(store: Path, parts: Parts, tmp_path: Path) -> None:
+    kohya_lora(tmp_path / "style.safetensors", parts, rank=2, alpha=1.0, seed=0)
+    kohya_lora(tmp_path / "detail.safetensors", parts, rank=2, alpha=1.0, seed=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_models(
+            store / "sd15",
+            motion_adapter=store / "adapter",
+            loras=[(tmp_path / "style.safetensors", 1.0), (tmp_path / "detail.safetensors", 1.0)],
+            device="cpu",
+        )
+    assert [str(warning.message) for warning in caught if "peft_config" in str(warning.message)] == []
