@@ -2,10 +2,11 @@
 
 Meshes (.glb, .gltf, .obj, .ply with faces or triangle strips, .stl, .off) are parsed by trimesh
 (``mesh_formats``); point clouds by trimesh (.ply without faces), Open3D (.pcd, .xyz) or numpy (.npy)
-(``point_formats``). No parser is trusted: each file is checked before parsing (in its format's module: header counts against
-the file size and the limits, references that leave the file's folder, OBJ and OFF face indices) and
-every result after, here (empty, non-finite, face indices in range; a point cloud's NaN points, a
-scan's holes, are dropped and counted in ``Asset.warnings``).
+(``point_formats``). No parser is trusted: each file is checked before parsing (in its format's module:
+header counts against the file size and the limits, references that leave the file's folder, OBJ and
+OFF face indices) and every result after, here (empty, non-finite, face indices in range). A point
+cloud's NaN points (a scan's holes) and a mesh's zero-area and duplicate triangles (``mesh_cleanup``)
+are dropped and counted in ``Asset.warnings``.
 
 ``read_asset`` parses in this process. ``load_asset`` parses in a child process with a time and a
 memory limit (``safe_load``); use it on any file a person picked. The errors live in ``errors``, the
@@ -35,6 +36,7 @@ from .errors import (
 )
 from .geometry import Asset, MeshObject, PointObject, SceneObject
 from .limits import DEFAULT_LIMITS, UP_AXES, LoadLimits, Reader, UpAxis
+from .mesh_cleanup import drop_idle_faces
 from .mesh_formats import parse_with_trimesh
 from .point_formats import parse_npy, parse_with_open3d
 from .safe_load import load_in_child
@@ -244,5 +246,19 @@ def _check_objects(
         colors = item.vertex_colors if isinstance(item, MeshObject) else item.colors
         if colors is not None and not np.isfinite(colors).all():
             raise NonFiniteAsset(file, f"{label} has NaN or infinite colours")
+        if isinstance(item, MeshObject):
+            item, warning = _without_idle_faces(file, label, item)
+            warnings += [warning] if warning else []
         checked.append(item)
     return checked, tuple(warnings)
+
+
+def _without_idle_faces(file: Path, label: str, mesh: MeshObject) -> tuple[MeshObject, str]:
+    """The mesh without zero-area and repeated triangles (``mesh_cleanup``), and a warning if it lost any."""
+    kept, flat, repeated = drop_idle_faces(mesh)
+    if len(kept.faces) == 0:
+        raise EmptyAsset(file, f"{label} has no triangle of non-zero area")
+    if not flat and not repeated:
+        return kept, ""
+    parts = [f"{flat} zero-area"] * bool(flat) + [f"{repeated} duplicate"] * bool(repeated)
+    return kept, f"{file.name}: {label}: dropped {' and '.join(parts)} triangles of its {len(mesh.faces)}"

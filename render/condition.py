@@ -10,6 +10,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from pathlib import PurePath
 
 import numpy as np
 from numpy.typing import NDArray
@@ -17,7 +18,7 @@ from numpy.typing import NDArray
 from . import passes
 from .camera import Camera
 from .geometry import Asset, MeshObject, PointObject
-from .raycast import MeshScene, RaycastHits
+from .raycast import CastTooSlow, MeshScene, RaycastHits
 from .splat import Splats, splat
 
 PASSES: tuple[str, ...] = ("depth", "normal", "silhouette", "segmentation", "edges", "soft_edges", "shaded", "splat")
@@ -79,7 +80,10 @@ class SceneView:
         scene = self.mesh_scene if self.mesh_scene is not None else MeshScene(self.meshes)
         if [id(m) for m in scene.meshes] != [id(m) for m in self.meshes]:
             raise RenderError("the mesh scene passed to this view holds other meshes than its asset")
-        return scene.cast(self.camera, self.width, self.height)
+        try:
+            return scene.cast(self.camera, self.width, self.height)
+        except CastTooSlow as error:
+            raise RenderError(f"ray casting {PurePath(self.asset.source).name} {error}") from None
 
     @cached_property
     def splats(self) -> Splats:

@@ -7,6 +7,7 @@ barycentric coordinates that turn flat triangle normals into smooth ones.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -17,11 +18,19 @@ from numpy.typing import NDArray
 
 from .camera import Camera
 from .geometry import MeshObject
+from .limits import DEFAULT_LIMITS
 
 NO_HIT = -1
+CAST_BUDGET_S = DEFAULT_LIMITS.timeout_s
+"""How long one cast (the first builds the BVH) may take before it stops: the loading limit."""
+_RAYS_PER_BAND = 16_384  # rays are cast a band of rows at a time, the clock read between bands
 # Corners whose vertex normal is more than this far from the face normal keep the face normal, so a
 # cube stays a cube while a tessellated sphere shades smoothly.
 CREASE_ANGLE_DEG = 35.0
+
+
+class CastTooSlow(RuntimeError):  # noqa: N818 (it says what happened)
+    """A cast ran past its budget and was stopped; the message says how far it got and why."""
 
 
 @dataclass(frozen=True)
@@ -79,12 +88,15 @@ class MeshScene:
 
     Building the scene's BVH is most of the cost of a first render, so every view of the same meshes
     (an orbit in the desktop, the frames of a camera path) should cast through one ``MeshScene``.
+    A cast that takes longer than ``budget_s`` (None: no limit) stops with ``CastTooSlow``: triangles
+    that overlap defeat the BVH, and each ray then tests all of them.
     """
 
-    def __init__(self, meshes: Sequence[MeshObject]) -> None:
+    def __init__(self, meshes: Sequence[MeshObject], budget_s: float | None = CAST_BUDGET_S) -> None:
         import open3d as o3d  # here, not at the top: importing it costs ~1 s that the studio's start does not need
 
         self.meshes = tuple(meshes)
+        self.budget_s = budget_s
         self._scene = o3d.t.geometry.RaycastingScene()
         geometry_to_index: dict[int, int] = {}
         for index, mesh in enumerate(self.meshes):
@@ -104,20 +116,20 @@ class MeshScene:
         rays = self._scene.create_rays_pinhole(
             _tensor(camera.intrinsic(width, height)), _tensor(camera.extrinsic()), width, height
         )
-        result = self._scene.cast_rays(rays)
+        result = self._cast_in_bands(rays.numpy(), width, height)
         # The pinhole rays have unit length along the view axis, so t_hit is already planar depth.
-        t_hit = result["t_hit"].numpy()
+        t_hit = result["t_hit"]
         hit = np.isfinite(t_hit)
         directions = rays.numpy()[..., 3:]
 
         object_index = np.full((height, width), NO_HIT, dtype=np.int64)
-        object_index[hit] = self._lookup[result["geometry_ids"].numpy()[hit].astype(np.int64)]
+        object_index[hit] = self._lookup[result["geometry_ids"][hit].astype(np.int64)]
         triangle = np.full((height, width), NO_HIT, dtype=np.int64)
         uv = np.zeros((height, width, 2))
         normals = np.zeros((height, width, 3))
         if np.any(hit):
-            triangle[hit] = result["primitive_ids"].numpy()[hit].astype(np.int64)
-            uv[hit] = result["primitive_uvs"].numpy()[hit]
+            triangle[hit] = result["primitive_ids"][hit].astype(np.int64)
+            uv[hit] = result["primitive_uvs"][hit]
             normals[hit] = self._hit_normals(object_index[hit], triangle[hit], uv[hit], directions[hit])
         return RaycastHits(
             depth=np.where(hit, t_hit, np.inf).astype(np.float64),
@@ -127,6 +139,26 @@ class MeshScene:
             uv=uv,
             ray_directions=directions,
         )
+
+    def _cast_in_bands(self, rays: NDArray[np.float32], width: int, height: int) -> dict[str, NDArray[Any]]:
+        """Open3D's ``cast_rays`` on (height, width, 6) rays a band of rows at a time (each ray's answer
+        is its own: the same as one cast), stopping with ``CastTooSlow`` once past the budget."""
+        started = time.monotonic()
+        band = max(1, _RAYS_PER_BAND // max(1, width))
+        parts: dict[str, list[NDArray[Any]]] = {}
+        for top in range(0, height, band):
+            result = self._scene.cast_rays(_tensor(np.ascontiguousarray(rays[top : top + band])))
+            for key in ("t_hit", "geometry_ids", "primitive_ids", "primitive_uvs"):
+                parts.setdefault(key, []).append(result[key].numpy())
+            elapsed = time.monotonic() - started
+            if self.budget_s is not None and elapsed > self.budget_s and top + band < height:
+                faces = sum(len(mesh.faces) for mesh in self.meshes)
+                raise CastTooSlow(
+                    f"took longer than {self.budget_s:g} s at {width}x{height} and was stopped"
+                    f" ({min(top + band, height)} of {height} rows done; {faces} triangles: overlapping"
+                    " triangles make every ray test them all)"
+                )
+        return {key: np.concatenate(values) for key, values in parts.items()}
 
     def _hit_normals(
         self,
