@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from anyi2v.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 
 if TYPE_CHECKING:
+    from anyi2v.render.camera import Camera
     from anyi2v.shared.shot import Shot
 
 _MAX_LISTED_NAMES = 30  # of a scene's objects, in a message
@@ -139,7 +140,19 @@ def _render_asset(arguments: argparse.Namespace) -> int:
     Image.fromarray(to_uint8(image)).save(arguments.out)
     boxes = ", ".join(f"{name} {[round(v, 3) for v in box]}" for name, box in view.object_boxes().items())
     print(f"wrote {arguments.out} ({arguments.render_pass}, {width}x{height}); boxes: {boxes}")
+    print(f"scene.camera: {_render_camera_json(camera)}")  # pastes into a shot (docs/cameras.md)
     return EXIT_OK
+
+
+def _render_camera_json(camera: Camera) -> str:
+    """The camera as a shot's ``scene.camera`` (the normalised scene's frame), eye to 6 decimals."""
+    fields = {
+        "eye": [round(float(value), 6) for value in camera.eye],
+        "target": [round(float(value), 6) for value in camera.target],
+        "up": [round(float(value), 6) for value in camera.up],
+        "fov_deg": camera.fov_deg,
+    }
+    return json.dumps(fields)
 
 
 def _size(text: str) -> tuple[int, int]:
