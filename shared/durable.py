@@ -10,7 +10,9 @@ from pathlib import Path
 
 
 def fsync_file(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
+    """Flush a written file's data to disk. POSIX flushes through a read-only descriptor; Windows
+    (``_commit``) needs one opened for writing."""
+    descriptor = os.open(path, os.O_RDWR if os.name == "nt" else os.O_RDONLY)
     try:
         os.fsync(descriptor)
     finally:
