@@ -43,6 +43,7 @@ def run_daemon(arguments: argparse.Namespace) -> int:
         hang_timeout=arguments.hang_timeout,
         retention_seconds=arguments.retention_days * 86400.0,
         disk_cap_bytes=int(arguments.disk_cap_gb * 2**30),
+        exit_with_parent=arguments.exit_with_parent,
     )
 
     def ready(server: Any) -> None:
@@ -120,6 +121,12 @@ def add_parsers(commands: Any) -> None:
     daemon.add_argument("--hang-timeout", type=float, default=300.0, help="seconds without progress (default 300)")
     daemon.add_argument("--retention-days", type=float, default=7.0, help="keep finished jobs this long (default 7)")
     daemon.add_argument("--disk-cap-gb", type=float, default=20.0, help="results use at most this much (default 20)")
+    daemon.add_argument(
+        "--exit-with-parent",
+        type=int,
+        metavar="PID",
+        help="stop (as on SIGTERM) when process PID is gone; the studio passes its own pid for its embedded daemon",
+    )
     daemon.set_defaults(handler=run_daemon)
 
     keys = commands.add_parser(

@@ -38,6 +38,7 @@ from anyi2v.shared.protocol import (
 from .fanout import Fanout
 from .handlers import HandlerContext, error_message, handle
 from .keys import KeyFileError, check_secret_key
+from .parent_watch import process_exists, watch_parent
 from .store import MAX_ATTEMPTS, Store, folder_bytes
 from .supervisor import Supervisor
 from .worker import WorkerConfig
@@ -65,6 +66,7 @@ class ServerConfig:
     disk_cap_bytes: int = 20 * 2**30
     purge_interval: float = 60.0  # seconds between retention sweeps (one also follows each finished job)
     limits: Limits = field(default_factory=Limits)
+    exit_with_parent: int | None = None  # run_server stops when this process is gone (parent_watch)
 
 
 def is_loopback(address: str) -> bool:
@@ -421,18 +423,25 @@ class Server:
 
 
 def run_server(config: ServerConfig, on_ready: Callable[[Server], None] | None = None) -> None:
-    """Build and serve until SIGINT or SIGTERM (the CLI's entry point)."""
+    """Build and serve until SIGINT or SIGTERM, or until the process ``config.exit_with_parent`` is gone
+    (the CLI's entry point)."""
     import signal
 
+    parent = config.exit_with_parent
+    if parent is not None and not process_exists(parent):
+        raise ConfigError(f"--exit-with-parent {parent}: no such process")
     server = Server(config)
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     for sig in previous:
         signal.signal(sig, lambda *_: server.stop())
+    watch = watch_parent(parent, server.stop) if parent is not None else None
     try:
         if on_ready is not None:
             on_ready(server)
         server.serve()
     finally:
+        if watch is not None:
+            watch.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         server.close()

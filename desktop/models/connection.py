@@ -105,7 +105,8 @@ def free_port() -> int:
 
 
 class EmbeddedDaemon:
-    """``anyi2v daemon`` as a child process on a free loopback port, for as long as the studio runs."""
+    """``anyi2v daemon`` as a child process on a free loopback port, for as long as the studio runs (also when
+    the studio is killed: the daemon is started with ``--exit-with-parent`` and the studio's pid)."""
 
     def __init__(self, data_dir: Path, model: str = "", device: str = "") -> None:
         self.data_dir = data_dir
@@ -118,7 +119,8 @@ class EmbeddedDaemon:
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "anyi2v.cli", "daemon", "--bind", self.address,
-                   "--data-dir", str(self.data_dir), "--model", self.model]  # fmt: skip
+                   "--data-dir", str(self.data_dir), "--model", self.model,
+                   "--exit-with-parent", str(os.getpid())]  # fmt: skip
         if self.device:
             command += ["--device", self.device]
         with self.log_path.open("ab") as log_file:

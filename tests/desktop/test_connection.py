@@ -9,6 +9,7 @@ import threading
 
 import pytest
 
+from anyi2v.desktop.models import connection
 from anyi2v.desktop.models.connection import ConnectionStatus, DaemonSession, wait_for
 from tests.daemon.daemon_helpers import condition_image, free_port, shot_document, start_daemon
 
@@ -79,3 +80,17 @@ def test_a_job_streams_to_its_result_and_a_cancel_ends_another(tmp_path, address
     finally:
         session.stop(timeout=5)
         stop(daemon)
+
+
+def test_the_embedded_daemon_is_told_to_exit_with_the_studio(tmp_path, monkeypatch):
+    started: list[list[str]] = []
+
+    class Recorded:
+        def __init__(self, command, **options):
+            started.append(list(command))
+            self.pid = 0
+
+    monkeypatch.setattr(connection.subprocess, "Popen", Recorded)
+    connection.EmbeddedDaemon(tmp_path / "data").start()
+    [command] = started
+    assert command[command.index("--exit-with-parent") + 1] == str(os.getpid())
