@@ -20,7 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import zmq
 
@@ -35,6 +34,7 @@ from anyi2v.shared.protocol import (
     encode,
 )
 
+from .endpoints import EndpointError, parse_endpoint
 from .fanout import Fanout
 from .handlers import HandlerContext, error_message, handle
 from .keys import KeyFileError, check_secret_key
@@ -69,17 +69,6 @@ class ServerConfig:
     exit_with_parent: int | None = None  # run_server stops when this process is gone (parent_watch)
 
 
-def is_loopback(address: str) -> bool:
-    """True for ipc:// and inproc:// addresses and tcp:// on 127.0.0.0/8, ::1 or localhost."""
-    parts = urlsplit(address)
-    if parts.scheme in ("ipc", "inproc"):
-        return True
-    if parts.scheme != "tcp":
-        return False
-    host = parts.netloc.rsplit(":", 1)[0].strip("[]")
-    return host in ("localhost", "::1") or host.startswith("127.")
-
-
 class Server:
     """Construct, then :meth:`serve` until :meth:`stop` (from any thread) or a signal."""
 
@@ -87,7 +76,11 @@ class Server:
         self.config = config
         self.limits = config.limits
         secure = config.secret_key is not None or config.authorized_keys is not None
-        if not is_loopback(config.bind) and not secure:
+        try:
+            endpoint = parse_endpoint(config.bind)
+        except EndpointError as error:
+            raise ConfigError(str(error)) from None
+        if not endpoint.loopback and not secure:
             raise ConfigError(
                 f"{config.bind} is not a loopback address: binding it needs CURVE keys"
                 " (--server-key and --authorized-keys; see `anyi2v keys`)"
@@ -114,6 +107,7 @@ class Server:
         self.socket.setsockopt(zmq.MAXMSGSIZE, self.limits.max_frame_bytes)
         self.socket.setsockopt(zmq.SNDHWM, 10_000)
         self.socket.setsockopt(zmq.RCVHWM, 10_000)
+        self.socket.setsockopt(zmq.IPV6, int(endpoint.ipv6))
         if keys is not None:
             from zmq.auth.thread import ThreadAuthenticator
 

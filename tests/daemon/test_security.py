@@ -89,12 +89,12 @@ def test_a_client_without_the_right_keys_reaches_no_application_code(
 def test_the_daemon_command_refuses_an_open_bind_without_keys_and_a_readable_secret(
     keys: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["daemon", "--bind", "tcp://0.0.0.0:0", "--data-dir", str(tmp_path)]) == 2
+    assert main(["daemon", "--bind", "tcp://0.0.0.0:*", "--data-dir", str(tmp_path)]) == 2
     assert "needs CURVE keys" in capsys.readouterr().err
     readable = tmp_path / "server.key_secret"
     readable.write_bytes((keys / "server.key_secret").read_bytes())
     os.chmod(readable, 0o640)
-    command = ["daemon", "--bind", "tcp://0.0.0.0:0", "--data-dir", str(tmp_path), "--server-key", str(readable),
+    command = ["daemon", "--bind", "tcp://0.0.0.0:*", "--data-dir", str(tmp_path), "--server-key", str(readable),
                "--authorized-keys", str(keys / "authorized")]  # fmt: skip
     assert main(command) == 2
     assert "chmod 600" in capsys.readouterr().err

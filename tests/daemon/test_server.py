@@ -16,7 +16,8 @@ import pytest
 import zmq
 
 from anyi2v.daemon.client import DaemonClient, DaemonError
-from anyi2v.daemon.server import ConfigError, Server, ServerConfig, is_loopback
+from anyi2v.daemon.endpoints import is_loopback
+from anyi2v.daemon.server import ConfigError, Server, ServerConfig
 from anyi2v.daemon.worker import FAULTS_VARIABLE
 from anyi2v.shared.protocol import Message, StatusRequest, decode, encode
 
@@ -236,16 +237,16 @@ def test_binding_off_loopback_needs_keys_and_a_private_secret_key(tmp_path: Path
     assert not is_loopback("tcp://0.0.0.0:5557")
     assert not is_loopback("tcp://*:5557")
     with pytest.raises(ConfigError, match="needs CURVE keys"):
-        Server(ServerConfig(data_dir=tmp_path, bind="tcp://0.0.0.0:0"))
+        Server(ServerConfig(data_dir=tmp_path, bind="tcp://0.0.0.0:*"))
     import zmq.auth
 
     public, secret = zmq.auth.create_certificates(tmp_path, "server")
     os.chmod(secret, 0o644)
     (tmp_path / "clients").mkdir()
     with pytest.raises(ConfigError, match="readable by others"):
-        Server(ServerConfig(data_dir=tmp_path / "data", bind="tcp://0.0.0.0:0", secret_key=Path(secret),
+        Server(ServerConfig(data_dir=tmp_path / "data", bind="tcp://0.0.0.0:*", secret_key=Path(secret),
                             authorized_keys=tmp_path / "clients"))  # fmt: skip
     os.chmod(public, 0o600)
     with pytest.raises(ConfigError, match="holds no secret key"):
-        Server(ServerConfig(data_dir=tmp_path / "data", bind="tcp://0.0.0.0:0", secret_key=Path(public),
+        Server(ServerConfig(data_dir=tmp_path / "data", bind="tcp://0.0.0.0:*", secret_key=Path(public),
                             authorized_keys=tmp_path / "clients"))  # fmt: skip
