@@ -11,8 +11,9 @@ model work, then:
    into frame 0 of the conditional half;
 3. decodes and hands over one frame at a time.
 
-A ``Progress`` callback gets every step (with a cheap latent preview) and every decoded frame. A
-:class:`CancelToken` is checked before every UNet call, optimizer iteration and decode; cancelling
+A ``Progress`` callback gets every step (with a cheap preview of the clean latent the step predicts, DDIM's
+``pred_original_sample``: a picture from the first step on, where the noisy latent shows static) and every
+decoded frame. A :class:`CancelToken` is checked before every UNet call, optimizer iteration and decode; cancelling
 raises :class:`Cancelled` and nothing more is decoded.
 
 Optimizer: like the reference, a new AdamW is created at every iteration by default (so each update
@@ -86,7 +87,8 @@ class CancelToken:
 @dataclass(frozen=True)
 class StepEvent:
     """stage : "inversion", "optimization", "sampling" or "decode"; done / total within the stage;
-    preview : (frames, h, w, 3) uint8 latent preview for sampling steps, else None."""
+    preview : (frames, h, w, 3) uint8 latent preview of the step's predicted clean latent (x0) for sampling
+    steps, else None."""
 
     stage: str
     done: int
@@ -261,9 +263,11 @@ def generate(
             if guided:
                 uncond, cond = noise.chunk(2)
                 noise = uncond + shot.sampling.guidance_scale * (cond - uncond)
-            latents = scheduler.step(noise, t, latents).prev_sample
+            stepped = scheduler.step(noise, t, latents)
+            latents = stepped.prev_sample
             mark = stage_done("injection" if inject else "sampling", mark)
-            report("sampling", index + 1, len(timesteps), latent_preview(latents))
+            # the clean latent this step predicts: early noisy latents would preview as static
+            report("sampling", index + 1, len(timesteps), latent_preview(stepped.pred_original_sample))
 
     scaling = models.vae.config.scaling_factor
     for frame in range(frames):
