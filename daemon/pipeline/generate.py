@@ -313,9 +313,9 @@ def _optimize(
     injection = Injection.of(method, shot.output.n_frames, conditional_index=0) if injected else None
     size = grid_size(shot)
     losses: list[torch.Tensor] = []
+    passes = method.optimization_steps * method.optimization_iterations
     for iteration in range(method.optimization_iterations):
-        report("optimization", step * method.optimization_iterations + iteration,
-               method.optimization_steps * method.optimization_iterations)  # fmt: skip
+        report("optimization", step * method.optimization_iterations + iteration, passes)
         if method.fresh_optimizer_each_iteration:
             optimizer = torch.optim.AdamW([latent], lr=method.learning_rate, fused=fused)
         optimizer.zero_grad(set_to_none=True)
@@ -335,6 +335,8 @@ def _optimize(
             scaler.step(optimizer)
             scaler.update()
     result.losses.extend(float(value) for value in torch.stack(losses).cpu())
+    if step == method.optimization_steps - 1:  # the stage ends with done == total, as every stage does
+        report("optimization", passes, passes)
     new = latent.detach()
     if method.high_frequency_filter:
         # per frame and channel: the FFT runs over the last two axes

@@ -44,13 +44,15 @@ class Terminal(io.StringIO):
 
 def run_pipeline(progress: StageProgress) -> None:
     """The stages a generation reports: inversion, then optimization interleaved with the first
-    sampling steps (optimization reports before each iteration, so it stops at 29/30), then decode."""
+    sampling steps (optimization reports before each iteration, and 30/30 after its last), then decode."""
     for done in range(21):
         progress("inversion", done, 20)
     for step in range(25):
         if step < 6:
             for iteration in range(5):
                 progress("optimization", step * 5 + iteration, 30)
+        if step == 5:
+            progress("optimization", 30, 30)
         progress("sampling", step, 25)
         progress("sampling", step + 1, 25)
     for frame in range(17):
@@ -66,7 +68,7 @@ def test_plain_lines_when_not_a_terminal() -> None:
     assert "\r" not in stream.getvalue()
     assert [re.sub(r" [\d.]+ s$", "", line) for line in lines] == [
         "   inversion [20/20]",
-        "optimization [29/30]",
+        "optimization [30/30]",
         "    sampling [25/25]",
         "      decode [16/16]",
         "        done: 4 stages in",
@@ -80,7 +82,7 @@ def test_one_bar_per_stage_on_a_terminal() -> None:
     assert "\r" in terminal.getvalue()  # drawn as bars, redrawn in place
     screen = terminal.screen()
     assert [line.split(":")[0].strip() for line in screen] == ["inversion", "optimization", "sampling", "decode"]
-    for line, counts in zip(screen, ["20/20", "29/30", "25/25", "16/16"], strict=True):
+    for line, counts in zip(screen, ["20/20", "30/30", "25/25", "16/16"], strict=True):
         assert f"| {counts} [" in line
     assert "done:" not in terminal.getvalue()  # the bars say it all
     assert terminal.getvalue().endswith("\n")

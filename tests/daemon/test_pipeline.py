@@ -380,3 +380,11 @@ def test_inputs_are_checked_before_any_model_work(models: Models) -> None:
     finally:
         calls.handle.remove()
     assert calls.count == 0
+
+
+def test_every_stage_ends_with_done_equal_to_total(models: Models) -> None:
+    events: list[StepEvent] = []
+    generate(models, make_shot(), condition(), progress=Progress(events.append))
+    last = {event.stage: (event.done, event.total) for event in events}
+    assert set(last) == {"inversion", "optimization", "sampling", "decode"}
+    assert all(done == total for done, total in last.values()), last  # optimization stopped one short
