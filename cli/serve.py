@@ -53,7 +53,7 @@ def run_daemon(arguments: argparse.Namespace) -> int:
         run_server(config, on_ready=ready)
     except ConfigError as error:
         print(f"anyi2v daemon: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT if "model" not in str(error) else EXIT_FAILED
+        return EXIT_FAILED if str(error).startswith("the model could not be loaded") else EXIT_BAD_INPUT
     return EXIT_OK
 
 

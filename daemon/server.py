@@ -34,6 +34,7 @@ from anyi2v.shared.protocol import (
     encode,
 )
 
+from .datalock import DataFolderInUseError, DataLock
 from .endpoints import EndpointError, parse_endpoint
 from .fanout import Fanout
 from .handlers import HandlerContext, error_message, handle
@@ -99,7 +100,16 @@ class Server:
             config.data_dir.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise ConfigError(f"{config.data_dir}: cannot make the data folder: {error}") from None
-        self.store = Store(config.data_dir)
+        self.lock = DataLock(config.data_dir)  # one daemon per data folder, for this one's life
+        try:
+            self.lock.acquire()
+        except (DataFolderInUseError, OSError) as error:
+            raise ConfigError(str(error)) from None
+        try:
+            self.store = Store(config.data_dir)
+        except BaseException:
+            self.lock.release()
+            raise
         self.context = zmq.Context()
         self._auth: Any = None
         self.socket = self.context.socket(zmq.ROUTER)
@@ -122,6 +132,7 @@ class Server:
             self.close()
             raise ConfigError(f"cannot bind {config.bind}: {error}") from None
         self.address = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.lock.publish(self.address)
         self.supervisor = Supervisor(config.worker, config.hang_timeout, config.load_timeout)
         self._stop = threading.Event()
         self.fanout = Fanout(self.limits, self._send)
@@ -150,6 +161,7 @@ class Server:
             self._auth.stop()
         self.context.term()
         self.store.close()
+        self.lock.release()
 
     def serve(self) -> None:
         """Recover jobs left running, start the worker and answer until stopped. Raises

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from anyi2v.daemon import TOY_WORLD
 from anyi2v.daemon.client import ClientKeys, DaemonClient, DaemonError, DaemonTimeoutError, Event
+from anyi2v.daemon.datalock import running_address
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,8 @@ def free_port() -> int:
 
 class EmbeddedDaemon:
     """``anyi2v daemon`` as a child process on a free loopback port, for as long as the studio runs (also when
-    the studio is killed: the daemon is started with ``--exit-with-parent`` and the studio's pid)."""
+    the studio is killed: the daemon is started with ``--exit-with-parent`` and the studio's pid). When a daemon
+    already holds the data folder (``daemon.datalock``), :meth:`start` connects to it instead and starts none."""
 
     def __init__(self, data_dir: Path, model: str = "", device: str = "") -> None:
         self.data_dir = data_dir
@@ -118,6 +120,10 @@ class EmbeddedDaemon:
 
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        running = running_address(self.data_dir)
+        if running is not None:  # another studio's daemon holds the folder: use it (and leave it running)
+            self.address = running
+            return
         command = [sys.executable, "-m", "anyi2v.cli", "daemon", "--bind", self.address,
                    "--data-dir", str(self.data_dir), "--model", self.model,
                    "--exit-with-parent", str(os.getpid())]  # fmt: skip

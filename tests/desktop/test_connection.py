@@ -9,6 +9,7 @@ import threading
 
 import pytest
 
+from anyi2v.daemon.datalock import Holder, running_daemon
 from anyi2v.desktop.models import connection
 from anyi2v.desktop.models.connection import ConnectionStatus, DaemonSession, wait_for
 from tests.daemon.daemon_helpers import condition_image, free_port, shot_document, start_daemon
@@ -94,3 +95,25 @@ def test_the_embedded_daemon_is_told_to_exit_with_the_studio(tmp_path, monkeypat
     connection.EmbeddedDaemon(tmp_path / "data").start()
     [command] = started
     assert command[command.index("--exit-with-parent") + 1] == str(os.getpid())
+
+
+def test_the_embedded_daemon_joins_a_daemon_that_holds_its_folder(tmp_path, address):
+    data = tmp_path / "data"
+    daemon = start_daemon(address, data)  # another studio's embedded daemon, say
+    try:
+        assert wait_for(lambda: (running_daemon(data) or Holder(None, None)).address == address, 60)
+        embedded = connection.EmbeddedDaemon(data)
+        embedded.start()
+        assert embedded.address == address
+        assert embedded.process is None  # none started
+        assert embedded.exit_problem() is None
+        session = DaemonSession(embedded.address, None, lambda status: None, poll_seconds=0.2, timeout=1.0)
+        session.start()
+        try:
+            assert wait_for(lambda: session.status.state == "connected", 120), session.status
+        finally:
+            session.stop(timeout=5)
+        embedded.stop()
+        assert daemon.poll() is None  # this studio's close leaves the other's daemon running
+    finally:
+        stop(daemon)
