@@ -37,6 +37,7 @@ from anyi2v.shared.protocol import (
 from .datalock import DataFolderInUseError, DataLock
 from .endpoints import EndpointError, parse_endpoint
 from .fanout import Fanout
+from .fdlimit import FdWatch, raise_fd_limit
 from .handlers import HandlerContext, error_message, handle
 from .keys import KeyFileError, check_secret_key
 from .parent_watch import process_exists, watch_parent
@@ -67,6 +68,7 @@ class ServerConfig:
     disk_cap_bytes: int = 20 * 2**30
     purge_interval: float = 60.0  # seconds between retention sweeps (one also follows each finished job)
     limits: Limits = field(default_factory=Limits)
+    handshake_seconds: float = 10.0  # a peer that has not finished the ZeroMQ/CURVE handshake by then is dropped
     exit_with_parent: int | None = None  # run_server stops when this process is gone (parent_watch)
 
 
@@ -111,6 +113,7 @@ class Server:
             self.lock.release()
             raise
         self.context = zmq.Context()
+        self.context.set(zmq.MAX_SOCKETS, 64)  # ZeroMQ sockets (not peers): the ROUTER, CURVE's and spares
         self._auth: Any = None
         self.socket = self.context.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.LINGER, 0)
@@ -118,6 +121,7 @@ class Server:
         self.socket.setsockopt(zmq.SNDHWM, 10_000)
         self.socket.setsockopt(zmq.RCVHWM, 10_000)
         self.socket.setsockopt(zmq.IPV6, int(endpoint.ipv6))
+        self.socket.setsockopt(zmq.HANDSHAKE_IVL, int(config.handshake_seconds * 1000))
         if keys is not None:
             from zmq.auth.thread import ThreadAuthenticator
 
@@ -149,6 +153,7 @@ class Server:
             purge=self._purge,
         )
         self.load_error: str | None = None
+        self.fd_watch = FdWatch()  # logs when open descriptors near the limit
 
     # Life ---------------------------------------------------------------------------------------
 
@@ -169,7 +174,7 @@ class Server:
         self._recover()
         self.supervisor.start()
         log.info("listening on %s, data in %s", self.address, self.config.data_dir)
-        last_purge = 0.0
+        last_purge = last_fd_check = 0.0
         try:
             while not self._stop.is_set():
                 poller = zmq.Poller()
@@ -187,6 +192,9 @@ class Server:
                     if overdue is not None:
                         self._overdue(overdue)
                     self._heartbeats(now)
+                    if now - last_fd_check > 1.0:
+                        self.fd_watch.check()
+                        last_fd_check = now
                     if time.time() - last_purge > self.config.purge_interval:
                         self._purge()
                         last_purge = time.time()
@@ -436,6 +444,7 @@ def run_server(config: ServerConfig, on_ready: Callable[[Server], None] | None =
     parent = config.exit_with_parent
     if parent is not None and not process_exists(parent):
         raise ConfigError(f"--exit-with-parent {parent}: no such process")
+    raise_fd_limit()  # idle client connections each hold a descriptor; the hard limit gives them room
     server = Server(config)
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     for sig in previous:
