@@ -10,6 +10,13 @@ key must be readable by its owner only, and what says so depends on the system:
   only the user. Files made under the user's profile (``%LOCALAPPDATA%``, where ``anyi2v keys`` puts
   them by default) inherit such an ACL; a key copied elsewhere should be checked with
   ``icacls FILE``. The daemon logs this expectation each time it loads a secret key there.
+
+On POSIX the secret key must also be owned by the user running the daemon, and the folder of
+authorized client keys must not be writable by group or others (who could add a key). Each ``*.key``
+in that folder is read by :func:`load_authorized_keys`, one file at a time: a file that cannot be read
+or holds no valid public key refuses start-up naming it (a key the owner meant to trust is never
+dropped silently); an entry that is not a regular file (FIFO, folder, socket) is skipped with a
+warning and never opened.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger("anyi2v.daemon")
@@ -61,7 +69,13 @@ def check_secret_key(path: Path) -> tuple[bytes, bytes]:
     if not path.is_file():
         raise KeyFileError(f"{path}: no such secret key file (make one with `anyi2v keys create`)")
     if posix_permissions():
-        mode = stat.S_IMODE(path.stat().st_mode)
+        status = path.stat()
+        mode = stat.S_IMODE(status.st_mode)
+        if status.st_uid != os.geteuid():
+            raise KeyFileError(
+                f"{path}: the secret key is owned by another user (uid {status.st_uid}, not {os.geteuid()});"
+                f" run `chown {os.geteuid()} {path}` or use a key of your own"
+            )
         if mode & 0o077:
             raise KeyFileError(
                 f"{path}: the secret key is readable by others (mode {mode:04o}); run `chmod 600 {path}`"
@@ -80,3 +94,47 @@ def check_secret_key(path: Path) -> tuple[bytes, bytes]:
     if secret is None:
         raise KeyFileError(f"{path}: holds no secret key (that is a public key file)")
     return public, secret
+
+
+def load_authorized_keys(folder: Path) -> dict[bytes, bool]:
+    """The client public keys (Z85, as ZeroMQ's authenticator keys them) of each ``*.key`` in
+    ``folder``. Raises :class:`KeyFileError` naming the folder when group or others may write it
+    (POSIX), or naming the file that cannot be read or holds no valid public key. Entries that are
+    not regular files are skipped with a warning, unopened."""
+    from zmq.utils import z85
+
+    if posix_permissions():
+        mode = stat.S_IMODE(folder.stat().st_mode)
+        if mode & 0o022:
+            raise KeyFileError(
+                f"{folder}: the authorized-keys folder is writable by others (mode {mode:04o}), who could add"
+                f" a key; run `chmod go-w {folder}`"
+            )
+    found: dict[bytes, bool] = {}
+    for path in sorted(folder.glob("*.key")):
+        try:
+            if not stat.S_ISREG(path.stat().st_mode):
+                log.warning("%s: not a regular file, skipped", path)
+                continue
+            text = path.read_bytes()
+        except OSError as error:
+            raise KeyFileError(f"{path}: cannot read this authorized key: {error.strerror}") from None
+        found[_public_key(path, text, z85.decode)] = True
+    log.info("%d authorized client key(s) in %s", len(found), folder)
+    return found
+
+
+def _public_key(path: Path, text: bytes, decode: Callable[[bytes], bytes]) -> bytes:
+    """The ``public-key`` of a ZeroMQ certificate's text, checked to be 40 Z85 characters (32 bytes)."""
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith(b"public-key") and b"=" in line:
+            key = line.split(b"=", 1)[1].strip(b" \t'\"")
+            try:
+                valid = len(key) == 40 and len(decode(key)) == 32
+            except (ValueError, KeyError, IndexError, TypeError):
+                valid = False
+            if not valid:
+                raise KeyFileError(f"{path}: the public-key is not 40 Z85 characters; replace this file")
+            return key
+    raise KeyFileError(f"{path}: holds no public-key line (not a ZeroMQ certificate); replace or remove it")

@@ -39,7 +39,7 @@ from .endpoints import EndpointError, parse_endpoint
 from .fanout import Fanout
 from .fdlimit import FdWatch, raise_fd_limit
 from .handlers import HandlerContext, error_message, handle
-from .keys import KeyFileError, check_secret_key
+from .keys import KeyFileError, check_secret_key, load_authorized_keys
 from .parent_watch import process_exists, watch_parent
 from .store import MAX_ATTEMPTS, Store, folder_bytes
 from .supervisor import Supervisor
@@ -89,6 +89,7 @@ class Server:
                 " (--server-key and --authorized-keys; see `anyi2v keys`)"
             )
         keys = None
+        authorized: dict[bytes, bool] = {}
         if secure:
             if config.secret_key is None or config.authorized_keys is None:
                 raise ConfigError("CURVE needs both --server-key and --authorized-keys")
@@ -96,6 +97,7 @@ class Server:
                 raise ConfigError(f"{config.authorized_keys}: no such folder of authorized client keys")
             try:
                 keys = check_secret_key(config.secret_key)
+                authorized = load_authorized_keys(config.authorized_keys)
             except KeyFileError as error:
                 raise ConfigError(str(error)) from None
         try:
@@ -127,7 +129,8 @@ class Server:
 
             self._auth = ThreadAuthenticator(self.context, log=logging.getLogger("anyi2v.daemon.auth"))
             self._auth.start()
-            self._auth.configure_curve(domain="*", location=str(config.authorized_keys))
+            self._auth.allow_any = False
+            self._auth.certs["*"] = authorized  # read by keys.load_authorized_keys, not by zmq.auth
             self.socket.curve_publickey, self.socket.curve_secretkey = keys
             self.socket.curve_server = True
         try:

@@ -130,3 +130,132 @@ def test_keys_go_to_the_xdg_config_folder_by_default(
     assert "mode 0600" in capsys.readouterr().out
     assert main(["keys", "list"]) == 0
     assert "alice" in capsys.readouterr().out
+
+
+# The authorized-keys folder (issue 19 item 7) ------------------------------------------------------
+
+
+@pytest.fixture
+def key_folder(tmp_path: Path) -> Path:
+    """server.key_secret in tmp_path; alice.key and bob.key in tmp_path/authorized (mode 0755)."""
+    for name in ("server", "alice", "bob"):
+        create_key_pair(tmp_path, name)
+    authorized = tmp_path / "authorized"
+    authorized.mkdir()
+    os.chmod(authorized, 0o755)
+    for name in ("alice", "bob"):
+        (authorized / f"{name}.key").write_bytes((tmp_path / f"{name}.key").read_bytes())
+    return tmp_path
+
+
+def _config(folder: Path) -> object:
+    from anyi2v.daemon.server import ServerConfig
+
+    return ServerConfig(
+        data_dir=folder / "data", bind="tcp://127.0.0.1:*", secret_key=folder / "server.key_secret",
+        authorized_keys=folder / "authorized",
+    )  # fmt: skip
+
+
+def _refused(folder: Path) -> str:
+    """The daemon's refusal message for this key folder (fails the test when it starts)."""
+    from anyi2v.daemon.server import ConfigError, Server, ServerConfig
+
+    config = _config(folder)
+    assert isinstance(config, ServerConfig)
+    try:
+        server = Server(config)
+    except ConfigError as error:
+        return str(error)
+    server.close()
+    raise AssertionError("the daemon started")
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"not a certificate\n",
+        b'metadata\ncurve\n    public-key = "tooshort"\n',
+        b'curve\n    public-key = "' + b"~" * 40 + b'"\n',
+    ],
+    ids=["no public key", "short key", "not z85"],
+)
+def test_a_malformed_key_among_good_ones_refuses_the_daemon_naming_it(key_folder: Path, content: bytes) -> None:
+    broken = key_folder / "authorized" / "broken.key"
+    broken.write_bytes(content)
+    assert str(broken) in _refused(key_folder)
+
+
+def test_an_unreadable_key_refuses_the_daemon_command_with_exit_2_naming_it(
+    key_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dangling = key_folder / "authorized" / "gone.key"
+    dangling.symlink_to(key_folder / "nowhere.key")
+    assert str(dangling) in _refused(key_folder)  # before the command, which would serve forever on the old code
+    command = ["daemon", "--bind", "tcp://127.0.0.1:*", "--data-dir", str(key_folder / "data"),
+               "--server-key", str(key_folder / "server.key_secret"),
+               "--authorized-keys", str(key_folder / "authorized")]  # fmt: skip
+    assert main(command) == 2
+    assert f"{dangling}: cannot read this authorized key" in capsys.readouterr().err
+
+
+def test_a_fifo_in_the_folder_is_skipped_with_a_log_line_and_start_does_not_hang(
+    key_folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import threading
+
+    from anyi2v.daemon.server import Server, ServerConfig
+
+    fifo = key_folder / "authorized" / "trap.key"
+    os.mkfifo(fifo)
+    (key_folder / "authorized" / "folder.key").mkdir()
+    config = _config(key_folder)
+    assert isinstance(config, ServerConfig)
+    started: list[Server] = []
+    thread = threading.Thread(target=lambda: started.append(Server(config)), daemon=True)
+    with caplog.at_level(logging.WARNING, logger="anyi2v.daemon"):
+        thread.start()
+        thread.join(timeout=10)
+    hung = thread.is_alive()
+    if hung:  # let the old code's blocked open go
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(timeout=10)
+    for server in started:
+        server.close()
+    assert not hung, "start-up hung on a FIFO in the authorized-keys folder"
+    assert started
+    assert f"{fifo}: not a regular file, skipped" in caplog.text
+    assert f"{key_folder / 'authorized' / 'folder.key'}: not a regular file, skipped" in caplog.text
+
+
+@pytest.mark.skipif(not posix_permissions(), reason="mode bits mean nothing on Windows")
+@pytest.mark.parametrize("mode", [0o777, 0o775, 0o757])
+def test_a_keys_folder_writable_by_others_is_refused(key_folder: Path, mode: int) -> None:
+    os.chmod(key_folder / "authorized", mode)
+    message = _refused(key_folder)
+    assert f"chmod go-w {key_folder / 'authorized'}" in message
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="chown needs root")
+def test_a_secret_key_owned_by_another_user_is_refused(key_folder: Path) -> None:
+    secret = key_folder / "server.key_secret"
+    os.chown(secret, 12345, -1)
+    with pytest.raises(KeyFileError, match="owned by another user"):
+        check_secret_key(secret)
+    assert str(secret) in _refused(key_folder)
+
+
+def test_a_good_folder_still_serves_each_of_its_keys(key_folder: Path) -> None:
+    from anyi2v.daemon.client import ClientKeys, DaemonClient
+
+    from .daemon_helpers import running_server
+
+    (key_folder / "authorized" / "README.txt").write_text("not a key file: ignored")
+    assert len(keys.load_authorized_keys(key_folder / "authorized")) == 2
+    with running_server(
+        key_folder / "data", secret_key=key_folder / "server.key_secret", authorized_keys=key_folder / "authorized"
+    ) as server:
+        for name in ("alice", "bob"):
+            client_keys = ClientKeys.from_files(key_folder / "server.key", key_folder / f"{name}.key_secret")
+            with DaemonClient(server.address, keys=client_keys) as client:
+                assert client.hello().protocol == 1
