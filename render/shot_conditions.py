@@ -45,27 +45,14 @@ spare); checked from the file's header, before any pixel is decoded, so a decomp
 PNG that declares a huge size) never reaches the decoder."""
 
 
-def read_image(path: Path, width: int, height: int, *, where: str) -> NDArray[np.float64]:
-    """An image file as (height, width, 3) floats in 0..1, resized to the output size.
-
-    Raises ``RenderError`` starting with ``where`` (the shot's field) and naming the file when it cannot
-    be read or declares more than ``MAX_IMAGE_PIXELS`` pixels."""
+def _open_checked(path: Path, *, where: str) -> Image.Image:
+    """``path`` opened by Pillow (header only, nothing decoded yet), refused when it declares more than
+    ``MAX_IMAGE_PIXELS`` pixels; the caller closes it. Raises ``RenderError`` starting with ``where``."""
     try:
         with warnings.catch_warnings():
             # Pillow warns (and over twice its own cap raises) in Image.open: ours is the lower cap, said below
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            opened_image = Image.open(path)
-        with opened_image as opened:
-            image: Image.Image = opened
-            image_width, image_height = image.size
-            if image_width * image_height > MAX_IMAGE_PIXELS:
-                raise RenderError(
-                    f"{where}: {path} is {image_width}x{image_height} pixels, over the limit of"
-                    f" {MAX_IMAGE_PIXELS // 1_000_000} megapixels (a decompression bomb?)"
-                )
-            if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):  # 16-bit depth maps: keep their range
-                image = _wide_to_grey(np.asarray(image))
-            rgb = image.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
+            image = Image.open(path)
     except Image.DecompressionBombError as error:  # over twice Pillow's cap: refused before ours could look
         raise RenderError(
             f"{where}: {path} is {_declared_size(path, error)}, over the limit of"
@@ -73,6 +60,35 @@ def read_image(path: Path, width: int, height: int, *, where: str) -> NDArray[np
         ) from None
     except (OSError, UnidentifiedImageError, ValueError) as error:
         raise RenderError(f"{where}: {path} is not a readable image ({error})") from None
+    image_width, image_height = image.size
+    if image_width * image_height > MAX_IMAGE_PIXELS:
+        image.close()
+        raise RenderError(
+            f"{where}: {path} is {image_width}x{image_height} pixels, over the limit of"
+            f" {MAX_IMAGE_PIXELS // 1_000_000} megapixels (a decompression bomb?)"
+        )
+    return image
+
+
+def image_size(path: Path, *, where: str) -> tuple[int, int]:
+    """An image file's (width, height) from its header, with the same checks as :func:`read_image`."""
+    with _open_checked(path, where=where) as image:
+        return image.size
+
+
+def read_image(path: Path, width: int, height: int, *, where: str) -> NDArray[np.float64]:
+    """An image file as (height, width, 3) floats in 0..1, resized to the output size.
+
+    Raises ``RenderError`` starting with ``where`` (the shot's field) and naming the file when it cannot
+    be read or declares more than ``MAX_IMAGE_PIXELS`` pixels."""
+    with _open_checked(path, where=where) as opened:
+        try:
+            image: Image.Image = opened
+            if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):  # 16-bit depth maps: keep their range
+                image = _wide_to_grey(np.asarray(image))
+            rgb = image.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
+        except (OSError, ValueError) as error:
+            raise RenderError(f"{where}: {path} is not a readable image ({error})") from None
     return np.asarray(rgb, dtype=np.float64) / 255.0
 
 

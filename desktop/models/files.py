@@ -81,13 +81,10 @@ def shot_for_file(path: Path, prompt: str = "") -> Shot:
         }
         document["conditions"] = [{"source": {"kind": "scene"}, "modality": "depth"}]
     elif is_image(path):
-        from PIL import Image, UnidentifiedImageError
+        from anyi2v.render.shot_conditions import image_size
 
-        try:
-            with Image.open(path) as image:  # reads the header only
-                width, height = output_size_for(*image.size)
-        except (OSError, UnidentifiedImageError) as error:
-            raise ValueError(f"{path.name} is not a readable image ({error})") from None
+        # the header only, refused (a ValueError naming the file) past an image layer's pixel cap
+        width, height = output_size_for(*image_size(path, where="new shot"))
         document["output"].update(width=width, height=height)
         document["conditions"] = [{"source": {"kind": "image", "path": str(path.resolve())}, "modality": "other"}]
     else:

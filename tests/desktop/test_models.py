@@ -575,3 +575,13 @@ def test_a_new_shot_around_an_image_keeps_its_aspect_ratio(tmp_path):
     (tmp_path / "broken.png").write_bytes(b"not a png")
     with pytest.raises(ValueError, match=r"broken\.png is not a readable image"):
         shot_for_file(tmp_path / "broken.png")
+
+
+@pytest.mark.parametrize("side", [9_000, 30_000])  # over our cap; over Pillow's own hard limit too
+def test_a_new_shot_around_a_decompression_bomb_is_refused_naming_it(tmp_path, side):
+    from anyi2v.desktop.models.files import shot_for_file
+    from tests.render.test_hostile_inputs import _png_bomb
+
+    _png_bomb(tmp_path / "huge.png", side, side)
+    with pytest.raises(ValueError, match=rf"huge\.png is {side}x{side} pixels, over the limit .*decompression bomb"):
+        shot_for_file(tmp_path / "huge.png")
