@@ -34,6 +34,8 @@ class ConditionController(QObject):
     #: the newest render failed: why (the view shows it instead of "rendering…")
     sig_render_failed = Signal(str)
     sig_error = Signal(str)
+    #: what loading the scene changed (dropped NaN points, degenerate faces...), once per new set
+    sig_warning = Signal(str)
     _sig_done = Signal(int, object)  # emitted on the render thread, run on the GUI thread
     _sig_failed = Signal(int, str)
 
@@ -43,6 +45,7 @@ class ConditionController(QObject):
         self.conditions: ShotConditions | None = None
         self.condition_image: NDArray[np.uint8] | None = None
         self._condition_shot: Shot | None = None  # the shot whose condition inputs were last rendered
+        self._warned: tuple[str, ...] = ()  # the scene warnings last said (not repeated on each render)
         self._shown_generation = 0
         self._sig_done.connect(self._rendered)  # methods: Qt queues the calls to the GUI thread
         self._sig_failed.connect(self._render_failed)
@@ -57,6 +60,7 @@ class ConditionController(QObject):
         """Another shot: forget the shown render and drop every render already asked for."""
         self.conditions = self.condition_image = None
         self._condition_shot = None
+        self._warned = ()
         self._shown_generation = self.render_worker.latest + 1  # renders of the previous shot are dropped
 
     def shot_shown(self, shot: Shot, base_dir: Path) -> None:
@@ -97,6 +101,9 @@ class ConditionController(QObject):
         # not idle(): the worker marks itself idle only after this signal was sent
         self.sig_busy_changed.emit(not self.render_worker.is_latest(generation))
         self.sig_rendered.emit(conditions)
+        if conditions.warnings and conditions.warnings != self._warned:
+            self.sig_warning.emit("Loading the scene: " + "; ".join(conditions.warnings))
+        self._warned = conditions.warnings
 
     def _render_failed(self, generation: int, message: str) -> None:
         if generation < self._shown_generation:

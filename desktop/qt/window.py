@@ -186,6 +186,7 @@ class StudioWindow(QMainWindow):
         self.editor.sig_track_selected.connect(self._track_selected)
         self.renders.sig_busy_changed.connect(self._render_busy)
         self.renders.sig_render_failed.connect(self.condition_view.set_problem)
+        self.renders.sig_warning.connect(self.warning)
         self.renders.sig_rendered.connect(self._rendered)
         self.jobs.sig_status_changed.connect(self._status)
         self.jobs.sig_job_started.connect(self._job_started)
@@ -203,6 +204,11 @@ class StudioWindow(QMainWindow):
         dialog that blocks the window)."""
         self.last_error = message
         self.statusBar().setStyleSheet("QStatusBar { color: #ff6b6b; }")
+        self.statusBar().showMessage(f"⚠ {message}")
+
+    def warning(self, message: str) -> None:
+        """Something the user should know that is not a failure: in amber until the next message."""
+        self.statusBar().setStyleSheet("QStatusBar { color: #f0b429; }")
         self.statusBar().showMessage(f"⚠ {message}")
 
     def info(self, message: str) -> None:

@@ -62,7 +62,9 @@ class GatedRenderer:
         if shot in self.fail:
             raise ValueError(f"cannot render {shot}")
         tracks = getattr(shot, "tracks", ())
-        return SimpleNamespace(name=shot, image=np.full((128, 128, 3), 0.5), object_boxes={}, tracks=tracks)
+        return SimpleNamespace(
+            name=shot, image=np.full((128, 128, 3), 0.5), object_boxes={}, tracks=tracks, warnings=()
+        )
 
 
 def wait_for_threads(qtbot, name: str) -> None:
@@ -246,6 +248,32 @@ def test_a_shot_is_rendered_again_only_when_what_the_condition_depends_on_change
         renders.reset()
         renders.shot_shown(shot, tmp_path)  # a new shot renders, even with the same inputs
         assert renders.render_worker.latest == 3
+    finally:
+        renders.close()
+
+
+def test_what_loading_the_scene_changed_is_said_once_per_new_set_of_warnings(qtbot, tmp_path):
+    from anyi2v.desktop.models.files import shot_for_file
+    from anyi2v.desktop.qt.condition_controller import ConditionController
+    from tests.render.test_scan_formats import _grid_with_holes, organized_pcd
+
+    (tmp_path / "scan.pcd").write_bytes(organized_pcd(4, 3, _grid_with_holes()))
+    shot = shot_for_file(tmp_path / "scan.pcd")
+    renders = ConditionController()  # the real renderer: the warning comes from loading the file
+    try:
+        warned, rendered = record(renders.sig_warning), record(renders.sig_rendered)
+        renders.request(shot, tmp_path)
+        qtbot.waitUntil(lambda: len(rendered) == 1, timeout=WAIT_MS)
+        assert len(warned) == 1
+        assert warned[0].startswith("Loading the scene: ")
+        assert "4 of its 12 points" in warned[0]
+        renders.request(shot.model_copy(update={"prompt": "again"}), tmp_path)
+        qtbot.waitUntil(lambda: len(rendered) == 2, timeout=WAIT_MS)
+        assert len(warned) == 1  # the same warnings are not said on every render
+        renders.reset()
+        renders.request(shot, tmp_path)  # the shot opened again: said again
+        qtbot.waitUntil(lambda: len(rendered) == 3, timeout=WAIT_MS)
+        assert len(warned) == 2
     finally:
         renders.close()
 

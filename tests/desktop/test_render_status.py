@@ -22,7 +22,7 @@ class FailingRenderer:
     def render(self, shot, base_dir):
         if self.fail:
             raise ValueError("the mesh has no faces")
-        return SimpleNamespace(image=np.full((128, 128, 3), 0.5), object_boxes={}, tracks=shot.tracks)
+        return SimpleNamespace(image=np.full((128, 128, 3), 0.5), object_boxes={}, tracks=shot.tracks, warnings=())
 
 
 def drawn_texts(monkeypatch, widget) -> list[str]:
