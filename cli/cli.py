@@ -177,6 +177,7 @@ def _positive_int(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from anyi2v import __version__
+    from anyi2v.shared.modalities import SCENE_MODALITIES, upgraded_modality  # standard library only
 
     parser = argparse.ArgumentParser(
         prog="anyi2v",
@@ -222,8 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--pass",
         dest="render_pass",
         default="depth",
-        choices=("depth", "normal", "silhouette", "segmentation", "edges", "soft_edges", "shaded", "splat"),
-        help="what to render from an asset (default depth)",
+        type=upgraded_modality,  # an older name (canny, mesh_render...) is read as the current one
+        choices=SCENE_MODALITIES,
+        help="what to render from an asset (default depth); the same names as a shot's condition kinds",
     )
     render.add_argument("--size", type=_size, default=(512, 512), metavar="WxH", help="image size (default 512x512)")
     render.add_argument("--azimuth", type=float, default=30.0, help="orbit azimuth in degrees (default 30)")

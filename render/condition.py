@@ -15,24 +15,16 @@ from pathlib import PurePath
 import numpy as np
 from numpy.typing import NDArray
 
+from anyi2v.shared.modalities import SCENE_MODALITIES
+
 from . import passes
 from .camera import Camera
 from .geometry import Asset, MeshObject, PointObject
 from .raycast import CastTooSlow, MeshScene, RaycastHits
 from .splat import Splats, splat
 
-PASSES: tuple[str, ...] = ("depth", "normal", "silhouette", "segmentation", "edges", "soft_edges", "shaded", "splat")
-# The modality a pass produces, for Shot condition layers that render the scene.
-MODALITY_PASS: dict[str, str] = {
-    "depth": "depth",
-    "normal": "normal",
-    "canny": "edges",
-    "hed": "soft_edges",
-    "segmentation": "segmentation",
-    "silhouette": "silhouette",
-    "mesh_render": "shaded",
-    "point_cloud_render": "splat",
-}
+# The passes a view renders, named as a shot's condition kinds (``shared.modalities``): one vocabulary.
+PASSES: tuple[str, ...] = SCENE_MODALITIES
 NEEDS_MESH = {"normal", "edges", "soft_edges", "shaded"}
 
 

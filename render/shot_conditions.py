@@ -17,7 +17,7 @@ from anyi2v.shared.shot import ConditionLayer, ImageSource, MaskRegion, ObjectRe
 from anyi2v.shared.tracks import Track, sample_track
 
 from .assets import load_asset
-from .condition import MODALITY_PASS, RenderError, SceneView, compose, to_uint8
+from .condition import PASSES, RenderError, SceneView, compose, to_uint8
 from .geometry import Asset, MeshObject
 from .motion import derive_tracks, plan_scene
 from .raycast import MeshScene
@@ -156,13 +156,13 @@ def render_shot_conditions(
         else:
             if view is None:
                 raise RenderError(f"{where}: renders the scene, but the shot has no scene")
-            if layer.modality not in MODALITY_PASS:
-                renderable = ", ".join(MODALITY_PASS)
+            if layer.modality not in PASSES:
+                renderable = ", ".join(PASSES)
                 raise RenderError(
                     f"{where}.modality: {layer.modality!r} cannot be rendered from a scene (renderable: {renderable});"
                     " bring it as an image"
                 )
-            image = view.render(MODALITY_PASS[layer.modality])
+            image = view.render(layer.modality)
         layers.append(image)
         stack.append((image, _region(layer, view, base_dir, width, height, where)))
     boxes = view.object_boxes() if view is not None else {}

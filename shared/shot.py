@@ -1,8 +1,9 @@
 """The Shot document: the one file a user saves and the daemon runs.
 
 A shot says what to make (output size, frames, prompt), from what structure (condition layers:
-images or a 3D scene rendered into a modality, each optionally restricted to a region), how things
-move (tracks of keyframed boxes) and how the method runs (sampling and AnyI2V settings).
+images or a 3D scene rendered into a modality, each optionally restricted to a region; the kinds and
+their older names are in ``modalities.py``), how things move (tracks of keyframed boxes) and how the
+method runs (sampling and AnyI2V settings).
 
 Paths inside a shot are relative to the shot file's folder. Boxes and points are normalized.
 """
@@ -11,9 +12,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
 from .curves import Interpolation
+from .modalities import MODALITIES as MODALITIES  # re-exported: the shot's kinds
+from .modalities import Modality, current_modality, describe_aliases
 from .model import DocumentModel
 from .motion import Anchor, CameraKey, ObjectMotion, check_scene_motion
 from .settings import MethodSettings, Sampling
@@ -22,21 +25,10 @@ from .tracks import Track
 SCHEMA_VERSION = 3
 DEFAULT_MAX_FRAMES = 32  # AnimateDiff motion adapters v2 and v3; v1 allows 24.
 
-Modality = Literal[
-    "depth",
-    "normal",
-    "canny",
-    "hed",
-    "segmentation",
-    "silhouette",
-    "skeleton",
-    "sketch",
-    "mesh_render",
-    "point_cloud_render",
-    "rgb",
-    "other",
-]
-MODALITIES: tuple[str, ...] = Modality.__args__  # type: ignore[attr-defined]
+
+def _current_modality(value: object) -> object:
+    # An older name becomes the current one; an unknown name is refused naming every kind (modalities.py).
+    return current_modality(value) if isinstance(value, str) else value
 
 
 def _relative_path(path: str) -> str:
@@ -151,7 +143,13 @@ class ConditionLayer(DocumentModel):
     """One layer of the conditional image. Later layers are drawn over earlier ones inside their region."""
 
     source: ImageSource | SceneSource = Field(discriminator="kind")
-    modality: Modality
+    modality: Annotated[Modality, BeforeValidator(_current_modality)] = Field(
+        description=(
+            "What the layer shows: a 3D scene renders into depth, normal, silhouette, segmentation, edges,"
+            " soft_edges, shaded or splat; an image may also be a skeleton, a sketch, rgb (the image as it is)"
+            f" or other. Older names are read as current ones: {describe_aliases()}."
+        )
+    )
     region: MaskRegion | ObjectRegion | None = Field(None, discriminator="kind")
 
 

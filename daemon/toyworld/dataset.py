@@ -22,6 +22,7 @@ from . import render
 from .backgrounds import background
 from .scenes import FOV_DEG, MAX_OBJECTS, Scene
 
+# Named as a shot's condition kinds (shared.modalities), so a held-out shot uses them as they are.
 MODALITIES = ("depth", "normal", "edges", "splat")
 BACKGROUND_DISTANCE = 8.0  # the background pattern slides as a plane this far from the camera would
 SPLAT_POINTS = 6000

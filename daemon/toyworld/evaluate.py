@@ -47,7 +47,6 @@ from .dataset import MODALITIES, render_clips, render_conditions
 from .scenes import Scene, sample_scene
 from .train import HELD_OUT_SEEDS
 
-SHOT_MODALITY = {"depth": "depth", "normal": "normal", "edges": "canny", "splat": "point_cloud_render"}
 BOUNDARY_TOLERANCE_PX = 2.0
 
 # name -> (control, method settings changed from the defaults)
@@ -117,7 +116,7 @@ def held_out_shots(
             "prompt": scene.caption(),
             "output": {"width": size, "height": size, "n_frames": frames, "fps": 8},
             "sampling": {"seed": len(shots), "steps": steps, "guidance_scale": 7.5},
-            "conditions": [{"source": {"kind": "image", "path": "condition.png"}, "modality": SHOT_MODALITY[modality]}],
+            "conditions": [{"source": {"kind": "image", "path": "condition.png"}, "modality": modality}],
             "tracks": [{"id": "target", "keyframes": keys}],
             "method": method or {},
         }

@@ -8,26 +8,28 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any
 
-from anyi2v.shared.shot import MODALITIES
+from anyi2v.shared.modalities import MODALITIES
 
 from .document import shot_relative
 
-# What the panel shows for each of the shot's modality names.
+# What the panel shows for each kind: the name the shot file stores (as the CLI and the docs say it),
+# and for some a hint in plain words.
 MODALITY_LABELS: dict[str, str] = {
     "depth": "depth",
-    "normal": "normals",
-    "canny": "edges (canny)",
-    "hed": "soft edges (hed)",
-    "segmentation": "segmentation (a colour per object)",
+    "normal": "normal",
     "silhouette": "silhouette",
-    "mesh_render": "shaded (mesh render)",
-    "point_cloud_render": "splats (point cloud render)",
+    "segmentation": "segmentation (a colour per object)",
+    "edges": "edges (Canny)",
+    "soft_edges": "soft_edges (HED)",
+    "shaded": "shaded (grey mesh render)",
+    "splat": "splat (point cloud render)",
     "skeleton": "skeleton",
     "sketch": "sketch",
-    "rgb": "the image as is (rgb)",
+    "rgb": "rgb (the image as it is)",
     "other": "other",
 }
 assert set(MODALITY_LABELS) == set(MODALITIES), "every modality of the shot needs a label"
+assert all(label.split(" (")[0] == name for name, label in MODALITY_LABELS.items()), "a label starts with its name"
 
 Region = dict[str, Any] | None
 

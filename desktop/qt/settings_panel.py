@@ -36,8 +36,9 @@ from anyi2v.desktop.models.edits import MAX_SEED
 from anyi2v.desktop.models.files import IMAGE_SUFFIXES
 from anyi2v.desktop.models.form import FieldSpec, field_specs, parse_layers
 from anyi2v.desktop.models.layers import MODALITY_LABELS, choice_index, image_layer, mask_region, region_choices
+from anyi2v.shared.modalities import MODALITIES, SCENE_MODALITIES
 from anyi2v.shared.settings import MethodSettings
-from anyi2v.shared.shot import MODALITIES, Shot
+from anyi2v.shared.shot import Shot
 
 from .widgets import tool_button
 
@@ -51,13 +52,6 @@ def shrinking_combo() -> QComboBox:
 
 
 MASK_PICK = "pick a mask"  # the region menu's last item: choose a mask image
-
-
-def scene_modalities() -> tuple[str, ...]:
-    """The modalities the renderer makes from a 3D scene (imported here: the renderer loads late)."""
-    from anyi2v.render.condition import MODALITY_PASS
-
-    return tuple(MODALITY_PASS)
 
 
 class PromptEdit(QPlainTextEdit):
@@ -292,7 +286,7 @@ class SettingsPanel(QScrollArea):
             line.setContentsMargins(0, 0, 0, 0)
             scene = layer["source"]["kind"] == "scene"
             combo = shrinking_combo()
-            for modality in scene_modalities() if scene else MODALITIES:
+            for modality in SCENE_MODALITIES if scene else MODALITIES:
                 combo.addItem(MODALITY_LABELS[modality], modality)
             combo.setCurrentIndex(max(combo.findData(layer["modality"]), 0))
             source = "the scene" if scene else PurePath(layer["source"]["path"]).name
