@@ -39,6 +39,7 @@ from anyi2v.shared.protocol import (
     JobRecord,
     JobRequest,
     JobStateReply,
+    LaggedNotice,
     Limits,
     ListReply,
     ListRequest,
@@ -93,7 +94,8 @@ class ClientKeys:
 
 @dataclass(frozen=True)
 class Event:
-    """A job event: its type, content and buffers (a frame's or a preview's rgb8 bytes)."""
+    """A job event: its type, content and buffers (a frame's or a preview's rgb8 bytes); or a
+    ``lagged`` notice (PROTOCOL.md, Slow connections), which has no ``seq``."""
 
     type: str
     content: Any
@@ -102,6 +104,12 @@ class Event:
     @property
     def seq(self) -> int:
         return int(self.content.seq)
+
+
+def _skipped(notice: LaggedNotice) -> str:
+    """'40 preview and 3 progress events (seq 12 to 80)'."""
+    counts = " and ".join(f"{count} {kind}" for kind, count in notice.dropped.items())
+    return f"{counts} events (seq {notice.first_seq} to {notice.last_seq})"
 
 
 class DaemonClient:
@@ -285,7 +293,8 @@ class DaemonClient:
     def events(self, job_id: str, after_seq: int = -1, *, subscribe: bool = True) -> Iterator[Event]:
         """The job's events, in order and each once, until its final event. Subscribes (unless the
         submit did) and, when the daemon goes quiet for three heartbeats, reconnects and resumes
-        after the last event seen."""
+        after the last event seen. A ``lagged`` notice (events the daemon skipped because we read too
+        slowly; the result is whole) comes as an :class:`Event` too, logged."""
         last = after_seq
         if self.server is None:
             self.hello()  # learns the heartbeat interval
@@ -305,6 +314,10 @@ class DaemonClient:
                     self.subscribe(job_id, last)
                 continue
             content = message.content
+            if isinstance(content, LaggedNotice) and content.job_id == job_id:
+                log.info("%s: we read too slowly; the daemon skipped %s", job_id, _skipped(content))
+                yield Event(message.type, content)  # no seq of its own: the stream goes on after it
+                continue
             if getattr(content, "job_id", None) != job_id or not hasattr(content, "seq"):
                 continue
             if content.seq <= last:

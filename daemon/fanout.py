@@ -4,7 +4,7 @@
 and the recent memory events of each job (progress, previews, frames: the events that are not
 stored), so a late subscriber gets what it missed by ``seq``. A connection not heard from for three
 heartbeat intervals loses its subscriptions; its jobs go on. It sends through the function it is
-given: the server owns the socket.
+given: the server owns the socket, and each connection's outbox (``outbox``) bounds what waits for it.
 """
 
 from __future__ import annotations
@@ -60,13 +60,19 @@ class Fanout:
         if known is not None:
             known.last_sent = now
 
-    def drop_silent(self, now: float, timeout: float) -> None:
-        """Forget connections not heard from for more than ``timeout`` seconds, and their subscriptions."""
-        for peer, known in list(self.peers.items()):
-            if now - known.last_seen > timeout:
-                for job_id in known.jobs:
-                    self._subscribers.get(job_id, {}).pop(peer, None)
-                del self.peers[peer]
+    def drop_silent(self, now: float, timeout: float) -> list[bytes]:
+        """Forget connections not heard from for more than ``timeout`` seconds, and their subscriptions;
+        returns them."""
+        silent = [peer for peer, known in self.peers.items() if now - known.last_seen > timeout]
+        for peer in silent:
+            self.forget_peer(peer)
+        return silent
+
+    def forget_peer(self, peer: bytes) -> None:
+        """Forget a connection and its subscriptions (its jobs go on; it may subscribe again)."""
+        known = self.peers.pop(peer, None)
+        for job_id in known.jobs if known is not None else ():
+            self._subscribers.get(job_id, {}).pop(peer, None)
 
     def quiet(self, now: float, interval: float) -> list[bytes]:
         """The subscribed connections sent nothing for more than ``interval`` seconds (they are owed a

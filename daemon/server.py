@@ -31,7 +31,6 @@ from anyi2v.shared.protocol import (
     Message,
     ProtocolError,
     decode,
-    encode,
 )
 
 from .datalock import DataFolderInUseError, DataLock
@@ -40,6 +39,7 @@ from .fanout import Fanout
 from .fdlimit import FdWatch, raise_fd_limit
 from .handlers import HandlerContext, error_message, handle
 from .keys import KeyFileError, check_secret_key, load_authorized_keys
+from .outbox import Outboxes, router_sender
 from .parent_watch import process_exists, watch_parent
 from .store import MAX_ATTEMPTS, Store, folder_bytes
 from .supervisor import Supervisor
@@ -120,7 +120,8 @@ class Server:
         self.socket = self.context.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.MAXMSGSIZE, self.limits.max_frame_bytes)
-        self.socket.setsockopt(zmq.SNDHWM, 10_000)
+        self.socket.setsockopt(zmq.SNDHWM, 8)  # ZeroMQ holds a few messages per peer; the rest wait in outbox.py
+        self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a full pipe says EAGAIN instead of dropping silently
         self.socket.setsockopt(zmq.RCVHWM, 10_000)
         self.socket.setsockopt(zmq.IPV6, int(endpoint.ipv6))
         self.socket.setsockopt(zmq.HANDSHAKE_IVL, int(config.handshake_seconds * 1000))
@@ -143,6 +144,7 @@ class Server:
         self.supervisor = Supervisor(config.worker, config.hang_timeout, config.load_timeout)
         self._stop = threading.Event()
         self.fanout = Fanout(self.limits, self._send)
+        self.outboxes = Outboxes(router_sender(self.socket), self.limits, forget=self.fanout.forget_peer)
         self._handler_context = HandlerContext(
             store=self.store,
             supervisor=self.supervisor,
@@ -184,7 +186,8 @@ class Server:
                 poller.register(self.socket, zmq.POLLIN)
                 for fd in self.supervisor.fds():
                     poller.register(fd, zmq.POLLIN)
-                ready = dict(poller.poll(timeout=min(200, int(self.config.heartbeat_seconds * 500))))
+                wait_ms = self.outboxes.wait_ms(min(200, int(self.config.heartbeat_seconds * 500)))
+                ready = dict(poller.poll(timeout=wait_ms))
                 try:
                     if self.socket in ready:
                         self._drain()
@@ -202,6 +205,7 @@ class Server:
                         self._purge()
                         last_purge = time.time()
                     self._dispatch()
+                    self.outboxes.flush()  # what slow peers' pipes now take (outbox.py)
                 except Exception:  # a bug in job handling is logged; the server keeps answering
                     log.exception("internal error in the server loop")
                 if self.load_error is not None:
@@ -242,14 +246,8 @@ class Server:
     # Sending ------------------------------------------------------------------------------------
 
     def _send(self, peer: bytes, message: Message) -> None:
-        try:
-            self.socket.send_multipart([peer, *encode(message, session="server")], flags=zmq.NOBLOCK, copy=False)
-        except zmq.Again:  # that client is not reading: drop (previews; the stored result is the truth)
-            return
-        except zmq.ZMQError as error:
-            log.warning("send to a client failed: %s", error)
-            return
-        self.fanout.sent(peer, time.monotonic())
+        if self.outboxes.send(peer, message):  # sent, or queued for a peer that reads slowly (outbox.py)
+            self.fanout.sent(peer, time.monotonic())
 
     # Receiving ----------------------------------------------------------------------------------
 
@@ -429,7 +427,8 @@ class Server:
 
     def _heartbeats(self, now: float) -> None:
         interval = self.config.heartbeat_seconds
-        self.fanout.drop_silent(now, 3 * interval)
+        for peer in self.fanout.drop_silent(now, 3 * interval):
+            self.outboxes.forget(peer)
         for peer in self.fanout.quiet(now, interval):
             self._send(peer, Message(type=HEARTBEAT, content=Empty()))
 

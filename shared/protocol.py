@@ -61,6 +61,8 @@ class Limits(BaseModel):
     max_queued: int = 1000
     max_replay_events: int = 512
     max_replay_bytes: int = 64 * 2**20
+    max_outbox_bytes: int = 16 * 2**20  # queued for one connection: past it, its previews are dropped first
+    max_outbox_hard_bytes: int = 128 * 2**20  # replies and lasting events queued: past it, the connection is dropped
 
 
 class Content(BaseModel):
@@ -268,6 +270,20 @@ class CancelledEvent(JobEvent):
     pass
 
 
+# Notices ----------------------------------------------------------------------------------------
+
+DroppableEvent = Literal["progress", "preview", "frame"]
+
+
+class LaggedNotice(Content):
+    """A connection read too slowly: the server dropped some of a job's memory events queued for it."""
+
+    job_id: Identifier
+    first_seq: int = Field(ge=0)  # the dropped events' seqs lie in first_seq .. last_seq
+    last_seq: int = Field(ge=0)
+    dropped: dict[DroppableEvent, int]  # how many of each type
+
+
 REQUESTS: dict[str, type[Content]] = {
     "hello_request": HelloRequest,
     "submit_request": SubmitRequest,
@@ -303,7 +319,8 @@ EVENTS: dict[str, type[Content]] = {
     "cancelled": CancelledEvent,
 }
 STORED_EVENTS = frozenset({"accepted", "queued", "started", "done", "failed", "cancelled"})
-CONTENT_TYPES: dict[str, type[Content]] = {**REQUESTS, **REPLIES, **EVENTS, "heartbeat": Empty}
+NOTICES: dict[str, type[Content]] = {"lagged": LaggedNotice}
+CONTENT_TYPES: dict[str, type[Content]] = {**REQUESTS, **REPLIES, **EVENTS, **NOTICES, "heartbeat": Empty}
 # How many buffers each type carries; submit_request's depends on its content (checked in decode).
 _BUFFERS = {"preview": 1, "frame": 1, "fetch_reply": 1}
 

@@ -202,6 +202,10 @@ class JobsController(QObject):
     def _job_event(self, job_id: str, event: Any) -> None:
         if self.job is None or self.job.job_id != job_id:
             return
+        if event.type == "lagged":  # a notice, not an event (no seq): the daemon skipped what we read too slowly
+            skipped = sum(event.content.dropped.values())
+            self.sig_info.emit(f"The studio fell behind: the daemon skipped {skipped} live updates (result unharmed)")
+            return
         before = self.job.frames_received
         self.job.apply(event.type, event.content, event.buffers)
         if event.type == "frame" and self.job.frames_received > before:

@@ -13,6 +13,7 @@ from anyi2v.shared.protocol import (
     CONTENT_TYPES,
     ERROR_CODES,
     EVENTS,
+    NOTICES,
     REPLIES,
     REQUESTS,
     Limits,
@@ -57,6 +58,7 @@ EXAMPLES: dict[str, tuple[dict[str, Any], int]] = {
     "done": ({"job_id": "j1", "seq": 6, "n_frames": 16, "manifest_sha256": "ff"}, 0),
     "failed": ({"job_id": "j1", "seq": 6, "reason": "out_of_memory", "message": "oom", "hints": ["fewer frames"]}, 0),
     "cancelled": ({"job_id": "j1", "seq": 6}, 0),
+    "lagged": ({"job_id": "j1", "first_seq": 3, "last_seq": 5, "dropped": {"preview": 2, "progress": 1}}, 0),
     "heartbeat": ({}, 0),
 }  # fmt: skip
 
@@ -71,7 +73,7 @@ def _header(kind: str = "status_request", **changes: Any) -> dict[str, Any]:
 
 
 def test_the_examples_cover_every_type() -> None:
-    assert set(EXAMPLES) == set(CONTENT_TYPES) == {*REQUESTS, *REPLIES, *EVENTS, "heartbeat"}
+    assert set(EXAMPLES) == set(CONTENT_TYPES) == {*REQUESTS, *REPLIES, *EVENTS, *NOTICES, "heartbeat"}
 
 
 @pytest.mark.parametrize("kind", sorted(EXAMPLES))
