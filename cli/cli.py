@@ -253,6 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_daemon(commands)
 
+    from anyi2v.library import add_parser as add_models
+
+    add_models(commands)
+
     studio = commands.add_parser(
         "studio",
         help="the desktop studio: condition view, keyframed boxes, generate and play",

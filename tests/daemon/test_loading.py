@@ -1,7 +1,8 @@
 """Loading weights from disk: diffusers folders, AnimateDiff folders, single-file SD 1.5 checkpoints.
 
 Every model here is tiny and seeded; the files are written by the tests (diffusers' ``save_pretrained``,
-and our own map back to the original CompVis / AnimateDiff key layouts), then loaded with no network.
+and our own map back to the original CompVis / AnimateDiff key layouts in ``model_files``), then loaded
+with no network.
 """
 
 from __future__ import annotations
@@ -32,133 +33,18 @@ from anyi2v.daemon.pipeline.loading import (
     resolve_dtype,
 )
 from anyi2v.daemon.pipeline.models import ANIMATEDIFF_SCHEDULER, Models, byte_tokenizer, random_parts
-
-Parts = tuple[Any, Any, Any, Any]  # UNet2DConditionModel, MotionAdapter, AutoencoderKL, CLIPTextModel
-TINY_LAYERS = 1  # layers_per_block of random_parts("tiny")
-
-# --- our map from diffusers keys back to the original layouts -------------------------------------------
-
-_RESNET = {
-    "norm1": "in_layers.0",
-    "conv1": "in_layers.2",
-    "time_emb_proj": "emb_layers.1",
-    "norm2": "out_layers.0",
-    "conv2": "out_layers.3",
-    "conv_shortcut": "skip_connection",
-}
-_UNET_TOP = {
-    "time_embedding.linear_1": "time_embed.0",
-    "time_embedding.linear_2": "time_embed.2",
-    "conv_in": "input_blocks.0.0",
-    "conv_norm_out": "out.0",
-    "conv_out": "out.2",
-}
-
-
-def unet_to_ldm(state: dict[str, torch.Tensor], layers: int) -> dict[str, torch.Tensor]:
-    """A diffusers SD UNet state dict in the CompVis layout (``model.diffusion_model.*``)."""
-    up_with_attention = {
-        int(key.split(".")[1]) for key in state if key.startswith("up_blocks.") and ".attentions." in key
-    }
-    out: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
-        parts = key.split(".")
-        top = ".".join(parts[:-1])
-        if top in _UNET_TOP:
-            new = f"{_UNET_TOP[top]}.{parts[-1]}"
-        elif parts[0] in ("down_blocks", "up_blocks", "mid_block"):
-            if parts[0] == "mid_block":
-                kind, index, rest = parts[1], int(parts[2]), parts[3:]
-                base = f"middle_block.{index * 2 if kind == 'resnets' else 1}"
-            else:
-                block, kind, index, rest = int(parts[1]), parts[2], int(parts[3]), parts[4:]
-                if parts[0] == "down_blocks":
-                    if kind == "downsamplers":
-                        base, rest = f"input_blocks.{(block + 1) * (layers + 1)}.0.op", rest[1:]
-                    else:
-                        base = f"input_blocks.{1 + block * (layers + 1) + index}.{0 if kind == 'resnets' else 1}"
-                elif kind == "upsamplers":
-                    position = 2 if block in up_with_attention else 1
-                    base = f"output_blocks.{block * (layers + 1) + layers}.{position}"
-                else:
-                    base = f"output_blocks.{block * (layers + 1) + index}.{0 if kind == 'resnets' else 1}"
-            if kind == "resnets":
-                rest = [_RESNET.get(rest[0], rest[0]), *rest[1:]]
-            new = ".".join([base, *rest])
-        else:
-            raise AssertionError(f"unmapped UNet key {key}")
-        out["model.diffusion_model." + new] = value
-    return out
-
-
-def vae_to_ldm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A diffusers AutoencoderKL state dict in the CompVis layout (``first_stage_model.*``)."""
-    up_blocks = 1 + max(int(key.split(".")[2]) for key in state if key.startswith("decoder.up_blocks."))
-    attention = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out": "proj_out"}
-    out: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
-        parts = key.split(".")
-        if parts[0] in ("quant_conv", "post_quant_conv") or parts[1] in ("conv_in", "conv_out"):
-            new = key
-        elif parts[1] == "conv_norm_out":
-            new = f"{parts[0]}.norm_out.{parts[2]}"
-        elif parts[1] in ("down_blocks", "up_blocks"):
-            block = int(parts[2]) if parts[1] == "down_blocks" else up_blocks - 1 - int(parts[2])
-            name = "down" if parts[1] == "down_blocks" else "up"
-            if parts[3] == "resnets":
-                tail = ".".join(parts[5:]).replace("conv_shortcut", "nin_shortcut")
-                new = f"{parts[0]}.{name}.{block}.block.{parts[4]}.{tail}"
-            else:
-                new = f"{parts[0]}.{name}.{block}.{'downsample' if name == 'down' else 'upsample'}.conv.{parts[-1]}"
-        elif parts[1] == "mid_block" and parts[2] == "resnets":
-            new = f"{parts[0]}.mid.block_{int(parts[3]) + 1}.{'.'.join(parts[4:])}"
-        elif parts[1] == "mid_block" and parts[2] == "attentions":
-            new = f"{parts[0]}.mid.attn_1.{attention[parts[4]]}.{parts[-1]}"
-            if value.ndim == 2:  # the original stores these as 1x1 convolutions
-                value = value[:, :, None, None]
-        else:
-            raise AssertionError(f"unmapped VAE key {key}")
-        out["first_stage_model." + new] = value
-    return out
-
-
-def clip_to_ldm(text: Any) -> dict[str, torch.Tensor]:
-    prefix = (
-        "cond_stage_model.transformer." if hasattr(text, "text_model") else "cond_stage_model.transformer.text_model."
-    )
-    out = {prefix + key: value for key, value in text.state_dict().items()}
-    # Real checkpoints carry the position ids buffer, which the loader must ignore.
-    out["cond_stage_model.transformer.text_model.embeddings.position_ids"] = torch.arange(77)[None]
-    return out
-
-
-def adapter_to_original(adapter: Any) -> dict[str, torch.Tensor]:
-    """A diffusers MotionAdapter state dict in the original AnimateDiff motion-module layout."""
-    out: dict[str, torch.Tensor] = {}
-    for key, value in adapter.state_dict().items():
-        head, _, tail = key.partition(".motion_modules.")
-        index, _, rest = tail.partition(".")
-        if rest.endswith("pos_embed.pe"):
-            block = rest.removesuffix("pos_embed.pe")
-            for attention in (0, 1):
-                out[
-                    f"{head}.motion_modules.{index}.temporal_transformer.{block}attention_blocks.{attention}.pos_encoder.pe"
-                ] = value
-            continue
-        rest = (
-            rest.replace(".norm1.", ".norms.0.")
-            .replace(".norm2.", ".norms.1.")
-            .replace(".norm3.", ".ff_norm.")
-            .replace(".attn1.", ".attention_blocks.0.")
-            .replace(".attn2.", ".attention_blocks.1.")
-        )
-        out[f"{head}.motion_modules.{index}.temporal_transformer.{rest}"] = value
-    return out
-
-
-def contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {key: value.detach().contiguous().clone() for key, value in state.items()}
-
+from tests.daemon.model_files import (
+    TEXT_TARGETS,
+    TINY_LAYERS,
+    UNET_TARGETS,
+    Parts,
+    adapter_to_original,
+    clip_to_ldm,
+    contiguous,
+    kohya_lora,
+    unet_to_ldm,
+    vae_to_ldm,
+)
 
 # --- fixtures -------------------------------------------------------------------------------------------
 
@@ -580,36 +466,6 @@ def test_shipped_sd15_configs() -> None:
 # --- LoRA -----------------------------------------------------------------------------------------------
 
 HAS_PEFT = importlib.util.find_spec("peft") is not None
-# Real kohya LoRAs cover every projection of an attention; diffusers tells their text-encoder format by out_proj.
-UNET_TARGETS = (
-    "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q",
-    "up_blocks.1.attentions.0.transformer_blocks.0.attn2.to_out.0",
-)
-TEXT_TARGETS = ("encoder.layers.0.self_attn.q_proj", "encoder.layers.1.self_attn.out_proj")
-
-
-def kohya_lora(
-    path: Path, parts: Parts, rank: int, alpha: float, seed: int, *, text_encoder: bool = True
-) -> dict[str, torch.Tensor]:
-    """A kohya/A1111-format LoRA on a few UNet and text-encoder projections; returns each target's delta at
-    weight 1 (``alpha / rank * up @ down``)."""
-    unet, _, _, text = parts
-    generator = torch.Generator().manual_seed(seed)
-    files: dict[str, torch.Tensor] = {}
-    deltas: dict[str, torch.Tensor] = {}
-    targets = [("lora_unet_", unet, target) for target in UNET_TARGETS]
-    targets += [("lora_te_text_model_", text, target) for target in TEXT_TARGETS if text_encoder]
-    for prefix, model, target in targets:
-        module = model.get_submodule(target)
-        name = prefix + target.replace(".", "_")
-        down = torch.randn(rank, module.in_features, generator=generator) * 0.1
-        up = torch.randn(module.out_features, rank, generator=generator) * 0.1
-        files[f"{name}.lora_down.weight"] = down
-        files[f"{name}.lora_up.weight"] = up
-        files[f"{name}.alpha"] = torch.tensor(alpha)
-        deltas[target] = alpha / rank * up @ down
-    save_file(files, path)
-    return deltas
 
 
 @pytest.mark.skipif(not HAS_PEFT, reason="LoRA loading needs peft, which this environment lacks")
