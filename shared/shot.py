@@ -2,8 +2,9 @@
 
 A shot says what to make (output size, frames, prompt), from what structure (condition layers:
 images or a 3D scene rendered into a modality, each optionally restricted to a region; the kinds and
-their older names are in ``modalities.py``), how things move (tracks of keyframed boxes) and how the
-method runs (sampling and AnyI2V settings).
+their older names are in ``modalities.py``), how things move (tracks of keyframed boxes), how the
+method runs (sampling and AnyI2V settings) and, optionally, on which models (``model``: names in the
+daemon's model library, never paths; ``model_names.py``).
 
 Paths inside a shot are relative to the shot file's folder. Boxes and points are normalized.
 """
@@ -18,11 +19,19 @@ from .curves import Interpolation
 from .modalities import MODALITIES as MODALITIES  # re-exported: the shot's kinds
 from .modalities import Modality, current_modality, describe_aliases
 from .model import DocumentModel
+from .model_names import (
+    LIBRARY_NAME_PATTERN,
+    MAX_LIBRARY_NAME_LENGTH,
+    MAX_WEIGHT,
+    MIN_WEIGHT,
+    Scheduler,
+    library_name_problem,
+)
 from .motion import Anchor, CameraKey, ObjectMotion, check_scene_motion
 from .settings import MethodSettings, Sampling
 from .tracks import Track
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 DEFAULT_MAX_FRAMES = 32  # AnimateDiff motion adapters v2 and v3; v1 allows 24.
 
 
@@ -39,6 +48,26 @@ def _relative_path(path: str) -> str:
     return path
 
 
+def _library_name(name: str) -> str:
+    problem = library_name_problem(name)
+    if problem is not None:
+        raise ValueError(problem)
+    return name
+
+
+LibraryName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_LIBRARY_NAME_LENGTH,
+        json_schema_extra={"pattern": LIBRARY_NAME_PATTERN},
+        description=(
+            "The name of an entry of the daemon's model library (anyi2v models lists them), such as"
+            " 'checkpoints/realisticVision_v51' or its short name 'realisticVision_v51'; never a path."
+        ),
+    ),
+    AfterValidator(_library_name),
+]
 FilePath = Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(_relative_path)]
 Vector3 = tuple[float, float, float]
 
@@ -153,10 +182,64 @@ class ConditionLayer(DocumentModel):
     region: MaskRegion | ObjectRegion | None = Field(None, discriminator="kind")
 
 
+class WeightedModel(DocumentModel):
+    """A LoRA or motion LoRA of the library and the weight it is applied at."""
+
+    name: LibraryName
+    weight: float = Field(
+        1.0,
+        ge=MIN_WEIGHT,
+        le=MAX_WEIGHT,
+        description=(
+            f"A finite number from {MIN_WEIGHT:g} to {MAX_WEIGHT:g}: 1 is the file's full strength, 0 turns it"
+            " off, a negative weight pushes the other way."
+        ),
+    )
+
+
+class ModelChoice(DocumentModel):
+    """Which models run the shot, each by its name in the daemon's model library. Every part left out (or
+    null) is the daemon's default for it; an empty list of LoRAs means none."""
+
+    checkpoint: LibraryName | None = Field(None, description="The SD 1.5 checkpoint (absent: the daemon's).")
+    motion_module: LibraryName | None = Field(None, description="The AnimateDiff motion module (absent: the daemon's).")
+    loras: tuple[WeightedModel, ...] | None = Field(
+        None, max_length=16, description="LoRAs fused into the checkpoint (absent: the daemon's; empty: none)."
+    )
+    motion_loras: tuple[WeightedModel, ...] | None = Field(
+        None,
+        max_length=8,
+        description="Motion LoRAs (camera moves) fused into the motion module (absent: the daemon's; empty: none).",
+    )
+    vae: LibraryName | None = Field(None, description="A VAE replacing the checkpoint's (absent: the daemon's).")
+    scheduler: Scheduler | None = Field(
+        None,
+        description=(
+            "The sampler: ddim (as the AnyI2V authors run it), euler, dpmpp_2m_karras or lcm (for AnimateLCM"
+            " motion modules); absent: the daemon's, ddim unless it was started with another."
+        ),
+    )
+
+    @field_validator("loras", "motion_loras")
+    @classmethod
+    def _each_once(
+        cls, entries: tuple[WeightedModel, ...] | None, info: ValidationInfo
+    ) -> tuple[WeightedModel, ...] | None:
+        first_at: dict[str, int] = {}
+        for index, entry in enumerate(entries or ()):
+            if entry.name in first_at:
+                raise ValueError(
+                    f"{info.field_name}[{index}] names {entry.name!r} as {info.field_name}[{first_at[entry.name]}]"
+                    " does; give each once, with the sum of the weights"
+                )
+            first_at[entry.name] = index
+        return entries
+
+
 class Shot(DocumentModel):
     """A shot: the document the desktop edits, the CLI reads and the daemon runs."""
 
-    schema_version: Literal[3] = Field(description="Version of this document format.")
+    schema_version: Literal[4] = Field(description="Version of this document format.")
     name: str = Field("", max_length=200, description="A name for people.")
     output: Output = Output()
     prompt: str = Field(max_length=4000, description="What the video shows.")
@@ -166,6 +249,10 @@ class Shot(DocumentModel):
     conditions: tuple[ConditionLayer, ...] = Field(min_length=1, max_length=16)
     tracks: tuple[Track, ...] = Field((), max_length=64)
     method: MethodSettings = MethodSettings()
+    model: ModelChoice | None = Field(
+        None,
+        description="Which models run the shot, by their names in the daemon's model library; absent: its default.",
+    )
 
     @field_validator("conditions")
     @classmethod

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .settings import MethodSettings
-from .shot import ConditionLayer, ImageSource, MaskRegion, Shot
+from .shot import ConditionLayer, ImageSource, MaskRegion, ModelChoice, Shot, WeightedModel
 from .tracks import Track, sample_track
 
 
@@ -49,6 +49,28 @@ def changed_method_settings(method: MethodSettings) -> list[str]:
     ]
 
 
+def _describe_weighted(entries: tuple[WeightedModel, ...]) -> str:
+    return ", ".join(f"{entry.name} ({entry.weight:g})" for entry in entries)
+
+
+def describe_model(model: ModelChoice) -> str:
+    """The shot's model choice in one line; what it leaves out is the daemon's default."""
+    parts = [f"checkpoint {model.checkpoint}"] if model.checkpoint is not None else []
+    if model.motion_module is not None:
+        parts.append(f"motion module {model.motion_module}")
+    for label, entries in (("LoRAs", model.loras), ("motion LoRAs", model.motion_loras)):
+        if entries is not None:
+            parts.append(f"{label} {_describe_weighted(entries)}" if entries else f"no {label}")
+    if model.vae is not None:
+        parts.append(f"VAE {model.vae}")
+    if model.scheduler is not None:
+        parts.append(f"scheduler {model.scheduler}")
+    chosen = len(parts)
+    if chosen < 6:
+        parts.append("the rest the daemon's default" if chosen else "the daemon's default")
+    return "; ".join(parts)
+
+
 def describe_shot(shot: Shot) -> str:
     """A few lines that say what the shot will make."""
     out = shot.output
@@ -88,6 +110,8 @@ def describe_shot(shot: Shot) -> str:
     else:
         lines.append("  tracks: none (no trajectory control)")
     lines.extend(f"    {_describe_track(track, shot)}" for track in shot.tracks)
+    if shot.model is not None:
+        lines.append(f"  model: {describe_model(shot.model)}")
     changed = changed_method_settings(shot.method)
     lines.append("  method: " + ("; ".join(changed) if changed else "AnyI2V paper defaults"))
     return "\n".join(lines)

@@ -11,6 +11,9 @@ History:
 2. Boxes and points normalized to the frame (0..1), so a shot keeps its motion when its size changes.
 3. Motion directed in 3D: a scene may have a camera path, moving objects and anchors. Nothing of
    version 2 changes meaning, so the upgrade only bumps the version.
+4. A shot may choose its models (``model``: checkpoint, motion module, LoRAs, motion LoRAs, VAE,
+   scheduler) by their names in the daemon's model library. A shot without one runs on the daemon's
+   default, as every version 3 shot did, so the upgrade only bumps the version.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 
 JSONObject = dict[str, Any]
 
-CURRENT_VERSION = 3
+CURRENT_VERSION = 4
 _V1_DEFAULT_SIZE = 512
 
 
@@ -71,7 +74,12 @@ def upgrade_2_to_3(document: JSONObject) -> JSONObject:
     return {**document, "schema_version": 3}
 
 
-UPGRADES: dict[int, Callable[[JSONObject], JSONObject]] = {1: upgrade_1_to_2, 2: upgrade_2_to_3}
+def upgrade_3_to_4(document: JSONObject) -> JSONObject:
+    """The model section is new and optional (absent: the daemon's default model): nothing is added."""
+    return {**document, "schema_version": 4}
+
+
+UPGRADES: dict[int, Callable[[JSONObject], JSONObject]] = {1: upgrade_1_to_2, 2: upgrade_2_to_3, 3: upgrade_3_to_4}
 
 
 def upgrade(document: JSONObject) -> JSONObject:
