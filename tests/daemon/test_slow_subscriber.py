@@ -31,6 +31,8 @@ from anyi2v.daemon import server as server_module
 from anyi2v.daemon.client import DaemonClient
 from anyi2v.daemon.outbox import Outboxes, PeerGoneError
 from anyi2v.daemon.server import Server, ServerConfig
+from anyi2v.daemon.supervisor import Supervisor
+from anyi2v.daemon.worker import WorkerConfig
 from anyi2v.shared.protocol import (
     EVENTS,
     REPLIES,
@@ -254,22 +256,19 @@ def test_the_client_passes_a_lagged_notice_on_logs_it_and_follows_the_job_to_its
 # A server with a fake worker --------------------------------------------------------------------
 
 
-class _FakeWorker:
-    """Stands in for the worker (daemon/supervisor.Supervisor's interface): a job is ``n_previews``
-    previews of 48 KiB with a progress event every tenth step, handed over ``batch`` per turn of the
-    server's loop (at most one batch per ``interval`` seconds, as a real worker's steps take time)
-    once ``go`` is set, then done (with a manifest, as the worker writes it)."""
+class _FakeWorker(Supervisor):
+    """The real supervisor with no worker process behind it (so it keeps the attributes the server
+    reads): a job is ``n_previews`` previews of 48 KiB with a progress event every tenth step, handed
+    over ``batch`` per turn of the server's loop (at most one batch per ``interval`` seconds, as a
+    real worker's steps take time) once ``go`` is set, then done (with a manifest, as the worker
+    writes it). With no process, stop, kill and cancel have nothing to do."""
 
     n_previews = 100
     batch = 10
     interval = 0.0
 
-    def __init__(self, *_: object) -> None:
-        self.info: dict[str, Any] | None = None
-        self.job_id: str | None = None
-        self.state = "stopped"
-        self.pid: int | None = None
-        self.last_activity = time.monotonic()
+    def __init__(self, config: WorkerConfig, hang_timeout: float, load_timeout: float) -> None:
+        super().__init__(config, hang_timeout, load_timeout)
         self.go = threading.Event()
         self.go.set()
         self.handed_over = False
@@ -281,15 +280,9 @@ class _FakeWorker:
         self.info = {"device": "fake", "modalities": ["depth"], "max_frames": 64}
         self._plan.append(("ready", self.info))
 
-    def fds(self) -> list[int]:
-        return []
-
-    @property
-    def idle(self) -> bool:
-        return self.state == "ready" and self.job_id is None
-
     def run(self, job: dict[str, Any]) -> None:
         job_id = self.job_id = job["job_id"]
+        self.last_activity = time.monotonic()
         staging = Path(job["staging"])
         staging.mkdir(parents=True, exist_ok=True)
         (staging / "manifest.json").write_text(json.dumps({"n_frames": 4}))
@@ -301,6 +294,7 @@ class _FakeWorker:
         self._plan.append(("done", job_id, "0" * 64))
 
     def receive(self) -> list[tuple[Any, ...]]:
+        self.last_activity = time.monotonic()  # never hung
         if self._plan and self._plan[0][0] == "ready":
             return [self._plan.popleft()]
         if not self.go.is_set() or time.monotonic() - self._last_batch < self.interval:
@@ -313,15 +307,6 @@ class _FakeWorker:
 
     def overdue(self, now: float) -> str | None:
         return None
-
-    def cancel(self, job_id: str) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
-
-    def kill(self) -> None:
-        pass
 
 
 @contextmanager
@@ -359,6 +344,23 @@ def _receive(socket: zmq.Socket[Any]) -> Message:
     return decode(socket.recv_multipart())
 
 
+def _read_until_done(socket: zmq.Socket[Any]) -> list[Message]:
+    """Every message (heartbeats aside) up to the job's ``done``, read as fast as they come, saying
+    we are alive as a client does."""
+    messages: list[Message] = []
+    deadline, last_heartbeat = time.monotonic() + TIMEOUT, 0.0
+    while not messages or messages[-1].type != "done":
+        assert time.monotonic() < deadline, f"no done after {len(messages)} messages"
+        if time.monotonic() - last_heartbeat > 0.2:
+            socket.send_multipart(encode(Message(type="heartbeat", content=Empty(), session="reader")))
+            last_heartbeat = time.monotonic()
+        if socket.poll(100):
+            message = decode(socket.recv_multipart())
+            if message.type != "heartbeat":
+                messages.append(message)
+    return messages
+
+
 def test_a_subscriber_that_stops_reading_stays_under_the_bound_and_is_told_it_lagged(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -390,11 +392,7 @@ def test_a_subscriber_that_stops_reading_stays_under_the_bound_and_is_told_it_la
                 assert 0 < peak <= bound
                 assert server.outboxes.queued_bytes(b"slow-reader") <= bound
             # now it reads: everything it missed is either there or counted, and the job's end is there
-            messages: list[Message] = []
-            while not messages or messages[-1].type != "done":
-                message = _receive(reader)
-                if message.type != "heartbeat":
-                    messages.append(message)
+            messages = _read_until_done(reader)
         finally:
             reader.close(0)
             context.term()
@@ -419,11 +417,22 @@ def test_a_subscriber_that_stops_reading_stays_under_the_bound_and_is_told_it_la
 def test_a_subscriber_that_keeps_up_is_never_lagged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     n_previews = 400  # 19 MiB, more than the default bound (16 MiB), handed over about 1 MiB at a time
     with _fake_server(tmp_path / "data", monkeypatch, Limits(), n_previews, batch=20, interval=0.15) as server:
-        with DaemonClient(server.address, timeout=TIMEOUT) as client:
-            client.submit("fast", shot_document(), condition_image())
-            events = list(client.events("fast", subscribe=False))
+        context = zmq.Context()
+        reader = context.socket(zmq.DEALER)  # as a client's, reading all the time
+        reader.setsockopt(zmq.LINGER, 0)
+        reader.connect(server.address)
+        try:
+            with DaemonClient(server.address, timeout=TIMEOUT) as control:
+                control.submit("fast", shot_document(), condition_image(), subscribe=False)
+            subscribe = Message(type="subscribe_request", content=SubscribeRequest(job_id="fast"), session="fast")
+            reader.send_multipart(encode(subscribe))
+            messages = _read_until_done(reader)
+        finally:
+            reader.close(0)
+            context.term()
         _wait_for(lambda: not server.outboxes.pending, "the outbox to empty")
-    assert [e.type for e in events if e.type == "lagged"] == []
-    assert sum(1 for e in events if e.type == "preview") == n_previews
+    assert [m.type for m in messages if m.type == "lagged"] == []
+    events = [m for m in messages if m.type in EVENTS]
+    assert sum(1 for m in events if m.type == "preview") == n_previews
     assert events[-1].type == "done"
-    assert [e.seq for e in events] == list(range(len(events)))
+    assert [m.content.seq for m in events] == list(range(len(events)))  # type: ignore[attr-defined]
