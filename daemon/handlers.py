@@ -54,6 +54,7 @@ from anyi2v.shared.protocol import (
 )
 
 from .fanout import Fanout
+from .ownership import LOCAL, Caller
 from .store import Store
 from .supervisor import Supervisor
 
@@ -76,6 +77,7 @@ class HandlerContext:
     started: float  # time.time() when the server started
     send: Callable[[bytes, Message], None]  # to one peer, never blocking
     purge: Callable[[], None]  # the retention sweep
+    caller: Caller = LOCAL  # who sent the request being handled (ownership.py); set per request
 
 
 Handler = Callable[[HandlerContext, bytes, Message], None]
@@ -114,9 +116,10 @@ def _reply(
 
 
 def _job(context: HandlerContext, job_id: str) -> Any:
-    """The job's row; ``unknown_job`` when there is none."""
+    """The job's row; ``unknown_job`` when there is none, or when it is another key's (the same error:
+    whether another key's job exists is never told)."""
     row = context.store.get(job_id)
-    if row is None:
+    if row is None or not context.caller.may_see(row["owner"]):
         raise ProtocolError("unknown_job", f"no job {job_id!r} (never submitted, or deleted)")
     return row
 
@@ -185,6 +188,8 @@ def submit_request(context: HandlerContext, peer: bytes, message: Message) -> No
     for buffer in message.buffers:
         digest.update(buffer)
     row = store.get(request.job_id)
+    if row is not None and not context.caller.may_see(row["owner"]):
+        raise ProtocolError("job_conflict", f"job id {request.job_id!r} is taken; submit with another job id")
     if row is not None:
         if row["digest"] != digest.hexdigest():
             raise ProtocolError("job_conflict", f"job {request.job_id!r} was submitted before with different content")
@@ -204,7 +209,8 @@ def submit_request(context: HandlerContext, peer: bytes, message: Message) -> No
             raise ProtocolError(
                 "disk_full", "the daemon's results are at its disk cap; delete old results and try again"
             )
-    store.add(request.job_id, digest.hexdigest(), payload, n_frames, message.buffers[0] if message.buffers else None)
+    condition = message.buffers[0] if message.buffers else None
+    store.add(request.job_id, digest.hexdigest(), payload, n_frames, condition, owner=context.caller.owner)
     if request.subscribe:
         context.fanout.subscribe(peer, request.job_id, message.id)
     position = store.position(request.job_id)
@@ -232,10 +238,16 @@ def cancel_request(context: HandlerContext, peer: bytes, message: Message) -> No
     _reply(context, peer, message, JobStateReply(job_id=request.job_id, state=state))
 
 
+def _visible(context: HandlerContext, job_id: str | None) -> str | None:
+    """``job_id`` when the caller may see that job, else None."""
+    row = None if job_id is None else context.store.get(job_id)
+    return job_id if row is not None and context.caller.may_see(row["owner"]) else None
+
+
 def server_status(context: HandlerContext) -> ServerStatus:
     return ServerStatus(
         queued=context.store.count("queued"),
-        running=context.supervisor.job_id,
+        running=_visible(context, context.supervisor.job_id),
         uptime_seconds=time.time() - context.started,
         disk_bytes=context.store.disk_bytes(),
         disk_cap_bytes=context.disk_cap_bytes,
@@ -254,10 +266,11 @@ def status_request(context: HandlerContext, peer: bytes, message: Message) -> No
 
 
 def list_request(context: HandlerContext, peer: bytes, message: Message) -> None:
-    """Job records, newest first."""
+    """The caller's job records (an admin's: everyone's), newest first."""
     request = message.content
     assert isinstance(request, ListRequest)
-    jobs = context.store.records(list(request.states), request.limit)
+    owner = None if context.caller.admin else context.caller.owner
+    jobs = context.store.records(list(request.states), request.limit, owner=owner)
     _reply(context, peer, message, ListReply(jobs=jobs))
 
 

@@ -17,6 +17,15 @@ in that folder is read by :func:`load_authorized_keys`, one file at a time: a fi
 or holds no valid public key refuses start-up naming it (a key the owner meant to trust is never
 dropped silently); an entry that is not a regular file (FIFO, folder, socket) is skipped with a
 warning and never opened.
+
+A client key is marked admin (it sees and acts on every key's jobs, PROTOCOL.md Security) by an
+indented line ``admin = true`` (quotes optional) in the ``metadata`` section of the daemon's copy of
+its public key file; ``admin = false`` or no such line: not admin::
+
+    metadata
+        admin = true
+    curve
+        public-key = "..."
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import logging
 import os
 import stat
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger("anyi2v.daemon")
@@ -34,6 +44,14 @@ SECRET_MODE = 0o600
 
 class KeyFileError(ValueError):
     """A key file the daemon cannot use (missing, readable by others, not a certificate); says what to do."""
+
+
+@dataclass(frozen=True)
+class AuthorizedKey:
+    """A client key the daemon trusts: its file's name (``NAME.key`` -> ``NAME``) and whether it is admin."""
+
+    name: str
+    admin: bool = False
 
 
 def posix_permissions() -> bool:
@@ -96,11 +114,12 @@ def check_secret_key(path: Path) -> tuple[bytes, bytes]:
     return public, secret
 
 
-def load_authorized_keys(folder: Path) -> dict[bytes, bool]:
+def load_authorized_keys(folder: Path) -> dict[bytes, AuthorizedKey]:
     """The client public keys (Z85, as ZeroMQ's authenticator keys them) of each ``*.key`` in
-    ``folder``. Raises :class:`KeyFileError` naming the folder when group or others may write it
-    (POSIX), or naming the file that cannot be read or holds no valid public key. Entries that are
-    not regular files are skipped with a warning, unopened."""
+    ``folder``, each with its name and admin mark. Raises :class:`KeyFileError` naming the folder when
+    group or others may write it (POSIX), or naming the file that cannot be read, holds no valid public
+    key or an ``admin`` that is neither true nor false. Entries that are not regular files are skipped
+    with a warning, unopened."""
     from zmq.utils import z85
 
     if posix_permissions():
@@ -110,7 +129,7 @@ def load_authorized_keys(folder: Path) -> dict[bytes, bool]:
                 f"{folder}: the authorized-keys folder is writable by others (mode {mode:04o}), who could add"
                 f" a key; run `chmod go-w {folder}`"
             )
-    found: dict[bytes, bool] = {}
+    found: dict[bytes, AuthorizedKey] = {}
     for path in sorted(folder.glob("*.key")):
         try:
             if not stat.S_ISREG(path.stat().st_mode):
@@ -119,7 +138,7 @@ def load_authorized_keys(folder: Path) -> dict[bytes, bool]:
             text = path.read_bytes()
         except OSError as error:
             raise KeyFileError(f"{path}: cannot read this authorized key: {error.strerror}") from None
-        found[_public_key(path, text, z85.decode)] = True
+        found[_public_key(path, text, z85.decode)] = AuthorizedKey(path.stem, _admin(path, text))
     log.info("%d authorized client key(s) in %s", len(found), folder)
     return found
 
@@ -138,3 +157,27 @@ def _public_key(path: Path, text: bytes, decode: Callable[[bytes], bytes]) -> by
                 raise KeyFileError(f"{path}: the public-key is not 40 Z85 characters; replace this file")
             return key
     raise KeyFileError(f"{path}: holds no public-key line (not a ZeroMQ certificate); replace or remove it")
+
+
+def _admin(path: Path, text: bytes) -> bool:
+    """Whether the certificate's ``metadata`` section says ``admin = true`` (quotes optional); False
+    without one. A section starts at an unindented line; its entries are indented ``name = value``."""
+    section = b""
+    for raw in text.splitlines():
+        line = raw.split(b"#", 1)[0].rstrip()
+        if not line:
+            continue
+        if not line[:1].isspace():
+            section = line.strip()
+            continue
+        name, equals, value = line.strip().partition(b"=")
+        if section != b"metadata" or not equals or name.strip() != b"admin":
+            continue
+        word = value.strip().strip(b"'\"").lower()
+        if word not in (b"true", b"false"):
+            raise KeyFileError(
+                f"{path}: metadata admin = {value.strip().decode(errors='replace')}: write admin = true or"
+                " admin = false"
+            )
+        return word == b"true"
+    return False

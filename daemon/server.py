@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +38,9 @@ from .endpoints import EndpointError, parse_endpoint
 from .fanout import Fanout
 from .fdlimit import FdWatch, raise_fd_limit
 from .handlers import HandlerContext, error_message, handle
-from .keys import KeyFileError, check_secret_key, load_authorized_keys
+from .keys import AuthorizedKey, KeyFileError, check_secret_key, load_authorized_keys
 from .outbox import Outboxes, router_sender
+from .ownership import LOCAL, Caller, Keyring
 from .parent_watch import process_exists, watch_parent
 from .store import MAX_ATTEMPTS, Store, folder_bytes
 from .supervisor import Supervisor
@@ -70,6 +71,7 @@ class ServerConfig:
     limits: Limits = field(default_factory=Limits)
     handshake_seconds: float = 10.0  # a peer that has not finished the ZeroMQ/CURVE handshake by then is dropped
     exit_with_parent: int | None = None  # run_server stops when this process is gone (parent_watch)
+    keys_poll_seconds: float = 2.0  # how often the authorized-keys folder is checked for changes (0: only on SIGHUP)
 
 
 class Server:
@@ -89,7 +91,7 @@ class Server:
                 " (--server-key and --authorized-keys; see `anyi2v keys`)"
             )
         keys = None
-        authorized: dict[bytes, bool] = {}
+        authorized: dict[bytes, AuthorizedKey] = {}
         if secure:
             if config.secret_key is None or config.authorized_keys is None:
                 raise ConfigError("CURVE needs both --server-key and --authorized-keys")
@@ -117,6 +119,7 @@ class Server:
         self.context = zmq.Context()
         self.context.set(zmq.MAX_SOCKETS, 64)  # ZeroMQ sockets (not peers): the ROUTER, CURVE's and spares
         self._auth: Any = None
+        self.keyring: Keyring | None = None  # None without CURVE: every request is LOCAL's
         self.socket = self.context.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.MAXMSGSIZE, self.limits.max_frame_bytes)
@@ -131,7 +134,10 @@ class Server:
             self._auth = ThreadAuthenticator(self.context, log=logging.getLogger("anyi2v.daemon.auth"))
             self._auth.start()
             self._auth.allow_any = False
-            self._auth.certs["*"] = authorized  # read by keys.load_authorized_keys, not by zmq.auth
+            self.keyring = Keyring(  # the keys in force, re-read on change and SIGHUP (ownership.py)
+                config.authorized_keys or Path(), authorized, self._install_keys,
+                self._forget_peer, config.keys_poll_seconds,
+            )  # fmt: skip
             self.socket.curve_publickey, self.socket.curve_secretkey = keys
             self.socket.curve_server = True
         try:
@@ -164,6 +170,18 @@ class Server:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def _install_keys(self, certs: dict[bytes, bool]) -> None:
+        self._auth.certs["*"] = certs  # read by keys.load_authorized_keys, not by zmq.auth
+
+    def _forget_peer(self, peer: bytes) -> None:  # a connection whose key was revoked: nothing more is sent to it
+        self.fanout.forget_peer(peer)
+        self.outboxes.forget(peer)
+
+    def reload_keys(self) -> None:
+        """Read the authorized-keys folder again at the loop's next turn (SIGHUP; safe from a signal handler)."""
+        if self.keyring is not None:
+            self.keyring.request_reload()
 
     def close(self) -> None:
         self.socket.close(0)
@@ -198,6 +216,8 @@ class Server:
                     if overdue is not None:
                         self._overdue(overdue)
                     self._heartbeats(now)
+                    if self.keyring is not None:
+                        self.keyring.tick(now, self.fanout.peers)
                     if now - last_fd_check > 1.0:
                         self.fd_watch.check()
                         last_fd_check = now
@@ -254,14 +274,20 @@ class Server:
     def _drain(self) -> None:
         for _ in range(1000):  # edge-triggered: read all there is (bounded, so timers still run)
             try:
-                frames = self.socket.recv_multipart(flags=zmq.NOBLOCK, copy=True)
+                frames = self.socket.recv_multipart(flags=zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
             if len(frames) < 2:
                 continue
-            self._handle(frames[0], frames[1:])
+            peer, caller = frames[0].bytes, LOCAL
+            if self.keyring is not None:  # CURVE: the key in force that sent it (ZAP checked it only at connect)
+                admitted = self.keyring.admit(peer, str(frames[1].get("User-Id")))
+                if admitted is None:
+                    continue  # revoked since its connection was made: not served, no answer
+                caller = admitted
+            self._handle(peer, [frame.bytes for frame in frames[1:]], caller)
 
-    def _handle(self, peer: bytes, frames: list[bytes]) -> None:
+    def _handle(self, peer: bytes, frames: list[bytes], caller: Caller = LOCAL) -> None:
         try:
             message = decode(frames, self.limits, accept=_ACCEPTED)
         except ProtocolError as error:
@@ -270,7 +296,7 @@ class Server:
             return
         self.fanout.heard(peer, message.session, time.monotonic())
         if message.type != HEARTBEAT:  # a heartbeat is only a sign of life
-            handle(self._handler_context, peer, message)
+            handle(replace(self._handler_context, caller=caller), peer, message)
 
     # Jobs and the worker ------------------------------------------------------------------------
 
@@ -451,6 +477,8 @@ def run_server(config: ServerConfig, on_ready: Callable[[Server], None] | None =
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     for sig in previous:
         signal.signal(sig, lambda *_: server.stop())
+    if hasattr(signal, "SIGHUP"):  # POSIX: re-read the authorized keys
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda *_: server.reload_keys())
     watch = watch_parent(parent, server.stop) if parent is not None else None
     try:
         if on_ready is not None:

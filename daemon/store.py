@@ -29,6 +29,8 @@ from typing import Any
 from anyi2v.shared.durable import fsync_folder, write_file
 from anyi2v.shared.protocol import FINAL_STATES, JobRecord
 
+from .ownership import LOCAL_OWNER
+
 SEQ_BLOCK = 64
 MAX_ATTEMPTS = 3
 
@@ -48,7 +50,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     message TEXT,
     seq_used INTEGER NOT NULL DEFAULT -1,
     seq_reserved INTEGER NOT NULL DEFAULT -1,
-    result_bytes INTEGER NOT NULL DEFAULT 0
+    result_bytes INTEGER NOT NULL DEFAULT 0,
+    owner TEXT NOT NULL DEFAULT 'local'
 );
 CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (state, queue_key);
 CREATE TABLE IF NOT EXISTS events (
@@ -79,6 +82,7 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        _add_owner_column(self._db)
         self._next_seq: dict[str, int] = {}
 
     def close(self) -> None:
@@ -118,17 +122,20 @@ class Store:
         value: dict[str, Any] = json.loads(row["request"])
         return value
 
-    def add(self, job_id: str, digest: str, request: dict[str, Any], n_frames: int, condition: bytes | None) -> None:
-        """A new queued job; its condition bytes are on disk before the job exists."""
+    def add(
+        self, job_id: str, digest: str, request: dict[str, Any], n_frames: int, condition: bytes | None,
+        owner: str = LOCAL_OWNER,
+    ) -> None:  # fmt: skip
+        """A new queued job of ``owner`` (ownership.py); its condition bytes are on disk before the job exists."""
         if condition is not None:
             write_file(self.input_path(job_id), condition)
         now = time.time()
         with self._transaction() as db:
             key = db.execute("SELECT COALESCE(MAX(queue_key), 0) + 1 FROM jobs").fetchone()[0]
             db.execute(
-                "INSERT INTO jobs (job_id, digest, state, queue_key, created, updated, request, n_frames)"
-                " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?)",
-                (job_id, digest, key, now, now, json.dumps(request), n_frames),
+                "INSERT INTO jobs (job_id, digest, state, queue_key, created, updated, request, n_frames, owner)"
+                " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+                (job_id, digest, key, now, now, json.dumps(request), n_frames, owner),
             )
 
     def condition(self, job_id: str) -> bytes | None:
@@ -178,14 +185,18 @@ class Store:
             last_seq=row["seq_used"],
         )
 
-    def records(self, states: list[str], limit: int) -> list[JobRecord]:
+    def records(self, states: list[str], limit: int, owner: str | None = None) -> list[JobRecord]:
+        """Newest first: the jobs in ``states`` (all when empty) of ``owner`` (everyone's when None)."""
+        where, values = ["1"], list[Any]()
         if states:
-            marks = ",".join("?" * len(states))
-            rows = self._db.execute(
-                f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY queue_key DESC LIMIT ?", (*states, limit)
-            ).fetchall()
-        else:
-            rows = self._db.execute("SELECT * FROM jobs ORDER BY queue_key DESC LIMIT ?", (limit,)).fetchall()
+            where.append(f"state IN ({','.join('?' * len(states))})")
+            values += states
+        if owner is not None:
+            where.append("owner = ?")
+            values.append(owner)
+        rows = self._db.execute(
+            f"SELECT * FROM jobs WHERE {' AND '.join(where)} ORDER BY queue_key DESC LIMIT ?", (*values, limit)
+        ).fetchall()
         return [self._record(row) for row in rows]
 
     # Sequence numbers and events ---------------------------------------------------------------
@@ -294,6 +305,13 @@ class Store:
                 self.delete(job_id)
                 deleted.append(job_id)
         return deleted
+
+
+def _add_owner_column(db: sqlite3.Connection) -> None:
+    """Databases from before owners were recorded gain the ``owner`` column; their jobs get ``local``
+    (a key marked admin, or the daemon without CURVE, sees them)."""
+    if "owner" not in {row[1] for row in db.execute("PRAGMA table_info(jobs)")}:
+        db.execute("ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT 'local'")
 
 
 def folder_bytes(folder: Path) -> int:
