@@ -52,7 +52,7 @@ def _keys(arguments: argparse.Namespace) -> Any:
 def run_remote(arguments: argparse.Namespace, shot: Any, condition: Any) -> int:
     """Run ``shot`` on the daemon at ``arguments.daemon``; ``condition`` is the (h, w, 3) uint8 image.
     The daemon's progress events drive the same bars as a local run. Returns the exit code."""
-    from anyi2v.daemon.client import DaemonClient, DaemonError, DaemonTimeoutError
+    from anyi2v.daemon.client import DaemonClient, DaemonError, DaemonTimeoutError, ResultRefusedError
     from anyi2v.daemon.pipeline.video import VideoError, resolve_format
     from anyi2v.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
     from anyi2v.progress import StageProgress
@@ -114,6 +114,9 @@ def run_remote(arguments: argparse.Namespace, shot: Any, condition: Any) -> int:
             except (DaemonError, DaemonTimeoutError) as error:
                 print(f"\nanyi2v animate: could not cancel job {job_id}: {error}", file=sys.stderr)
         return EXIT_FAILED
+    except ResultRefusedError as error:  # the daemon's word on its result cannot be right: nothing kept
+        print(f"anyi2v animate: {error}", file=sys.stderr)
+        return EXIT_FAILED
     except DaemonError as error:
         print(f"anyi2v animate: the daemon refused the job: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT if error.code in _BAD_INPUT_CODES else EXIT_FAILED
@@ -132,15 +135,20 @@ def run_remote(arguments: argparse.Namespace, shot: Any, condition: Any) -> int:
 
 def _fetch(client: Any, job_id: str, manifest: dict[str, Any], out: Path, out_format: str) -> list[Path]:
     """The result's files where a local run writes them: the video and its shot sidecar, or a folder of
-    ``frame-NNNN.png`` and ``shot.json``. Interrupted downloads resume."""
+    ``frame-NNNN.png`` and ``shot.json``. ``manifest`` is the client's checked one; each part is held to
+    its size and checksum there. Interrupted downloads resume."""
+    from anyi2v.daemon.manifest_checks import planned_parts
     from anyi2v.daemon.pipeline.video import sidecar_path
+
+    parts = {(part.part, part.index): part for part in planned_parts(manifest)}
+
+    def fetch(part: str, path: Path, index: int = 0) -> Path:
+        planned = parts[(part, index)]
+        return Path(client.fetch_part(job_id, part, path, index, size=planned.size, sha256=planned.sha256))
 
     if out_format == "png":
         out.mkdir(parents=True, exist_ok=True)
-        paths = [
-            client.fetch_part(job_id, "frame", out / f"frame-{index:04d}.png", index)
-            for index in range(manifest["n_frames"])
-        ]
-        return [*paths, client.fetch_part(job_id, "shot", out / "shot.json")]
+        paths = [fetch("frame", out / f"frame-{index:04d}.png", index) for index in range(manifest["n_frames"])]
+        return [*paths, fetch("shot", out / "shot.json")]
     out.parent.mkdir(parents=True, exist_ok=True)
-    return [client.fetch_part(job_id, "video", out), client.fetch_part(job_id, "shot", sidecar_path(out))]
+    return [fetch("video", out), fetch("shot", sidecar_path(out))]

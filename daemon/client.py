@@ -5,14 +5,15 @@ One :class:`DaemonClient` owns one DEALER socket and must be used from one threa
 out with :class:`DaemonTimeoutError`; after a timeout the client reconnects with back-off and says hello
 again. :meth:`DaemonClient.events` follows a job to its end across reconnects, resuming after the
 last sequence number it saw; :meth:`DaemonClient.fetch_result` resumes interrupted downloads and
-checks every part's checksum.
+checks every part's checksum. The daemon is not trusted with sizes or names: manifests and fetch
+replies go through ``manifest_checks`` before a byte is kept (:class:`ResultRefusedError`), and every
+file is written inside the folder asked for.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import random
 import time
@@ -25,6 +26,8 @@ from typing import Any
 import zmq
 
 from anyi2v.daemon import DEFAULT_ADDRESS
+from anyi2v.shared.durable import write_file
+from anyi2v.shared.errors import Problem, listed_problems
 from anyi2v.shared.protocol import (
     FINAL_STATES,
     REPLIES,
@@ -56,6 +59,8 @@ from anyi2v.shared.protocol import (
     new_id,
 )
 
+from .manifest_checks import UntrustedResultError, check_chunk, check_manifest, inside, part_ceiling, planned_parts
+
 log = logging.getLogger("anyi2v.client")
 
 
@@ -63,10 +68,20 @@ class DaemonError(Exception):
     """The daemon answered with an error: ``code`` and ``problems`` as in PROTOCOL.md."""
 
     def __init__(self, reply: ErrorReply) -> None:
-        lines = [f"{reply.code}: {reply.message}", *(f"  {p.where}: {p.why}" for p in reply.problems)]
+        problems = listed_problems([Problem(p.where, p.why) for p in reply.problems])  # bounded, whatever came
+        lines = [f"{reply.code}: {reply.message}", *(f"  {p}" for p in problems)]
         super().__init__("\n".join(lines))
         self.code = reply.code
         self.problems = reply.problems
+
+
+class ResultRefusedError(DaemonError):
+    """What the daemon said about a result cannot be right (a size of 2^50, a format that is a path, a
+    checksum that differs): the client stopped before keeping or writing anything on its word."""
+
+    def __init__(self, job_id: str, why: str) -> None:
+        super().__init__(ErrorReply(code="internal", message=f"the result of job {job_id} was refused: {why}"))
+        self.args = (f"the result of job {job_id} was refused: {why}",)
 
 
 class DaemonTimeoutError(TimeoutError):
@@ -347,36 +362,54 @@ class DaemonClient:
         return message.content, message.buffers[0]
 
     def manifest(self, job_id: str) -> dict[str, Any]:
-        """The result's manifest (parts with sizes and checksums, timings), read into memory."""
-        reply, data = self.fetch(job_id, "manifest")
-        while len(data) < reply.size:
-            _, more = self.fetch(job_id, "manifest", offset=len(data))
-            if not more:
-                break
-            data += more
-        if hashlib.sha256(data).hexdigest() != reply.sha256:
-            raise DaemonError(ErrorReply(code="internal", message="manifest: checksum mismatch after download"))
-        manifest: dict[str, Any] = json.loads(data)
-        return manifest
+        """The result's manifest (parts with sizes and checksums, timings), read into memory and checked
+        (:class:`ResultRefusedError` for one that cannot be right)."""
+        return self._manifest(job_id)[1]
 
-    def fetch_part(self, job_id: str, part: str, path: Path, index: int = 0) -> Path:
+    def _manifest(self, job_id: str) -> tuple[bytes, dict[str, Any]]:
+        data = b""
+        limit, sha = part_ceiling("manifest", self.limits), None
+        while True:
+            reply, chunk = self.fetch(job_id, "manifest", offset=len(data))
+            with _refusing(job_id):
+                check_chunk(reply, chunk, (job_id, "manifest", 0, len(data)), limit, sha, self.limits)
+            limit, sha = reply.size, reply.sha256  # the first reply's word holds for the rest
+            data += chunk
+            if len(data) >= reply.size:
+                break
+        if hashlib.sha256(data).hexdigest() != sha:
+            raise DaemonError(ErrorReply(code="internal", message="manifest: checksum mismatch after download"))
+        with _refusing(job_id):
+            return data, check_manifest(data, job_id, self.limits)
+
+    def fetch_part(
+        self, job_id: str, part: str, path: Path, index: int = 0, *, size: int | None = None, sha256: str | None = None
+    ) -> Path:
         """Download one part to ``path``, resuming from a ``path.partial`` left by an earlier try;
-        the checksum is checked before the file takes its name."""
+        the checksum is checked before the file takes its name. ``size`` and ``sha256`` are the
+        manifest's for this part; without them, the first reply's are held to the most the part can
+        be. A reply that breaks them raises :class:`ResultRefusedError` before its bytes are written."""
         partial = path.with_name(path.name + ".partial")
+        limit = size if size is not None else part_ceiling(part, self.limits)
         offset = partial.stat().st_size if partial.exists() else 0
         with partial.open("ab") as handle:
+            if offset > limit:  # a stale partial from another result
+                handle.truncate(0)
+                offset = 0
             while True:
                 reply, chunk = self.fetch(job_id, part, index, offset)
                 if offset > reply.size:  # a stale partial from another result
                     handle.truncate(0)
                     offset = 0
                     continue
+                with _refusing(job_id):
+                    check_chunk(reply, chunk, (job_id, part, index, offset), limit, sha256, self.limits)
+                limit, sha256 = reply.size, reply.sha256  # the first reply's word holds for the rest
                 handle.write(chunk)
                 offset += len(chunk)
-                if offset >= reply.size or not chunk:
+                if offset >= reply.size:
                     break
-        digest = hashlib.sha256(partial.read_bytes()).hexdigest()
-        if digest != reply.sha256:
+        if _file_sha256(partial) != sha256:
             partial.unlink()
             raise DaemonError(
                 ErrorReply(code="internal", message=f"{part} {index}: checksum mismatch after download; fetch again")
@@ -385,21 +418,34 @@ class DaemonClient:
         return path
 
     def fetch_result(self, job_id: str, folder: Path, frames: bool = True) -> dict[str, Any]:
-        """The job's manifest, video, shot and (optionally) PNG frames into ``folder``; returns the
-        manifest. Parts already there with the right checksum are not fetched again."""
+        """The job's video, shot, (optionally) PNG frames and manifest into ``folder``, the manifest last
+        (so a folder with a manifest is whole); returns the manifest. Parts already there with the
+        right checksum are not fetched again. Nothing is written outside ``folder``."""
         folder.mkdir(parents=True, exist_ok=True)
-        manifest_path = self.fetch_part(job_id, "manifest", folder / "manifest.json")
-        manifest: dict[str, Any] = json.loads(manifest_path.read_text())
-        wanted: list[tuple[str, int, Path, str]] = [
-            ("video", 0, folder / f"video.{manifest['video_format']}", manifest["parts"]["video"]["sha256"]),
-            ("shot", 0, folder / "shot.json", manifest["parts"]["shot"]["sha256"]),
-        ]
+        data, manifest = self._manifest(job_id)
+        planned = planned_parts(manifest, frames)
         if frames:
             (folder / "frames").mkdir(exist_ok=True)
-            for index, part in enumerate(manifest["parts"]["frames"]):
-                wanted.append(("frame", index, folder / "frames" / f"{index:04d}.png", part["sha256"]))
-        for part, index, path, sha in wanted:
-            if path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() == sha:
+        with _refusing(job_id):
+            paths = [inside(folder, part.name) for part in planned]
+            manifest_path = inside(folder, "manifest.json")
+        for part, path in zip(planned, paths, strict=True):
+            if path.is_file() and path.stat().st_size == part.size and _file_sha256(path) == part.sha256:
                 continue
-            self.fetch_part(job_id, part, path, index)
+            self.fetch_part(job_id, part.part, path, part.index, size=part.size, sha256=part.sha256)
+        write_file(manifest_path, data)
         return manifest
+
+
+@contextlib.contextmanager
+def _refusing(job_id: str) -> Iterator[None]:
+    """:class:`~.manifest_checks.UntrustedResultError` as the client's :class:`ResultRefusedError`."""
+    try:
+        yield
+    except UntrustedResultError as error:
+        raise ResultRefusedError(job_id, str(error)) from None
+
+
+def _file_sha256(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
