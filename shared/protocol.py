@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import Problem, json_path
+from .errors import Problem, cut_text, json_path, listed_problems
 
 PROTOCOL_VERSION = 1
 
@@ -39,11 +39,13 @@ ErrorCode = Literal[
     "unknown_job",
     "job_conflict",
     "not_ready",
+    "result_gone",
     "queue_full",
     "disk_full",
     "internal",
 ]
 ERROR_CODES: tuple[str, ...] = ErrorCode.__args__  # type: ignore[attr-defined]
+MAX_ERROR_MESSAGE_CHARS = 1000  # an error_reply's message; its problems are listed_problems (errors.py)
 
 
 class Limits(BaseModel):
@@ -366,8 +368,8 @@ class ProtocolError(Exception):
     def reply(self) -> ErrorReply:
         return ErrorReply(
             code=self.code,
-            message=str(self),
-            problems=[ProblemContent(where=p.where, why=p.why) for p in self.problems],
+            message=cut_text(str(self), MAX_ERROR_MESSAGE_CHARS),  # bounded: a reply stays small
+            problems=[ProblemContent(where=p.where, why=p.why) for p in listed_problems(self.problems)],
         )
 
 
@@ -383,7 +385,7 @@ def _reject_constant(name: str) -> Any:
 
 
 def _problems(error: ValidationError, prefix: str) -> list[Problem]:
-    return [Problem(json_path([prefix, *e["loc"]]), e["msg"]) for e in error.errors(include_url=False)[:20]]
+    return [Problem(json_path([prefix, *e["loc"]]), e["msg"]) for e in error.errors(include_url=False)]
 
 
 def encode(message: Message, session: str | None = None) -> list[bytes]:
