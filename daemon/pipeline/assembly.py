@@ -2,9 +2,10 @@
 
 :func:`load_models` reads a diffusers folder or a single SD 1.5 checkpoint (see ``loading`` for every
 source it takes), puts the motion modules into the UNet, checks that the parts fit (text width,
-vocabulary, latent channels, the layers AnyI2V hooks), builds the AnimateDiff DDIM scheduler, fuses LoRAs
-and moves everything to the device and dtype asked for, the libraries' chatter silenced meanwhile
-(``quiet``).
+vocabulary, latent channels, the layers AnyI2V hooks), builds the AnimateDiff DDIM scheduler, replaces the
+VAE with another one (``vae_file``), fuses motion LoRAs (``motion_lora``) and LoRAs and moves everything to
+the device and dtype asked for, the libraries' chatter silenced meanwhile (``quiet``). Messages that tell
+the user what to pass name the options as the caller does (``load_errors.OptionNames``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from diffusers import (
 )
 from transformers import CLIPTextModel
 
-from anyi2v.daemon.pipeline.load_errors import ModelLoadError
+from anyi2v.daemon.pipeline.load_errors import PYTHON_OPTIONS, ModelLoadError, OptionNames
 from anyi2v.daemon.pipeline.model_formats import (
     CHECKPOINT_SUFFIXES,
     PathArg,
@@ -37,6 +38,7 @@ from anyi2v.daemon.pipeline.model_formats import (
     read_config,
 )
 from anyi2v.daemon.pipeline.models import ANIMATEDIFF_SCHEDULER, Models
+from anyi2v.daemon.pipeline.motion_lora import check_motion_loras, fuse_motion_loras
 from anyi2v.daemon.pipeline.quiet import quiet_libraries
 from anyi2v.daemon.pipeline.single_file import (
     SD15_CONFIG_DIR,
@@ -44,6 +46,7 @@ from anyi2v.daemon.pipeline.single_file import (
     load_motion_adapter,
     single_file_tokenizer,
 )
+from anyi2v.daemon.pipeline.vae_file import load_vae
 
 __all__ = ["REQUIRED_UNET_LAYERS", "check_unet_layers", "load_models", "resolve_device", "resolve_dtype"]
 
@@ -61,9 +64,6 @@ REQUIRED_UNET_LAYERS = (
 
 _FOLDER_PARTS = ("unet", "vae", "text_encoder", "tokenizer")
 _FOLDER_HINT = "a diffusers SD 1.5 folder has unet/, vae/, text_encoder/, tokenizer/"
-_ADAPTER_HINT = (
-    "pass motion_adapter=<a diffusers MotionAdapter folder, or an AnimateDiff motion module .safetensors/.ckpt>"
-)
 
 _DTYPES: dict[str, torch.dtype] = {
     "fp16": torch.float16,
@@ -126,21 +126,27 @@ def load_models(
     *,
     motion_adapter: PathArg | None = None,
     loras: Sequence[tuple[PathArg, float]] = (),
+    motion_loras: Sequence[tuple[PathArg, float]] = (),
+    vae: PathArg | None = None,
     tokenizer: PathArg | None = None,
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
     allow_network: bool = False,
     config_dir: PathArg | None = None,
+    options: OptionNames = PYTHON_OPTIONS,
 ) -> Models:
     """Load SD 1.5 + AnimateDiff weights from ``source`` (see :mod:`~anyi2v.daemon.pipeline.loading` for what
     it may be).
 
     ``motion_adapter``: a diffusers ``MotionAdapter`` folder or an original AnimateDiff motion module file;
     required unless ``source``'s UNet already has motion modules. ``loras``: ``(file, weight)`` pairs,
-    fused into the weights. ``tokenizer``: a CLIP tokenizer folder, replacing the source's (needed for a
-    single-file checkpoint). ``device``/``dtype``: see :func:`resolve_device` and :func:`resolve_dtype`.
-    ``config_dir``: SD 1.5 configs for single files (default: the shipped :data:`SD15_CONFIG_DIR`).
-    ``allow_network``: let diffusers/transformers reach the Hub (off: ``local_files_only=True``).
+    fused into the weights. ``motion_loras``: AnimateDiff motion LoRA ``(file, weight)`` pairs, fused into
+    the motion modules. ``vae``: a VAE file or diffusers folder replacing the source's. ``tokenizer``: a CLIP
+    tokenizer folder, replacing the source's (needed for a single-file checkpoint). ``device``/``dtype``:
+    see :func:`resolve_device` and :func:`resolve_dtype`. ``config_dir``: SD 1.5 configs for single files
+    (default: the shipped :data:`SD15_CONFIG_DIR`). ``allow_network``: let diffusers/transformers reach the
+    Hub (off: ``local_files_only=True``). ``options``: how messages name these options (the command line
+    passes ``CLI_OPTIONS``).
     """
     target_device = resolve_device(device)
     target_dtype = resolve_dtype(dtype, target_device)
@@ -149,18 +155,25 @@ def load_models(
     configs = Path(config_dir).expanduser() if config_dir is not None else SD15_CONFIG_DIR
     adapter = existing_path(motion_adapter, "motion adapter") if motion_adapter is not None else None
     tokenizer_dir = existing_path(tokenizer, "tokenizer") if tokenizer is not None else None
+    vae_source = existing_path(vae, "VAE") if vae is not None else None
     lora_files = check_loras(loras)
+    motion_lora_files = check_motion_loras(motion_loras)
 
     with quiet_libraries():  # the libraries' chatter while loading says nothing to a user
         if src.is_dir():
-            parts = _load_folder(src, adapter, tokenizer_dir, configs, local_only)
+            parts = _load_folder(src, adapter, tokenizer_dir, configs, local_only, options)
         else:
-            parts = _load_single_file(src, adapter, tokenizer_dir, configs, local_only)
+            parts = _load_single_file(src, adapter, tokenizer_dir, configs, local_only, options)
+        if vae_source is not None:
+            parts.vae = load_vae(vae_source, parts.vae.config, local_only)
+            parts.inputs.append(vae_source)
 
         _check_fit(parts, src)
         check_unet_layers(parts.unet, src)
+        if motion_lora_files:
+            fuse_motion_loras(parts.unet, motion_lora_files)
         scheduler = DDIMScheduler(**ANIMATEDIFF_SCHEDULER)
-        identity = _identity(parts.kind, src, parts.inputs, lora_files)
+        identity = _identity(parts.kind, src, parts.inputs, lora_files, motion_lora_files)
         models = Models(parts.unet, parts.vae, parts.text_encoder, parts.tokenizer, scheduler, identity)
         if lora_files:
             _fuse_loras(models, lora_files, local_only)
@@ -180,8 +193,12 @@ def check_unet_layers(unet: torch.nn.Module, where: PathArg) -> None:
 # --- sources -------------------------------------------------------------------------------------------
 
 
+def _adapter_hint(options: OptionNames) -> str:
+    return "pass " + options.given(options.motion_adapter, options.motion_adapter_value)
+
+
 def _load_folder(
-    src: Path, adapter: Path | None, tokenizer_dir: Path | None, configs: Path, local_only: bool
+    src: Path, adapter: Path | None, tokenizer_dir: Path | None, configs: Path, local_only: bool, options: OptionNames
 ) -> _Parts:
     needed = [part for part in _FOLDER_PARTS if not (part == "tokenizer" and tokenizer_dir is not None)]
     missing = [part for part in needed if not (src / part).is_dir()]
@@ -209,7 +226,8 @@ def _load_folder(
             adapter = src / "motion_adapter"
         if adapter is None:
             raise ModelLoadError(
-                f"{unet_dir}: a 2D SD 1.5 UNet (UNet2DConditionModel) needs AnimateDiff motion modules; {_ADAPTER_HINT}"
+                f"{unet_dir}: a 2D SD 1.5 UNet (UNet2DConditionModel) needs AnimateDiff motion modules; "
+                + _adapter_hint(options)
             )
         unet2d = load_pretrained(UNet2DConditionModel, unet_dir, local_only)
         unet = _combine(unet2d, unet_dir, load_motion_adapter(adapter, configs, local_only), adapter)
@@ -231,20 +249,20 @@ def _load_folder(
 
 
 def _load_single_file(
-    src: Path, adapter: Path | None, tokenizer_dir: Path | None, configs: Path, local_only: bool
+    src: Path, adapter: Path | None, tokenizer_dir: Path | None, configs: Path, local_only: bool, options: OptionNames
 ) -> _Parts:
     if src.suffix.lower() not in CHECKPOINT_SUFFIXES:
         raise ModelLoadError(
             f"{src}: expected a diffusers SD 1.5 folder or a single .safetensors/.ckpt SD 1.5 checkpoint"
         )
     checkpoint = read_checkpoint(src)
-    check_sd15_checkpoint(checkpoint, src)
+    check_sd15_checkpoint(checkpoint, src, options)
     if adapter is None:
-        raise ModelLoadError(f"{src}: a single-file SD 1.5 checkpoint has no motion modules; {_ADAPTER_HINT}")
+        raise ModelLoadError(f"{src}: a single-file SD 1.5 checkpoint has no motion modules; {_adapter_hint(options)}")
     unet2d, vae, text_encoder = convert_sd15_checkpoint(checkpoint, src, configs)
 
     unet = _combine(unet2d, src, load_motion_adapter(adapter, configs, local_only), adapter)
-    tok, tokenizer_input = single_file_tokenizer(src, tokenizer_dir, configs, local_only)
+    tok, tokenizer_input = single_file_tokenizer(src, tokenizer_dir, configs, local_only, options)
     inputs = [src, adapter, configs]
     if tokenizer_input is not None:
         inputs.append(tokenizer_input)
@@ -361,7 +379,13 @@ def _fuse_loras(models: Models, loras: Sequence[tuple[Path, float]], local_only:
 # --- identity ------------------------------------------------------------------------------------------
 
 
-def _identity(kind: str, src: Path, inputs: Iterable[Path], loras: Sequence[tuple[Path, float]]) -> str:
+def _identity(
+    kind: str,
+    src: Path,
+    inputs: Iterable[Path],
+    loras: Sequence[tuple[Path, float]],
+    motion_loras: Sequence[tuple[Path, float]] = (),
+) -> str:
     """Resolved paths, sizes and modification times of every file read (no file content is hashed)."""
     digest = hashlib.sha256(kind.encode())
     for entry in inputs:
@@ -374,4 +398,7 @@ def _identity(kind: str, src: Path, inputs: Iterable[Path], loras: Sequence[tupl
     for path, weight in loras:
         stat = path.stat()
         digest.update(f"\nlora|{path}|{stat.st_size}|{stat.st_mtime_ns}|{weight!r}".encode())
+    for path, weight in motion_loras:
+        stat = path.stat()
+        digest.update(f"\nmotion_lora|{path}|{stat.st_size}|{stat.st_mtime_ns}|{weight!r}".encode())
     return f"{kind}:{src.name}:{digest.hexdigest()[:20]}"

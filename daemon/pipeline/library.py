@@ -48,6 +48,7 @@ __all__ = [
     "ModelNameError",
     "UnusableModelError",
     "default_models_dir",
+    "describe_path",
     "layout_hint",
     "scan_library",
 ]
@@ -241,6 +242,16 @@ def scan_library(models_dir: str | os.PathLike[str]) -> Library:
         )
     found = [_entry(root, path, recognition) for path, recognition in _walk(root)]
     return Library(root, tuple(sorted(_named(found), key=_order)))
+
+
+def describe_path(path: str | os.PathLike[str]) -> LibraryEntry | None:
+    """A model file or folder outside any library, recognised as a library entry is (named by its own name);
+    None for a folder that is no model folder (whoever loads it then says what it expected)."""
+    path = Path(path).expanduser().absolute()
+    recognition = recognise_folder(path) if path.is_dir() else None
+    if path.is_dir() and recognition is None:
+        return None
+    return _named([_entry(path.parent, path, recognition)])[0]
 
 
 def _order(entry: LibraryEntry) -> tuple[int, str, str]:

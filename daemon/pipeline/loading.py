@@ -29,7 +29,12 @@ The scheduler is always a ``DDIMScheduler`` built from :data:`ANIMATEDIFF_SCHEDU
 LoRA files (``loras=[(path, weight), ...]``, kohya/A1111 or diffusers format) are loaded through diffusers'
 PEFT integration into the UNet and, where the file has such keys, the text encoder, then fused into the
 weights and unloaded, so they cost nothing at run time. They need the ``peft`` package; without it a
-request for LoRAs raises :class:`ModelLoadError`.
+request for LoRAs raises :class:`ModelLoadError`. AnimateDiff motion LoRAs (``motion_loras=``) are fused
+into the motion modules' attention (``motion_lora``), and ``vae=`` (a VAE file or diffusers folder)
+replaces the model's VAE (``vae_file``).
+
+By name: :func:`load_named_models` and :func:`load_sources` take models as a user names them, library
+names in a models folder or paths (``model_choice``), and their messages name the command line's flags.
 
 Nothing is downloaded unless ``allow_network=True``: every diffusers / transformers call gets
 ``local_files_only=True`` and sources are always local paths. No global setting is changed: the libraries'
@@ -44,6 +49,10 @@ against each other, LoRA fused) and ``load_errors`` (:class:`ModelLoadError`, im
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from os import PathLike
+from pathlib import Path
+
 from anyi2v.daemon.pipeline.assembly import (
     REQUIRED_UNET_LAYERS,
     check_unet_layers,
@@ -51,7 +60,8 @@ from anyi2v.daemon.pipeline.assembly import (
     resolve_device,
     resolve_dtype,
 )
-from anyi2v.daemon.pipeline.load_errors import ModelLoadError
+from anyi2v.daemon.pipeline.load_errors import CLI_OPTIONS, ModelLoadError, OptionNames
+from anyi2v.daemon.pipeline.model_choice import RANDOM_MODELS, ModelSources, flag_sources, resolve_sources
 from anyi2v.daemon.pipeline.models import Models
 from anyi2v.daemon.pipeline.quiet import quiet_libraries
 from anyi2v.daemon.pipeline.single_file import HUB_TOKENIZER, SD15_CONFIG_DIR
@@ -63,6 +73,8 @@ __all__ = [
     "ModelLoadError",
     "check_unet_layers",
     "load_models",
+    "load_named_models",
+    "load_sources",
     "resolve_device",
     "resolve_dtype",
 ]
@@ -73,25 +85,58 @@ def load_named_models(
     *,
     motion_adapter: str | None = None,
     tokenizer: str | None = None,
+    loras: Sequence[tuple[str, float]] = (),
+    motion_loras: Sequence[tuple[str, float]] = (),
+    vae: str | None = None,
+    models_dir: str | PathLike[str] | None = None,
     device: str | None = None,
     dtype: str | None = None,
 ) -> Models:
-    """The models a user names: a folder or checkpoint path, ``toy-world`` (also when ``model`` is
-    None), ``tiny-random`` or ``sd15-random``; raises :class:`ModelLoadError` or ``ValueError``."""
-    from anyi2v.daemon import SD15_RANDOM, TINY_RANDOM, TOY_WORLD
+    """The models a user names with ``--model``, ``--motion-module``, ``--lora``, ``--motion-lora`` and
+    ``--vae``: each a library name in ``models_dir`` (default: the app's models folder) or a path; ``model``
+    may also be ``toy-world`` (also when None), ``tiny-random`` or ``sd15-random``. Raises
+    :class:`ModelLoadError` (a ``model_choice.ModelChoiceError`` for a name or path that cannot be used) or
+    ``ValueError``."""
+    sources = flag_sources(
+        model,
+        motion_module=motion_adapter,
+        loras=loras,
+        motion_loras=motion_loras,
+        vae=vae,
+        models_dir=Path(models_dir) if models_dir is not None else None,
+    )
+    return load_sources(sources, tokenizer=tokenizer, device=device, dtype=dtype)
+
+
+def load_sources(
+    sources: ModelSources,
+    *,
+    tokenizer: str | PathLike[str] | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    options: OptionNames = CLI_OPTIONS,
+) -> Models:
+    """The models ``sources`` choose, resolved (``model_choice.resolve_sources``) and loaded; with no
+    checkpoint, the embedded toy-world model. Raises :class:`ModelLoadError` or ``ValueError``."""
+    from anyi2v.daemon import TINY_RANDOM, TOY_WORLD
     from anyi2v.daemon.pipeline.models import random_models
     from anyi2v.daemon.toyworld import WEIGHTS
 
-    if model in (TINY_RANDOM, SD15_RANDOM):
-        resolved = resolve_device(device)
+    resolved = resolve_sources(sources)
+    if resolved.checkpoint in RANDOM_MODELS:
+        target = resolve_device(device)
         with quiet_libraries():
-            return random_models("tiny" if model == TINY_RANDOM else "sd15", seed=0).to(
-                resolved, resolve_dtype(dtype, resolved)
+            return random_models("tiny" if resolved.checkpoint == TINY_RANDOM else "sd15", seed=0).to(
+                target, resolve_dtype(dtype, target)
             )
     return load_models(
-        WEIGHTS if model in (None, TOY_WORLD) else model,
-        motion_adapter=motion_adapter,
+        WEIGHTS if resolved.checkpoint in (None, TOY_WORLD) else resolved.checkpoint,
+        motion_adapter=resolved.motion_module,
+        loras=resolved.loras,
+        motion_loras=resolved.motion_loras,
+        vae=resolved.vae,
         tokenizer=tokenizer,
         device=device,
         dtype=dtype,
+        options=options,
     )

@@ -21,7 +21,7 @@ import safetensors.torch
 import torch
 from transformers import CLIPTokenizer
 
-from anyi2v.daemon.pipeline.load_errors import ModelLoadError, first_few
+from anyi2v.daemon.pipeline.load_errors import PYTHON_OPTIONS, ModelLoadError, OptionNames, first_few
 
 __all__ = [
     "CHECKPOINT_SUFFIXES",
@@ -99,13 +99,15 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def check_sd15_checkpoint(checkpoint: Mapping[str, torch.Tensor], src: Path) -> None:
+def check_sd15_checkpoint(
+    checkpoint: Mapping[str, torch.Tensor], src: Path, options: OptionNames = PYTHON_OPTIONS
+) -> None:
     """Raise :class:`ModelLoadError` unless ``checkpoint`` is an SD 1.5 model in the original layout (UNet,
     VAE and CLIP text encoder), saying what it is instead (a motion module, SD XL, SD 2.x, a part missing)."""
     keys = list(checkpoint)
     if any(".motion_modules." in key for key in keys) and not any(key.startswith(LDM_UNET) for key in keys):
         raise ModelLoadError(
-            f"{src}: this is an AnimateDiff motion module, not an SD 1.5 model; pass it as motion_adapter="
+            f"{src}: this is an AnimateDiff motion module, not an SD 1.5 model; pass it as {options.motion_adapter}"
         )
     if any(key.startswith("conditioner.embedders.") for key in keys):
         raise ModelLoadError(f"{src}: an SD XL checkpoint; only SD 1.5 is supported")

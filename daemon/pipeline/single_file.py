@@ -24,7 +24,7 @@ from diffusers.loaders.single_file_utils import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-from anyi2v.daemon.pipeline.load_errors import ModelLoadError, first_few
+from anyi2v.daemon.pipeline.load_errors import PYTHON_OPTIONS, ModelLoadError, OptionNames, first_few
 from anyi2v.daemon.pipeline.model_formats import (
     CHECKPOINT_SUFFIXES,
     LDM_CLIP,
@@ -78,10 +78,11 @@ def _ldm_clip_state(checkpoint: Mapping[str, torch.Tensor], text_encoder: torch.
 
 
 def single_file_tokenizer(
-    src: Path, tokenizer_dir: Path | None, configs: Path, local_only: bool
+    src: Path, tokenizer_dir: Path | None, configs: Path, local_only: bool, options: OptionNames = PYTHON_OPTIONS
 ) -> tuple[Any, Path | None]:
     """The tokenizer for the single file ``src`` and the folder it came from: ``tokenizer_dir``, else
-    ``<configs>/tokenizer``, else (only when not ``local_only``) :data:`HUB_TOKENIZER` from the Hub (no folder)."""
+    ``<configs>/tokenizer``, else (only when not ``local_only``) :data:`HUB_TOKENIZER` from the Hub (no folder).
+    ``options`` names the options in the message when there is none."""
     if tokenizer_dir is not None:
         return load_tokenizer(tokenizer_dir, local_only), tokenizer_dir
     if (configs / "tokenizer").is_dir():
@@ -92,10 +93,15 @@ def single_file_tokenizer(
         except Exception as error:
             raise ModelLoadError(f"{HUB_TOKENIZER}: could not fetch the SD 1.5 tokenizer: {error}") from error
         return tok, None
+    network = f", or {options.allow_network} to fetch {HUB_TOKENIZER}" if options.allow_network else ""
     raise ModelLoadError(
-        f"{src}: a single-file checkpoint carries no tokenizer and none is shipped; pass tokenizer=<a CLIP "
-        "tokenizer folder with vocab.json and merges.txt, e.g. the tokenizer/ of any SD 1.5 diffusers folder>, "
-        f"or allow_network=True to fetch {HUB_TOKENIZER}"
+        f"{src}: a single-file checkpoint carries no tokenizer and none is shipped; pass "
+        + options.given(
+            options.tokenizer,
+            "<a CLIP tokenizer folder with vocab.json and merges.txt, e.g. the tokenizer/ of any SD 1.5 diffusers "
+            "folder>",
+        )
+        + network
     )
 
 
