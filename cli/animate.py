@@ -11,26 +11,36 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from anyi2v.daemon import TINY_RANDOM, TOY_WORLD
+from anyi2v.daemon import TINY_RANDOM
+from anyi2v.model_flags import LOCAL_MODEL_FLAGS, add_model_choice_arguments, model_help
+
+if TYPE_CHECKING:
+    from anyi2v.shared.shot import Shot
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--model``, ``--device`` and ``--dtype``: what :func:`load_cli_models` reads."""
-    parser.add_argument("--model", help=f"model folder or checkpoint, '{TOY_WORLD}' (the default) or '{TINY_RANDOM}'")
+def add_device_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--dtype``."""
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     parser.add_argument("--dtype", help="fp16, bf16 or fp32 (default: fp16 on CUDA, fp32 on CPU)")
 
 
-def load_cli_models(arguments: argparse.Namespace) -> Any:
-    """The models ``--model`` (and ``--motion-adapter``, ``--tokenizer``, ``--device``, ``--dtype``) name;
-    raises ``ModelLoadError`` or ``ValueError``."""
-    from anyi2v.daemon.pipeline.loading import load_named_models
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--model``, ``--device`` and ``--dtype``: what :func:`load_cli_models` reads (``anyi2v eval``)."""
+    parser.add_argument("--model", metavar="NAME|PATH", help=model_help())
+    add_device_arguments(parser)
 
-    return load_named_models(
-        arguments.model,
-        motion_adapter=getattr(arguments, "motion_adapter", None),
+
+def load_cli_models(arguments: argparse.Namespace, shot: Shot | None = None, shot_label: str = "shot") -> Any:
+    """The models the flags (``--model``, and where a command has them ``--motion-module``, ``--lora``,
+    ``--motion-lora``, ``--vae``, ``--models-dir``, ``--tokenizer``; ``--device``, ``--dtype``) and else the
+    shot's ``model`` section choose; raises ``ModelLoadError`` or ``ValueError``."""
+    from anyi2v.daemon.pipeline.loading import load_sources
+    from anyi2v.model_flags import chosen_sources
+
+    return load_sources(
+        chosen_sources(arguments, shot, shot_label),
         tokenizer=getattr(arguments, "tokenizer", None),
         device=arguments.device,
         dtype=arguments.dtype,
@@ -59,19 +69,30 @@ def run_animate(arguments: argparse.Namespace) -> int:
     if arguments.daemon is not None:
         from anyi2v.remote import run_remote
 
+        given = [flag for name, flag in LOCAL_MODEL_FLAGS.items() if getattr(arguments, name, None) is not None]
+        if given:
+            print(f"anyi2v animate: {', '.join(given)}: the daemon runs its own models (start it with these flags);"
+                  " leave them out with --daemon", file=sys.stderr)  # fmt: skip
+            return EXIT_BAD_INPUT
+
         return run_remote(arguments, shot, to_uint8(conditions.image))
 
     from anyi2v.daemon.pipeline.generate import Cancelled, CancelToken, InputError, Progress, generate
     from anyi2v.daemon.pipeline.inversion import InversionCache
     from anyi2v.daemon.pipeline.loading import ModelLoadError
     from anyi2v.daemon.pipeline.video import VideoError, VideoWriter
+    from anyi2v.model_flags import chosen_scheduler, model_error_line
     from anyi2v.progress import StageProgress
 
     try:
-        models = load_cli_models(arguments)
+        models = load_cli_models(arguments, shot, str(arguments.shot))
     except (ModelLoadError, ValueError) as error:
-        print(f"anyi2v animate: {error}", file=sys.stderr)
+        print(model_error_line("animate", error), file=sys.stderr)
         return EXIT_BAD_INPUT
+    scheduler = chosen_scheduler(arguments, shot)
+    if scheduler not in (None, "ddim"):
+        print(f"anyi2v animate: note: this version samples with ddim only; scheduler {scheduler} is not used yet",
+              file=sys.stderr)  # fmt: skip
 
     print(f"model {models.identity} on {models.device} ({models.dtype})", file=sys.stderr)
     cache = InversionCache(folder=arguments.cache) if arguments.cache else InversionCache()
@@ -116,21 +137,21 @@ def add_parser(commands: Any) -> None:
         help="make the video of a shot in this process (or on a daemon with --daemon)",
         description=(
             "Render the shot's conditions, run AnyI2V on the model and write the video (.mp4 .webm .gif, or a"
-            " folder of PNG frames) with the shot beside it. --model takes a diffusers SD 1.5 folder, an"
-            " AnimateDiff folder or a single SD 1.5 checkpoint; without it the embedded toy-world model runs"
+            " folder of PNG frames) with the shot beside it. The models are the shot's model section, each part"
+            " replaced by a flag given here; --model takes a library name, a diffusers SD 1.5 folder, an"
+            " AnimateDiff folder or a single SD 1.5 checkpoint; with none, the embedded toy-world model runs"
             f" (128 x 128, trained on shaded primitives: see docs/toyworld); '{TINY_RANDOM}' runs a seeded"
             " tiny random model (a smoke test: its video is noise). With --daemon the shot runs on a daemon"
             " instead, with the same progress bar and the same files written here."
         ),
     )
     animate.add_argument("shot", type=Path, metavar="SHOT")
-    add_model_arguments(animate)
-    animate.add_argument("--motion-adapter", type=Path, help="AnimateDiff motion adapter (folder or file)")
-    animate.add_argument("--tokenizer", type=Path, help="CLIP tokenizer folder (for single-file checkpoints)")
+    add_device_arguments(animate)
     animate.add_argument("--out", type=Path, required=True, help="result.mp4, .webm, .gif or a folder for PNG frames")
     animate.add_argument("--no-control", action="store_true", help="plain AnimateDiff from the same seed (baseline)")
     animate.add_argument("--cache", type=Path, help="folder that keeps inversions between runs")
     animate.add_argument("--max-frames", type=int, default=32, help="the motion module's frame limit (default 32)")
+    add_model_choice_arguments(animate, "The models this process runs, replacing the shot's choice part by part")
     remote = animate.add_argument_group(
         "on a daemon", "run the shot on `anyi2v daemon` (here or on a GPU box) instead of in this process"
     )

@@ -6,11 +6,15 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from platformdirs import user_config_path, user_data_path
 
-from anyi2v.daemon import DEFAULT_ADDRESS, SD15_RANDOM, TINY_RANDOM, TOY_WORLD
+from anyi2v.daemon import DEFAULT_ADDRESS
+from anyi2v.model_flags import add_model_choice_arguments
+
+if TYPE_CHECKING:
+    from anyi2v.daemon.server import ServerConfig
 
 APP_NAME = "anyi2v"
 
@@ -28,16 +32,32 @@ def default_data_dir() -> Path:
     return user_data_path(APP_NAME, appauthor=False) / "daemon"
 
 
-def run_daemon(arguments: argparse.Namespace) -> int:
-    from anyi2v.daemon.server import ConfigError, ServerConfig, run_server
+def daemon_config(arguments: argparse.Namespace) -> ServerConfig:
+    """The server's configuration from ``anyi2v daemon``'s flags. The model flags (its default model) are
+    resolved once here, so that a name the library lacks or a file that cannot be used is refused before
+    anything starts (``ModelLoadError``); the worker gets them as given and loads them."""
+    from anyi2v.daemon.pipeline.model_choice import resolve_sources
+    from anyi2v.daemon.server import ServerConfig
     from anyi2v.daemon.worker import WorkerConfig
-    from anyi2v.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+    from anyi2v.model_flags import chosen_sources
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = ServerConfig(
+    resolve_sources(chosen_sources(arguments))
+    worker = WorkerConfig(
+        model=arguments.model,
+        device=arguments.device,
+        dtype=arguments.dtype,
+        motion_adapter=arguments.motion_module,
+        tokenizer=str(arguments.tokenizer) if arguments.tokenizer is not None else None,
+        loras=tuple(arguments.loras or ()),
+        motion_loras=tuple(arguments.motion_loras or ()),
+        vae=arguments.vae,
+        scheduler=arguments.scheduler,
+        models_dir=str(arguments.models_dir) if arguments.models_dir is not None else None,
+    )
+    return ServerConfig(
         data_dir=arguments.data_dir or default_data_dir(),
         bind=arguments.bind,
-        worker=WorkerConfig(model=arguments.model, device=arguments.device, dtype=arguments.dtype),
+        worker=worker,
         secret_key=arguments.server_key,
         authorized_keys=arguments.authorized_keys,
         hang_timeout=arguments.hang_timeout,
@@ -45,6 +65,19 @@ def run_daemon(arguments: argparse.Namespace) -> int:
         disk_cap_bytes=int(arguments.disk_cap_gb * 2**30),
         exit_with_parent=arguments.exit_with_parent,
     )
+
+
+def run_daemon(arguments: argparse.Namespace) -> int:
+    from anyi2v.daemon.server import ConfigError, run_server
+    from anyi2v.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+    from anyi2v.model_flags import model_error_line
+
+    try:
+        config = daemon_config(arguments)
+    except ValueError as error:  # ModelLoadError: a model flag names nothing usable
+        print(model_error_line("daemon", error), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def ready(server: Any) -> None:
         print(f"anyi2v daemon listening on {server.address} (data: {config.data_dir})", flush=True)
@@ -108,11 +141,7 @@ def add_parsers(commands: Any) -> None:
         ),
     )
     daemon.add_argument("--bind", default=DEFAULT_ADDRESS, help=f"ZeroMQ address (default {DEFAULT_ADDRESS})")
-    daemon.add_argument(
-        "--model",
-        help=f"model folder or checkpoint, '{TOY_WORLD}' (default), or random weights: '{TINY_RANDOM}' (plumbing),"
-        f" '{SD15_RANDOM}' (SD 1.5 sizes, for speed measurements)",
-    )
+    add_model_choice_arguments(daemon, "The daemon's default model")
     daemon.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     daemon.add_argument("--dtype", help="fp16, bf16 or fp32 (default: fp16 on CUDA, fp32 on CPU)")
     daemon.add_argument("--data-dir", type=Path, help=f"jobs and results (default {default_data_dir()})")

@@ -47,11 +47,19 @@ OOM_HINTS = [
 
 @dataclass(frozen=True)
 class WorkerConfig:
+    """The worker's default model, as ``anyi2v daemon``'s flags name it: library names in ``models_dir``
+    (None: the app's models folder) or paths; ``loras`` and ``motion_loras`` are ``(name, weight)`` pairs."""
+
     model: str | None = None
     device: str | None = None
     dtype: str | None = None
     motion_adapter: str | None = None
     tokenizer: str | None = None
+    loras: tuple[tuple[str, float], ...] = ()
+    motion_loras: tuple[tuple[str, float], ...] = ()
+    vae: str | None = None
+    scheduler: str | None = None  # carried for the samplers to come; DDIM runs today
+    models_dir: str | None = None
 
 
 class InjectedOutOfMemoryError(RuntimeError):
@@ -244,6 +252,10 @@ def worker_main(config: WorkerConfig, connection: Any) -> None:
             config.model,
             motion_adapter=config.motion_adapter,
             tokenizer=config.tokenizer,
+            loras=config.loras,
+            motion_loras=config.motion_loras,
+            vae=config.vae,
+            models_dir=config.models_dir,
             device=config.device,
             dtype=config.dtype,
         )
