@@ -13,6 +13,11 @@ Every ablation in the AnyI2V paper (arXiv 2507.02857, Table 3 and the appendix) 
 | w/o AdaIN debiasing              | ``residual_adain = false``                |
 | no control (plain AnimateDiff)   | ``trajectory_control = false`` and ``structure_injection = false`` |
 
+Two settings keep an earlier version of this code as a choice; the default is what the authors' code
+does: ``kv_copy_halves = "both"`` copies frame 0's keys and values in both halves of the guidance
+batch (theirs: the conditional half), and ``sampling.timestep_spacing = "linspace"`` samples at 999,
+957, 916, ... (theirs: leading spacing with offset 1, 961, 921, ..., 1 for 25 steps).
+
 Layer names are diffusers module paths of ``UNetMotionModel``; the daemon checks them against the
 loaded model and fails loudly when one does not exist.
 """
@@ -69,6 +74,13 @@ class Sampling(DocumentModel):
     guidance_scale: float = Field(
         8.0, ge=0.0, le=50.0, description="Classifier-free guidance scale (the AnyI2V reference uses 8)."
     )
+    timestep_spacing: Literal["leading", "linspace"] = Field(
+        "leading",
+        description=(
+            "Where the DDIM steps fall on the 1000-step schedule: leading with offset 1 as the authors run it"
+            " (961, 921, ..., 1 for 25 steps), or linspace from 999 to 0 (999, 957, 916, ...)."
+        ),
+    )
 
 
 class MethodSettings(DocumentModel):
@@ -87,6 +99,13 @@ class MethodSettings(DocumentModel):
     adain_patch_size: int = Field(4, ge=1, le=64, description="Patch size (latent pixels) of the AdaIN.")
     inject_query: bool = Field(True, description="Inject the self-attention queries.")
     kv_copy: bool = Field(True, description="Copy frame 0's keys and values to every frame while injecting.")
+    kv_copy_halves: Literal["conditional", "both"] = Field(
+        "conditional",
+        description=(
+            "Which halves of the guidance batch get frame 0's keys and values: the conditional one, as the"
+            " authors do, or both."
+        ),
+    )
     query_layers: LayerList = Field(
         DEFAULT_QUERY_LAYERS, description="Self-attention layers whose queries are injected."
     )

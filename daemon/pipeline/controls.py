@@ -11,8 +11,9 @@ sets explicitly before every call (the step index travels with it; nothing is in
 - :class:`Idle`: nothing (inversion's walk up the schedule, sampling steps after injection);
 - :class:`Record`: keep each layer's query and residual state in the :class:`FeatureBank` (inversion);
 - :class:`Sample` with an :class:`Injection`: write the banked features into frame 0 of the
-  conditional batch item (queries as they are, residual states through patch AdaIN) and, with
-  ``kv_copy``, give every frame frame 0's keys and values in those layers;
+  conditional batch item (queries as they are, residual states through patch AdaIN, detached: no
+  gradient flows into what is injected) and, with ``kv_copy``, give every frame of the conditional item
+  (or, with ``kv_copy_halves = "both"``, of every item) its frame 0's keys and values in those layers;
 - :class:`Optimize`: inject likewise (when given an :class:`Injection`), keep the captured layers'
   features with their gradient (trajectory optimization) and end the forward pass
   (:class:`StopForward`) as soon as all of them are kept, since nothing after them reaches the loss.
@@ -75,6 +76,7 @@ class Injection:
     query, residual : write the banked queries, residual states (``residual_adain``: through patch
         AdaIN with ``adain_patch`` x ``adain_patch`` patches)
     kv_copy : in the query layers, every frame attends to its item's frame-0 keys and values
+    kv_copy_halves : which items copy: ``"conditional"`` (the authors') or ``"both"`` (every item)
     """
 
     frames: int
@@ -84,6 +86,7 @@ class Injection:
     residual_adain: bool = True
     adain_patch: int = 4
     kv_copy: bool = True
+    kv_copy_halves: str = "conditional"
 
     @classmethod
     def of(cls, method: MethodSettings, frames: int, conditional_index: int) -> Injection:
@@ -96,6 +99,7 @@ class Injection:
             residual_adain=method.residual_adain,
             adain_patch=method.adain_patch_size,
             kv_copy=method.kv_copy,
+            kv_copy_halves=method.kv_copy_halves,
         )
 
 
@@ -194,10 +198,14 @@ def _replace_rows(tensor: torch.Tensor, row: int, value: torch.Tensor) -> torch.
     return torch.cat([tensor[:row], value[None].to(tensor.dtype), tensor[row + 1 :]], dim=0)
 
 
-def _copy_frame0(tensor: torch.Tensor, frames: int) -> torch.Tensor:
-    """Every frame of every batch item gets its item's frame 0."""
-    first = rearrange(tensor, "(b f) n c -> b f n c", f=frames)[:, 0]
-    return repeat(first, "b n c -> (b f) n c", f=frames)
+def _copy_frame0(tensor: torch.Tensor, frames: int, item: int | None) -> torch.Tensor:
+    """Every frame of batch item ``item`` (of every item for None) gets that item's frame 0; the other
+    items keep their own rows."""
+    clips = rearrange(tensor, "(b f) n c -> b f n c", f=frames)
+    copied = repeat(clips[:, 0], "b n c -> b f n c", f=frames)
+    if item is not None:
+        copied = torch.cat([clips[:item], copied[item : item + 1], clips[item + 1 :]])
+    return rearrange(copied, "b f n c -> (b f) n c")
 
 
 class ControlledSelfAttention:
@@ -243,7 +251,8 @@ class ControlledSelfAttention:
             if self.inject_query and injection.query and self.path in self.bank.queries:
                 query = _replace_rows(query, row, self.bank.queries[self.path][0].to(query.device))
             if injection.kv_copy and self.controlled_kv:
-                key, value = _copy_frame0(key, frames), _copy_frame0(value, frames)
+                item = None if injection.kv_copy_halves == "both" else injection.conditional_index
+                key, value = _copy_frame0(key, frames, item), _copy_frame0(value, frames, item)
         if isinstance(mode, Optimize) and self.path in mode.capture:
             self.state.keep(self.path, query)
 
@@ -273,7 +282,9 @@ def _residual_hook(path: str, state: ControlState, bank: FeatureBank, injected: 
         if injection is not None and injected and injection.residual and path in bank.residuals:
             row, _ = _frame0_rows(injection, output.shape[0])
             saved = bank.residuals[path][0].to(output.device)
-            current = output[row]
+            # Detached, as the authors inject it: the optimization's gradient never reaches frame 0's
+            # residual through the current statistics AdaIN borrows.
+            current = output[row].detach()
             new = patch_adain(saved, current, injection.adain_patch) if injection.residual_adain else saved
             output = _replace_rows(output, row, new)
             changed = True
@@ -284,16 +295,43 @@ def _residual_hook(path: str, state: ControlState, bank: FeatureBank, injected: 
     return hook
 
 
+MOTION_MODULE_CLASS = "AnimateDiffTransformer3D"
+
+
+class MotionModulesNotFound(RuntimeError):  # noqa: N818 (named for what the user reads)
+    """The UNet's temporal layers cannot be found (or are of a kind we cannot turn off), so it cannot run
+    as a per-frame image model."""
+
+
 def motion_modules(unet: nn.Module) -> list[nn.Module]:
-    """The temporal transformers of an AnimateDiff UNet."""
-    return [m for name, m in unet.named_modules() if type(m).__name__ == "AnimateDiffTransformer3D"]
+    """The temporal transformers of an AnimateDiff UNet (diffusers' ``AnimateDiffTransformer3D``)."""
+    return [m for m in unet.modules() if type(m).__name__ == MOTION_MODULE_CLASS]
 
 
 @contextmanager
-def motion_disabled(unet: nn.Module) -> Iterator[None]:
+def motion_disabled(unet: nn.Module, name: str | None = None) -> Iterator[None]:
     """Run the UNet as a per-frame image model: every motion module passes its input through unchanged
-    (they add their output to a residual, so skipping them is exactly "no temporal layers")."""
+    (they add their output to a residual, so skipping them is exactly "no temporal layers").
+
+    Raises :class:`MotionModulesNotFound` (naming the model: ``name``, else its class) when no module is an
+    ``AnimateDiffTransformer3D``, or when a ``motion_modules`` list holds a module of another class:
+    running on with temporal layers on would give features that are not the image's."""
     modules = motion_modules(unet)
+    model = f"{name!r} ({type(unet).__name__})" if name else type(unet).__name__
+    others = [
+        f"{path}.{index} is a {type(child).__name__}"
+        for path, module in unet.named_modules()
+        if path.rsplit(".", 1)[-1] == "motion_modules" and isinstance(module, nn.ModuleList)
+        for index, child in enumerate(module)
+        if type(child).__name__ != MOTION_MODULE_CLASS
+    ]
+    if others or not modules:
+        found = "; ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise MotionModulesNotFound(
+            f"model {model}: cannot turn its motion modules off for the image inversion"
+            + (f" ({found}, not an {MOTION_MODULE_CLASS})" if others else f" (no {MOTION_MODULE_CLASS} in it)")
+            + "; load an AnimateDiff UNet whose temporal layers are diffusers' own"
+        )
 
     def identity(hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         return hidden_states

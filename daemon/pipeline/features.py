@@ -6,7 +6,8 @@
   (:func:`randomized_top_eigenvectors`) or a full eigendecomposition (:func:`exact_top_eigenvectors`).
 - :func:`two_means_foreground`: 1-D 2-means (Lloyd's algorithm, :func:`lloyd_two_means`) that splits
   similarity values into foreground and background.
-- :func:`semantic_mask`: the per-frame semantic mask of an object from salient points.
+- :func:`semantic_mask`: the per-frame semantic mask of an object from salient points;
+  :func:`pooled_semantic_masks`: the masks of several layers from one 2-means per frame.
 - :func:`bicubic_resize`: bicubic resampling as two matrix products.
 - :func:`gaussian_profile`, :func:`butterworth_lowpass`, :func:`mix_frequencies`: the SG-I2V options.
 
@@ -16,8 +17,6 @@ papers' equations in :mod:`.reference`, and tests that hold the two equal.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as functional
 from einops import rearrange
@@ -25,29 +24,49 @@ from einops import rearrange
 EPSILON = 1e-6
 
 
+def patch_spans(length: int, patch: int) -> list[tuple[int, int]]:
+    """Where the patches of one side begin and end: ``patch`` pixels each, the remainder joined to the
+    last one (so every patch has ``patch`` to ``2 * patch - 1`` pixels), one patch when the side is
+    shorter than ``patch``. ``patch_spans(17, 4)`` is (0, 4), (4, 8), (8, 12), (12, 17)."""
+    count = max(1, length // patch)
+    starts = [index * patch for index in range(count)]
+    return list(zip(starts, [*starts[1:], length], strict=True))
+
+
+def _patch_membership(length: int, patch: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(length, patches) one-hot: which patch of :func:`patch_spans` each pixel of a side belongs to."""
+    count = max(1, length // patch)
+    index = (torch.arange(length, device=device) // patch).clamp_max(count - 1)
+    return functional.one_hot(index, count).to(dtype)
+
+
 def patch_adain(source: torch.Tensor, target: torch.Tensor, patch: int) -> torch.Tensor:
     """Give ``source`` the per-patch, per-channel mean and standard deviation of ``target``.
 
-    source, target : (C, h, w), the same shape; patch : side of the square patches (p x p), which must
-    divide h and w (a patch size that does not is reduced to the largest one that does both).
+    source, target : (C, h, w), the same shape; patch : side of the square patches (p x p). Where p does
+    not divide a side, the remainder joins the last patch of that side, and a side shorter than p is one
+    patch (:func:`patch_spans`): every map size keeps patches of about p (SD 1.5 at 520 pixels runs
+    ``up_blocks.1`` at 17 x 17, which p = gcd(17, 4) = 1 would turn into no injection at all).
     returns : (C, h, w) = (source - mean_s) / (std_s + 1e-6) * std_t + mean_t, statistics per patch.
-    Standard deviations are population ones (divide by p * p).
+    Standard deviations are population ones (divide by the patch's pixel count).
     """
     if source.shape != target.shape or source.dim() != 3:
         raise ValueError(f"patch_adain needs two (C, h, w) tensors of one shape, got {source.shape} and {target.shape}")
     _, height, width = source.shape
-    patch = math.gcd(math.gcd(height, width), patch)
-
-    def patches(x: torch.Tensor) -> torch.Tensor:  # (C, h/p, w/p, p*p)
-        return rearrange(x, "c (y p) (x q) -> c y x (p q)", p=patch, q=patch)
-
     work = torch.promote_types(source.dtype, torch.float32)  # half precision in, float32 statistics
-    src, tgt = patches(source.to(work)), patches(target.to(work))
-    src_mean, tgt_mean = src.mean(-1, keepdim=True), tgt.mean(-1, keepdim=True)
-    src_std = src.std(-1, keepdim=True, unbiased=False)
-    tgt_std = tgt.std(-1, keepdim=True, unbiased=False)
+    rows = _patch_membership(height, patch, source.device, work)  # (h, Y)
+    columns = _patch_membership(width, patch, source.device, work)  # (w, X)
+    counts = rows.sum(0)[:, None] * columns.sum(0)[None, :]  # (Y, X) pixels per patch
+
+    def statistics(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # per-pixel mean and std of its patch
+        mean = rows @ ((rows.T @ x @ columns) / counts) @ columns.T
+        variance = (rows.T @ (x - mean) ** 2 @ columns) / counts
+        return mean, rows @ variance.sqrt() @ columns.T
+
+    src, tgt = source.to(work), target.to(work)
+    (src_mean, src_std), (tgt_mean, tgt_std) = statistics(src), statistics(tgt)
     out = (src - src_mean) / (src_std + EPSILON) * tgt_std + tgt_mean
-    return rearrange(out, "c y x (p q) -> c (y p) (x q)", p=patch).to(source.dtype)
+    return out.to(source.dtype)
 
 
 SUBSPACE_OVERSAMPLING = 128  # extra directions the randomized solver carries beyond the components wanted
@@ -211,6 +230,15 @@ def two_means_foreground(
     return foreground.reshape(values.shape)
 
 
+def point_similarity(point_features: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+    """(..., h, w) cosine similarity of every pixel of ``maps`` (..., C, h, w) to its most similar salient
+    point of ``point_features`` (P, C); no gradient."""
+    pixels = functional.normalize(rearrange(maps.detach().float(), "... c h w -> ... (h w) c"), dim=-1)
+    points = functional.normalize(point_features.detach().float(), dim=1)  # (P, C)
+    best = (pixels @ points.T).amax(dim=-1)  # (..., h*w): the most similar point's cosine
+    return rearrange(best, "... (h w) -> ... h w", h=maps.shape[-2])
+
+
 def semantic_mask(
     point_features: torch.Tensor, box_features: torch.Tensor, valid: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -223,11 +251,21 @@ def semantic_mask(
         others come back 0
     returns : (..., h, w) float mask of 0 and 1, one 2-means split per map
     """
-    pixels = functional.normalize(rearrange(box_features.detach().float(), "... c h w -> ... (h w) c"), dim=-1)
-    points = functional.normalize(point_features.detach().float(), dim=1)  # (P, C)
-    best = (pixels @ points.T).amax(dim=-1)  # (..., h*w): the most similar point's cosine
-    similarity = rearrange(best, "... (h w) -> ... h w", h=box_features.shape[-2])
+    similarity = point_similarity(point_features, box_features)
     return two_means_foreground(similarity, start_dim=similarity.dim() - 2, valid=valid).float()
+
+
+def pooled_semantic_masks(similarities: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Semantic masks of several layers split together, as the authors do: per frame, one 2-means on the
+    similarity values of every layer inside the box, each layer's mask its values nearer the high centre.
+
+    similarities : (L, F, h, w) :func:`point_similarity` per layer and frame; valid : (F, h, w) bool, the
+    box in each frame. returns : (L, F, h, w) float mask of 0 and 1 (0 outside ``valid``)
+    """
+    by_frame = rearrange(similarities, "l f h w -> f l h w")
+    inside = valid[:, None].expand_as(by_frame)
+    masks = two_means_foreground(by_frame, start_dim=1, valid=inside).float()
+    return rearrange(masks, "f l h w -> l f h w")
 
 
 def resize_matrix(size_in: int, size_out: int, mode: str, device: torch.device) -> torch.Tensor:
@@ -250,12 +288,15 @@ def bicubic_resize(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return resized
 
 
+GAUSSIAN_SIGMA = 0.2  # of the box's side: SG-I2V's paper and code
+
+
 def gaussian_profile(length: int, device: torch.device) -> torch.Tensor:
-    """(length,) Gaussian along one side of a box, 1 at its centre, sigma a quarter of the side; a box's
-    weight is the outer product of its two sides' profiles (SG-I2V weights the loss this way so the
-    box's centre matters most)."""
+    """(length,) Gaussian along one side of a box, 1 at its centre, sigma 0.2 of the side (SG-I2V; at
+    least half a pixel); a box's weight is the outer product of its two sides' profiles (SG-I2V weights
+    the loss this way so the box's centre matters most)."""
     offsets = torch.arange(length, device=device, dtype=torch.float32) - (length - 1) / 2
-    sigma = max(length / 4, 0.5)
+    sigma = max(GAUSSIAN_SIGMA * length, 0.5)
     return torch.exp(-(offsets**2) / (2 * sigma**2))
 
 

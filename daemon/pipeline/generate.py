@@ -4,11 +4,12 @@
 model work, then:
 
 1. encodes the prompts; inverts the condition image unless the cache has its features;
-2. samples with DDIM from seeded noise. Before the UNet call of steps ``0 .. optimization_steps - 1``
-   the latent is optimized so each track's box content follows its path (conditional embedding only,
-   no guidance, the forward stopped after the last optimized layer's block); during steps
-   ``0 .. injection_steps - 1`` (and in every optimization pass) the inverted features are injected
-   into frame 0 of the conditional half;
+2. samples with DDIM from seeded noise, on the authors' grid (leading spacing with offset 1: 961, 921,
+   ..., 1 for 25 steps) or on a linspace one (``sampling.timestep_spacing``). Before the UNet call of
+   steps ``0 .. optimization_steps - 1`` the latent is optimized so each track's box content follows
+   its path (conditional embedding only, no guidance, the forward stopped after the last optimized
+   layer's block); during steps ``0 .. injection_steps - 1`` (and in every optimization pass) the
+   inverted features are injected into frame 0 of the conditional half;
 3. decodes and hands over one frame at a time.
 
 A ``Progress`` callback gets every step (with a cheap preview of the clean latent the step predicts, DDIM's
@@ -49,7 +50,7 @@ from .controls import (
 )
 from .features import mix_frequencies
 from .inversion import InversionCache, InversionKey, invert
-from .models import Models
+from .models import Models, sampling_scheduler
 from .trajectory import TrackBoxes, feature_grid, grid_size, track_boxes, trajectory_loss
 
 # A fixed linear map from SD latent channels to RGB: a preview costs a matrix product, not a decode.
@@ -234,8 +235,7 @@ def generate(
     factor = models.vae_scale_factor
     shape = (1, models.unet.config.in_channels, frames, shot.output.height // factor, shot.output.width // factor)
     generator = torch.Generator("cpu").manual_seed(shot.sampling.seed)
-    scheduler = models.scheduler
-    scheduler.set_timesteps(shot.sampling.steps, device=models.device)
+    scheduler = sampling_scheduler(models.scheduler, shot.sampling.timestep_spacing, shot.sampling.steps, models.device)
     latents = torch.randn(shape, generator=generator, dtype=torch.float32).to(models.device)
     latents = latents * scheduler.init_noise_sigma
 

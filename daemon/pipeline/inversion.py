@@ -6,9 +6,16 @@ frame with the motion modules off, conditioned on the prompt and without classif
 The UNet call at ``inversion_timestep`` (201 by default) records the controlled layers' queries and
 residual states into a :class:`FeatureBank`; nothing else of the inversion is kept.
 
-We write the inverse update ourselves instead of using diffusers' ``DDIMInverseScheduler``: that class
-refuses the ``linspace`` timestep spacing AnimateDiff's scheduler uses, and the inversion only needs
-the scheduler's ``alphas_cumprod`` on the full 1000-step grid anyway.
+The walk does not depend on the sampling grid (``Sampling.timestep_spacing``): as in the authors' code,
+it stops at t = 201 on the 1000-step schedule whatever the grid, and the features recorded there are
+injected during the first denoising steps (at 961, 921, 881 and 841 on the authors' 25-step grid).
+
+We write the inverse update ourselves instead of using diffusers' ``DDIMInverseScheduler``: the
+inversion only needs the scheduler's ``alphas_cumprod`` on the full 1000-step grid, one step at a time,
+and that class refuses the ``linspace`` spacing a shot may ask for.
+
+A UNet whose motion modules cannot be turned off is refused (``controls.MotionModulesNotFound``)
+before any UNet call, never inverted with its temporal layers on.
 
 Cost: ``inversion_timestep + 1`` UNet calls at batch 1, one frame; on CUDA all but the few first and
 the last are replayed from a CUDA graph (:class:`GraphedCall`).
@@ -83,7 +90,7 @@ def invert(
     state = ControlState()  # idle until the last call
     total = last + 1
     graphed = models.device.type == "cuda" if cuda_graph is None else cuda_graph
-    with motion_disabled(unet), install_controls(unet, inversion_layers(settings), state, bank):
+    with motion_disabled(unet, models.identity), install_controls(unet, inversion_layers(settings), state, bank):
         call = GraphedCall(unet, prompt_embeds, models.dtype) if graphed else None
         for t in range(last):
             if call is not None:

@@ -1,7 +1,7 @@
 """The model bundle the pipeline runs, and seeded random models built from configs.
 
 :class:`Models` is what loading produces: an AnimateDiff UNet (``UNetMotionModel``), a VAE, a CLIP text
-encoder and tokenizer, and the DDIM scheduler configured as AnimateDiff expects.
+encoder and tokenizer, and the DDIM scheduler configured as the AnyI2V authors run AnimateDiff.
 
 :func:`random_models` builds the same architecture with seeded random weights, either tiny (for tests
 and the CPU demo run: seconds on a CPU) or at SD 1.5 + AnimateDiff size (for GPU speed and memory
@@ -20,8 +20,11 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, MotionAdapter, UNet2DConditionModel, UNetMotionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-# AnimateDiff's scheduler (the authors' and diffusers' AnimateDiff examples): SD 1.5's scaled-linear
-# betas, linear timestep spacing, no clipping, no offset.
+# The AnyI2V authors' DDIM scheduler (AnimateDiff's configs): 1000 training steps with betas linear from
+# 0.00085 to 0.012 ("linear" here: AnimateDiff's configs say so, not SD 1.5's "scaled_linear"), no
+# clipping, the final step to alphas_cumprod[0], and leading timestep spacing with offset 1, so 25 steps
+# sample 961, 921, ..., 41, 1. A shot may ask for linspace spacing instead (999, 957, 916, ..., 0):
+# ``Sampling.timestep_spacing`` and :func:`sampling_scheduler`.
 ANIMATEDIFF_SCHEDULER = {
     "num_train_timesteps": 1000,
     "beta_start": 0.00085,
@@ -30,7 +33,7 @@ ANIMATEDIFF_SCHEDULER = {
     "clip_sample": False,
     "set_alpha_to_one": False,
     "steps_offset": 1,
-    "timestep_spacing": "linspace",
+    "timestep_spacing": "leading",
     "prediction_type": "epsilon",
 }
 
@@ -71,6 +74,15 @@ class Models:
             module.eval()
             module.requires_grad_(False)
         return self
+
+
+def sampling_scheduler(scheduler: DDIMScheduler, spacing: str, steps: int, device: torch.device) -> DDIMScheduler:
+    """A fresh DDIM scheduler on the models' schedule with ``spacing`` ("leading", offset 1, as the authors;
+    or "linspace") and its timesteps set for ``steps`` steps; the models' own scheduler is left as it is,
+    so runs never share a scheduler's state."""
+    fresh: DDIMScheduler = DDIMScheduler.from_config(scheduler.config, timestep_spacing=spacing, steps_offset=1)
+    fresh.set_timesteps(steps, device=device)
+    return fresh
 
 
 def byte_tokenizer(folder: Path, max_length: int = 77) -> CLIPTokenizer:

@@ -19,21 +19,24 @@ Each reference and the fast path it is tested against:
 - :func:`pca_reference`: ``features.low_rank_pca`` with the exact solver (the randomized one agrees
   to float precision on features with a decaying spectrum, which the tests check against scikit-learn);
 - :func:`feature_map_reference`: ``trajectory.feature_grid``;
-- :func:`grid_box_reference`, :func:`grid_point_reference`: ``trajectory.track_boxes``;
+- :func:`grid_box_reference`, :func:`grid_point_reference`, :func:`visible_reference`:
+  ``trajectory.track_boxes`` and ``trajectory.visible_box``;
 - :func:`two_means_reference`: ``features.lloyd_two_means``;
-- :func:`semantic_mask_reference`: ``features.semantic_mask``;
+- :func:`similarity_reference`, :func:`semantic_mask_reference`: ``features.semantic_mask``;
+- :func:`pooled_semantic_masks_reference`: ``features.pooled_semantic_masks``;
 - :func:`salient_point_features_reference`, :func:`object_loss_reference`,
   :func:`trajectory_loss_reference`: ``trajectory.trajectory_loss``;
 - :func:`gaussian_weight_reference`: ``features.gaussian_profile`` (the outer product of two);
 - :func:`butterworth_lowpass_reference`: ``features.butterworth_lowpass``;
 - :func:`mix_frequencies_reference`: ``features.mix_frequencies``.
 
-These are the equations of this code. Where it departs from the authors' code as
-``ANYI2V-FACTS.md`` reads it, the functions say so: the K/V copy applies to both halves of the CFG
-batch (theirs: the conditional half); a box partly outside the frame is clipped before frame 1's box
-is resized to frame j's (theirs: resized to the whole box, then cut); the 2-means runs per layer and
-per frame (theirs: pooled over both layers); the loss is normalised per frame (theirs: over all
-frames); the Gaussian's sigma is a quarter of the side (SG-I2V's: 0.2).
+These are the equations of this code, which follow the authors' code as ``ANYI2V-FACTS.md`` reads it:
+the K/V copy in the conditional half of the CFG batch (``halves="both"`` is our other choice); a box
+partly outside the frame resized whole and then cut to the frame; the 2-means of the semantic masks
+pooled over the optimized layers; the loss normalised by the weights' sum over all frames; the
+Gaussian's sigma 0.2 of the side (SG-I2V). Where this code goes past theirs, the functions say so:
+patches that do not divide a map (the remainder joins the last patch), and a first box partly outside
+the frame (its unseen part is unknown, and weighs nothing).
 """
 
 from __future__ import annotations
@@ -61,24 +64,29 @@ def patch_adain_reference(F_inv: torch.Tensor, F_cur: torch.Tensor, p: int = 4) 
         F_inj[c, P] = (F_inv[c, P] - mu(F_inv[c, P])) / (sigma(F_inv[c, P]) + 1e-6) * sigma(F_cur[c, P])
                       + mu(F_cur[c, P])
 
-    mu and sigma are the mean and the population standard deviation of the patch's p * p values.
+    mu and sigma are the mean and the population standard deviation of the patch's values.
 
     F_inv : (C, h, w) residual hidden state recorded at t_alpha during inversion
     F_cur : (C, h, w) frame 1's residual hidden state in the current UNet call
-    p : patch side; one that does not divide h and w becomes gcd(h, w, p)
+    p : patch side. Where p does not divide a side (sizes the authors never run), the remainder joins
+        the last patch of that side, and a side shorter than p is one patch (ours)
     returns : (C, h, w) F_inj, in F_inv's dtype (statistics in at least float32)
     """
     C, h, w = F_inv.shape
-    p = math.gcd(math.gcd(h, w), p)
+
+    def spans(length: int) -> list[tuple[int, int]]:
+        starts = list(range(0, max(1, length // p) * p, p))
+        return [(start, starts[i + 1] if i + 1 < len(starts) else length) for i, start in enumerate(starts)]
+
     work = torch.promote_types(F_inv.dtype, torch.float32)
     F_inj = torch.empty(C, h, w, dtype=work)
     for c in range(C):
-        for y in range(0, h, p):
-            for x in range(0, w, p):
-                inv = F_inv[c, y : y + p, x : x + p].to(work)
-                cur = F_cur[c, y : y + p, x : x + p].to(work)
+        for y0, y1 in spans(h):
+            for x0, x1 in spans(w):
+                inv = F_inv[c, y0:y1, x0:x1].to(work)
+                cur = F_cur[c, y0:y1, x0:x1].to(work)
                 normalised = (inv - inv.mean()) / (inv.std(unbiased=False) + EPSILON)
-                F_inj[c, y : y + p, x : x + p] = normalised * cur.std(unbiased=False) + cur.mean()
+                F_inj[c, y0:y1, x0:x1] = normalised * cur.std(unbiased=False) + cur.mean()
     return F_inj.to(F_inv.dtype)
 
 
@@ -87,16 +95,17 @@ def inject_residual_reference(
 ) -> torch.Tensor:
     """Residual injection into the first frame of the conditional batch item::
 
-        R[cond, 1] <- PatchAdaIN(R_inv, R[cond, 1], p)      (R_inv itself without AdaIN)
+        R[cond, 1] <- SG(PatchAdaIN(R_inv, R[cond, 1], p))      (R_inv itself without AdaIN)
 
-    Every other frame and the unconditional item keep their own residual states.
+    SG is stop-gradient: what is injected is a constant to the optimization (the authors' code). Every
+    other frame and the unconditional item keep their own residual states.
 
     R : (B * f, C, h, w) a ResNet block's residual branch (after ``conv2``), batch-major rows b * f + j
     R_inv : (C, h, w) the recorded one
     """
     out = R.clone()
     row = conditional_index * frames + 0  # frame 1 of the conditional item
-    out[row] = patch_adain_reference(R_inv, R[row], p) if adain else R_inv
+    out[row] = patch_adain_reference(R_inv, R[row].detach(), p) if adain else R_inv
     return out
 
 
@@ -111,15 +120,18 @@ def inject_query_reference(Q: torch.Tensor, Q_inv: torch.Tensor, frames: int, co
     return out
 
 
-def copy_kv_reference(K: torch.Tensor, V: torch.Tensor, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+def copy_kv_reference(
+    K: torch.Tensor, V: torch.Tensor, frames: int, conditional_index: int, halves: str = "conditional"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """K_{2:f} = K_1, V_{2:f} = V_1 (AnyI2V; SG-I2V Sec. 3.2 aligns features the same way): every frame
-    attends to its own batch item's first-frame keys and values. Applied to each batch item (both
-    halves of the CFG batch).
+    attends to its batch item's first-frame keys and values. Applied to the conditional item only, as
+    the authors do, or to every item (both halves of the CFG batch) with ``halves="both"`` (ours).
 
     K, V : (B * f, N, C), batch-major rows b * f + j
     """
     K_out, V_out = K.clone(), V.clone()
-    for b in range(K.shape[0] // frames):
+    items = range(K.shape[0] // frames) if halves == "both" else [conditional_index]
+    for b in items:
         for j in range(1, frames):
             K_out[b * frames + j] = K[b * frames]
             V_out[b * frames + j] = V[b * frames]
@@ -182,19 +194,24 @@ def feature_map_reference(X: torch.Tensor, M: int | None, hw: tuple[int, int], s
     return torch.stack(maps)
 
 
+def visible_reference(B: Box, H: int, W: int) -> Box | None:
+    """The part of a grid box inside the H x W grid; None when there is none."""
+    x0, y0, x1, y1 = max(0, B[0]), max(0, B[1]), min(W, B[2]), min(H, B[3])
+    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
+
+
 def grid_box_reference(box: Sequence[float], H: int, W: int) -> Box | None:
-    """A normalized box (x0, y0, x1, y1) on the H x W loss grid: rounded outwards, clipped to the grid
-    (a box partly outside the frame keeps only its visible part); None when nothing is visible."""
+    """A normalized box (x0, y0, x1, y1) on the H x W loss grid: rounded outwards and kept whole (a box
+    partly outside the frame reaches past the grid); None when no part of it is visible."""
     x0, y0, x1, y1 = box
-    gx0, gx1 = max(0, math.floor(x0 * W)), min(W, math.ceil(x1 * W))
-    gy0, gy1 = max(0, math.floor(y0 * H)), min(H, math.ceil(y1 * H))
-    return (gx0, gy0, gx1, gy1) if gx1 > gx0 and gy1 > gy0 else None
+    B = (math.floor(x0 * W), math.floor(y0 * H), math.ceil(x1 * W), math.ceil(y1 * H))
+    return B if visible_reference(B, H, W) is not None else None
 
 
 def grid_point_reference(point: Sequence[float], B_1: Box, H: int, W: int) -> tuple[int, int]:
-    """A normalized salient point (x, y) as the grid pixel that holds it, moved into the frame-1 box B_1
-    (a click outside the box lands on its nearest edge pixel)."""
-    x0, y0, x1, y1 = B_1
+    """A normalized salient point (x, y) as the grid pixel that holds it, moved into the visible part of
+    the frame-1 box B_1 (a click outside it lands on its nearest edge pixel)."""
+    x0, y0, x1, y1 = visible_reference(B_1, H, W) or B_1
     return min(max(int(point[0] * W), x0), x1 - 1), min(max(int(point[1] * H), y0), y1 - 1)
 
 
@@ -214,14 +231,10 @@ def two_means_reference(values: Sequence[float], iterations: int = 10) -> tuple[
     return c_low, c_high
 
 
-def semantic_mask_reference(F_P: torch.Tensor, F_B: torch.Tensor, iterations: int = 10) -> torch.Tensor:
-    """M_j: the object's pixels inside its box in frame j.
+def similarity_reference(F_P: torch.Tensor, F_B: torch.Tensor) -> torch.Tensor:
+    """S(x) = max_p cos(F_1(p), F_j(x)) for every pixel x of the box (p over the salient points P).
 
-    S(x) = max_p cos(F_1(p), F_j(x)) for every pixel x of the box (p over the salient points P); 2-means
-    on the values S(x) (:func:`two_means_reference`); the foreground is the cluster with the larger
-    centre: M_j(x) = 1 where S(x) is nearer c_high than c_low. A constant S is all foreground.
-
-    F_P : (P, C) the salient points' frame-1 features; F_B : (C, h, w) F_j[B_j]; returns (h, w) of 0, 1
+    F_P : (P, C) the salient points' frame-1 features; F_B : (C, h, w) F_j[B_j]; returns (h, w) float64
     """
     _, h, w = F_B.shape
     S = torch.empty(h, w, dtype=torch.float64)
@@ -229,11 +242,33 @@ def semantic_mask_reference(F_P: torch.Tensor, F_B: torch.Tensor, iterations: in
         for x in range(w):
             pixel = F_B[:, y, x].double()
             S[y, x] = max(float(pixel @ q.double() / (pixel.norm() * q.double().norm())) for q in F_P)
-    values = S.flatten().tolist()
+    return S
+
+
+def pooled_semantic_masks_reference(S: Sequence[torch.Tensor], iterations: int = 10) -> list[torch.Tensor]:
+    """M_j of every layer at once, as the authors split them: 2-means (:func:`two_means_reference`) on
+    the values S(x) of all layers' maps pooled together; each layer's foreground is its pixels nearer
+    c_high than c_low. Values that are all one constant are all foreground.
+
+    S : per layer (h, w) :func:`similarity_reference` in one frame's box; returns per layer (h, w) of 0, 1
+    """
+    values = [v for S_l in S for v in S_l.flatten().tolist()]
     if max(values) - min(values) <= EPSILON:
-        return torch.ones(h, w)
+        return [torch.ones(S_l.shape) for S_l in S]
     c_low, c_high = two_means_reference(values, iterations)
-    return ((S - c_low).abs() > (S - c_high).abs()).float()
+    return [((S_l - c_low).abs() > (S_l - c_high).abs()).float() for S_l in S]
+
+
+def semantic_mask_reference(F_P: torch.Tensor, F_B: torch.Tensor, iterations: int = 10) -> torch.Tensor:
+    """M_j: the object's pixels inside its box in frame j, from one layer.
+
+    2-means on the values S(x) of :func:`similarity_reference`; the foreground is the cluster with the
+    larger centre: M_j(x) = 1 where S(x) is nearer c_high than c_low. A constant S is all foreground.
+    (The loss pools the layers: :func:`pooled_semantic_masks_reference`; this is its one-layer case.)
+
+    F_P : (P, C) the salient points' frame-1 features; F_B : (C, h, w) F_j[B_j]; returns (h, w) of 0, 1
+    """
+    return pooled_semantic_masks_reference([similarity_reference(F_P, F_B)], iterations)[0]
 
 
 def salient_point_features_reference(
@@ -260,12 +295,12 @@ def salient_point_features_reference(
 
 def gaussian_weight_reference(h: int, w: int) -> torch.Tensor:
     """G(y, x) = exp(-(y - c_y)^2 / (2 sigma_y^2) - (x - c_x)^2 / (2 sigma_x^2)) over an h x w box, 1 at
-    its centre (c_y, c_x) = ((h - 1)/2, (w - 1)/2), sigma = (max(h/4, 1/2), max(w/4, 1/2)).
+    its centre (c_y, c_x) = ((h - 1)/2, (w - 1)/2), sigma = (max(0.2 h, 1/2), max(0.2 w, 1/2)).
 
-    SG-I2V's G_b (Eq. (1), after DragAnything), which weights the loss towards the box's centre. SG-I2V
-    uses sigma = 0.2 of the side; this project uses a quarter.
+    SG-I2V's G_b (Eq. (1), after DragAnything), which weights the loss towards the box's centre, with
+    SG-I2V's sigma of 0.2 of the side (the half-pixel floor is ours, for boxes of a pixel or two).
     """
-    sigma_y, sigma_x = max(h / 4, 0.5), max(w / 4, 0.5)
+    sigma_y, sigma_x = max(0.2 * h, 0.5), max(0.2 * w, 0.5)
     c_y, c_x = (h - 1) / 2, (w - 1) / 2
     G = torch.empty(h, w)
     for y in range(h):
@@ -278,60 +313,91 @@ class BoxTrack(Protocol):
     """One object on the loss grid (``trajectory.TrackBoxes`` is one)."""
 
     @property
-    def boxes(self) -> tuple[Box | None, ...]: ...  # B_1 .. B_f, clipped; None where it has left
+    def boxes(self) -> tuple[Box | None, ...]: ...  # B_1 .. B_f, whole; None where no part is visible
     @property
     def points(self) -> tuple[tuple[int, int], ...]: ...  # salient points (x, y) on the grid, in B_1
     @property
     def anchor(self) -> bool: ...  # background that expresses camera motion: no semantic mask
 
 
-def object_loss_reference(
-    F: torch.Tensor, track: BoxTrack, mask: Literal["dynamic", "static", "none"], gaussian: bool
-) -> torch.Tensor:
-    """sum_{j=2..f} L_j^i for one object i on one layer's feature grid F (f, M, H, W)::
+def _whole(inner: torch.Tensor, B: Box, V: Box, mode: Literal["replicate", "constant"]) -> torch.Tensor:
+    """A map of box B's visible part V (..., h_V, w_V) made the size of the whole box B: its edge pixels
+    repeated outwards (``"replicate"``) or zeros (``"constant"``)."""
+    pad = (V[0] - B[0], B[2] - V[2], V[1] - B[1], B[3] - V[3])  # left, right, top, bottom
+    batch = inner.reshape(-1, 1, *inner.shape[-2:]).double()
+    whole = functional.pad(batch, pad, mode=mode) if any(pad) else batch
+    return whole.reshape(*inner.shape[:-2], *whole.shape[-2:])
 
-        L_j^i = sum_x W_j(x) * mean_c (F_j[B_j^i] - resize(SG(F_1[B_1^i]), B_j^i))^2(c, x) / max(1, sum_x W_j(x))
+
+def object_loss_reference(
+    grids: Sequence[torch.Tensor], track: BoxTrack, mask: Literal["dynamic", "static", "none"], gaussian: bool
+) -> torch.Tensor:
+    """sum_layers L^i for one object i, each layer's F (f, M, H, W) of ``grids``::
+
+        L^i = sum_{j=2..f} sum_x W_j(x) * mean_c (F_j[B_j^i] - resize(SG(F_1[B_1^i]), B_j^i))^2(c, x)
+              / max(1, sum_{j=2..f} sum_x W_j(x))
         W_j = resize(M_1^i, B_j^i) * M_j^i * G_j        (each factor only when enabled)
 
-    - F_j[B] : the features inside box B (boxes clipped to the grid: a box partly outside the frame
-      is its visible part, and frame 1's visible part is resized to frame j's);
+    - B_j : frame j's whole box; F_j[B] the features inside it, and only its pixels inside the frame
+      take part: frame 1's box is resized to frame j's whole box, then cut to the frame (the authors'),
+      so an object leaving the frame is not squashed into its visible part. A frame-1 box partly
+      outside (ours): its visible part, edge pixels repeated outwards, is resized as the whole box, and
+      the pixels of frame j that come from its unseen part weigh 0;
     - resize : bicubic for features (so boxes may change size), nearest for masks;
     - SG : stop-gradient: the loss moves frame j towards frame 1, never the reverse;
-    - M_1^i, M_j^i : semantic masks of frames 1 and j (``"static"``: M_j^i = resize(M_1^i));
+    - M_1^i, M_j^i : semantic masks of frames 1 and j (``"static"``: M_j^i = resize(M_1^i)), from one
+      2-means per frame over every layer's similarities (:func:`pooled_semantic_masks_reference`);
       no masks for ``"none"`` or an anchor;
-    - G_j : :func:`gaussian_weight_reference` over B_j^i.
+    - G_j : :func:`gaussian_weight_reference` over the whole B_j^i.
 
     The paper writes || M_1 ⊙ M_j ⊙ (F_j - SG(F_1)) ||^2; with binary masks that is the sum above
-    (channels averaged, normalised per frame by the mask's area). A frame whose box has left
-    contributes 0.
+    (channels averaged, normalised by the masks' sum over all frames, as the authors' code does). A frame
+    whose box has left contributes 0.
     """
     B_1 = track.boxes[0]
-    if B_1 is None or F.shape[0] < 2:
+    f, _, H, W = grids[0].shape
+    V_1 = visible_reference(B_1, H, W) if B_1 is not None else None
+    if B_1 is None or V_1 is None or f < 2:
         return torch.zeros(())
-    x0, y0, x1, y1 = B_1
-    F_1B = F[0, :, y0:y1, x0:x1].detach()  # SG(F_1[B_1])
+    x0, y0, x1, y1 = V_1
+    F_1B = [F[0, :, y0:y1, x0:x1].detach() for F in grids]  # SG(F_1[B_1]), its visible part
+    seen_1 = torch.ones(y1 - y0, x1 - x0)
     use_masks = mask != "none" and not track.anchor
     if use_masks:
-        F_P = salient_point_features_reference(F_1B, [(x - x0, y - y0) for x, y in track.points])
-        M_1 = semantic_mask_reference(F_P, F_1B)
-    total = torch.zeros(())
-    for j in range(1, F.shape[0]):
+        points = [(x - x0, y - y0) for x, y in track.points]
+        F_P = [salient_point_features_reference(F_1B_l, points) for F_1B_l in F_1B]
+        M_1 = pooled_semantic_masks_reference([similarity_reference(P, B) for P, B in zip(F_P, F_1B, strict=True)])
+    totals = [torch.zeros(()) for _ in grids]
+    weight_sums = [torch.zeros((), dtype=torch.float64) for _ in grids]
+    for j in range(1, f):
         B_j = track.boxes[j]
-        if B_j is None:
+        V_j = visible_reference(B_j, H, W) if B_j is not None else None
+        if B_j is None or V_j is None:
             continue
-        bx0, by0, bx1, by1 = B_j
-        F_jB = F[j, :, by0:by1, bx0:bx1]
-        size = (by1 - by0, bx1 - bx0)
-        target = functional.interpolate(F_1B[None], size=size, mode="bicubic", align_corners=False)[0]
-        W_j = torch.ones(size)
-        if use_masks:
-            M_1j = functional.interpolate(M_1[None, None], size=size, mode="nearest")[0, 0]
-            M_j = semantic_mask_reference(F_P, F_jB.detach()) if mask == "dynamic" else M_1j
-            W_j = M_1j * M_j
-        if gaussian:
-            W_j = W_j * gaussian_weight_reference(*size)
-        error = ((F_jB - target) ** 2).mean(0)  # mean over channels, (h_j, w_j)
-        total = total + (W_j * error).sum() / W_j.sum().clamp_min(1.0)
+        bx0, by0, bx1, by1 = V_j
+        size = (B_j[3] - B_j[1], B_j[2] - B_j[0])  # the whole box
+        cut = (slice(by0 - B_j[1], by1 - B_j[1]), slice(bx0 - B_j[0], bx1 - B_j[0]))  # its visible part
+        F_jB = [F[j, :, by0:by1, bx0:bx1] for F in grids]
+        if use_masks and mask == "dynamic":
+            S_j = [similarity_reference(P, B.detach()) for P, B in zip(F_P, F_jB, strict=True)]
+            M_j = pooled_semantic_masks_reference(S_j)
+        seen = functional.interpolate(_whole(seen_1, B_1, V_1, "constant")[None, None], size=size, mode="nearest")
+        for layer, F_1B_l in enumerate(F_1B):
+            whole = _whole(F_1B_l, B_1, V_1, "replicate")  # (M, h_B1, w_B1)
+            target = functional.interpolate(whole[None], size=size, mode="bicubic", align_corners=False)[0]
+            W_j = seen[0, 0][cut]
+            if use_masks:
+                M_1l = _whole(M_1[layer], B_1, V_1, "constant")  # unseen pixels are not the object
+                M_1j = functional.interpolate(M_1l[None, None], size=size, mode="nearest")[0, 0][cut]
+                W_j = M_1j * (M_j[layer] if mask == "dynamic" else M_1j)
+            if gaussian:
+                W_j = W_j * gaussian_weight_reference(*size).double()[cut]
+            error = ((F_jB[layer] - target[:, cut[0], cut[1]].to(F_jB[layer].dtype)) ** 2).mean(0)  # (h_j, w_j)
+            totals[layer] = totals[layer] + (W_j.to(error.dtype) * error).sum()
+            weight_sums[layer] = weight_sums[layer] + W_j.sum()
+    total = torch.zeros(())
+    for layer_total, weight_sum in zip(totals, weight_sums, strict=True):
+        total = total + layer_total / weight_sum.clamp_min(1.0).to(layer_total.dtype)
     return total
 
 
@@ -341,15 +407,14 @@ def trajectory_loss_reference(
     mask: Literal["dynamic", "static", "none"] = "dynamic",
     gaussian: bool = False,
 ) -> torch.Tensor:
-    """The objective z_t* = argmin_{z_t} sum_layers sum_{i=1..n} sum_{j=2..f} L_j^i (AnyI2V; the layers
-    are the optimized queries, "Query 1.1" and "Query 2.0"), with L_j^i from :func:`object_loss_reference`.
+    """The objective z_t* = argmin_{z_t} sum_{i=1..n} sum_layers L^i (AnyI2V; the layers are the
+    optimized queries, "Query 1.1" and "Query 2.0"), with L^i from :func:`object_loss_reference`.
 
     grids : per layer (f, M, H, W), from :func:`feature_map_reference`
     """
     total = torch.zeros(())
-    for F in grids:
-        for track in tracks:
-            total = total + object_loss_reference(F, track, mask, gaussian)
+    for track in tracks:
+        total = total + object_loss_reference(grids, track, mask, gaussian)
     return total
 
 

@@ -4,7 +4,8 @@ Each held-out shot comes from a scene seed at or above :data:`HELD_OUT_SEEDS` (t
 one): its condition image is frame 0 rendered in a modality (depth, normal, edges or point splats,
 in turn), its prompt the scene's caption, and its one track the rendered boxes of its largest object,
 which is inside its first box in frame 0 of the condition. Every mode (no control; AnyI2V; each of
-the paper's ablations; the SG-I2V options) runs the same shots with the same seeds; the inversion is
+the paper's ablations; the K/V copy in both halves of the guidance batch, which the authors' code does
+not do; the SG-I2V options) runs the same shots with the same seeds; the inversion is
 cached across modes, since none of them changes it.
 
 Metrics:
@@ -54,6 +55,7 @@ MODES: dict[str, tuple[bool, dict[str, Any]]] = {
     "no control": (False, {}),
     "AnyI2V": (True, {}),
     "w/o K&V consistency": (True, {"kv_copy": False}),
+    "K&V copy in both CFG halves": (True, {"kv_copy_halves": "both"}),
     "w/o PCA reduction": (True, {"pca_components": None}),
     "static mask": (True, {"mask": "static"}),
     "w/o semantic mask": (True, {"mask": "none"}),

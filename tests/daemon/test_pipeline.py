@@ -142,7 +142,8 @@ def _attention() -> Attention:
     return Attention(query_dim=8, heads=2, dim_head=4)
 
 
-def test_controlled_attention_equals_diffusers_when_idle_and_copies_frame0_kv_when_injecting() -> None:
+@pytest.mark.parametrize("halves", ["conditional", "both"])
+def test_controlled_attention_equals_diffusers_when_idle_and_copies_frame0_kv_when_injecting(halves: str) -> None:
     attn = _attention()
     frames, tokens = 3, 5
     hidden = torch.randn(2 * frames, tokens, 8)
@@ -152,13 +153,14 @@ def test_controlled_attention_equals_diffusers_when_idle_and_copies_frame0_kv_wh
     torch.testing.assert_close(processor(attn, hidden), reference)
 
     bank.queries["a"] = torch.randn(1, tokens, 8)
-    state.set(Sample(0, Injection(frames, conditional_index=1, kv_copy=True)))
+    state.set(Sample(0, Injection(frames, conditional_index=1, kv_copy=True, kv_copy_halves=halves)))
     out = processor(attn, hidden)
     for item in range(2):
-        k0 = attn.to_k(hidden[item * frames])
-        v0 = attn.to_v(hidden[item * frames])
         for frame in range(frames):
             row = item * frames + frame
+            # the conditional item (1) attends to its frame 0's K/V; the other one too only for "both"
+            source = item * frames if item == 1 or halves == "both" else row
+            k0, v0 = attn.to_k(hidden[source]), attn.to_v(hidden[source])
             q = bank.queries["a"][0] if row == frames else attn.to_q(hidden[row])
             heads = [
                 torch.softmax(q[:, h * 4 : h * 4 + 4] @ k0[:, h * 4 : h * 4 + 4].T / 2.0, dim=-1)
@@ -257,6 +259,7 @@ def test_the_loss_decreases_and_only_the_latent_moves(models: Models) -> None:
     "method",
     [
         {"kv_copy": False},
+        {"kv_copy_halves": "both"},
         {"pca_components": None},
         {"mask": "static"},
         {"mask": "none"},
@@ -280,14 +283,20 @@ def test_kv_is_copied_from_frame0_in_the_injected_calls_only_over_a_whole_run(
     shot = make_shot({"kv_copy": True})
     method = shot.method
     calls = UNetCalls(models)
-    seen: list[tuple[int, bool]] = []  # (UNet call, frames 1..F carry frame 0's K and V)
+    seen: list[tuple[int, bool]] = []  # (UNet call, frames 1..F of the conditional clip carry frame 0's K and V)
+    unconditional: list[bool] = []  # in guided calls: whether the unconditional clip carries them
     real = torch.nn.functional.scaled_dot_product_attention
+
+    def carries(clips_k: torch.Tensor, clips_v: torch.Tensor, item: int) -> bool:
+        k, v = clips_k[item], clips_v[item]
+        return bool((k == k[:1]).all()) and bool((v == v[:1]).all())
 
     def spy(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **options: Any) -> torch.Tensor:
         if k.shape[0] > 1:  # inversion runs one frame: nothing to compare
             clips_k, clips_v = (x.reshape(-1, FRAMES, *x.shape[1:]) for x in (k, v))
-            copied = bool((clips_k == clips_k[:, :1]).all()) and bool((clips_v == clips_v[:, :1]).all())
-            seen.append((calls.count, copied))
+            seen.append((calls.count, carries(clips_k, clips_v, -1)))  # [uncond, cond]: the last is conditional
+            if len(clips_k) == 2:
+                unconditional.append(carries(clips_k, clips_v, 0))
         return real(q, k, v, **options)
 
     monkeypatch.setattr(controls, "functional", SimpleNamespace(scaled_dot_product_attention=spy))
@@ -302,6 +311,8 @@ def test_kv_is_copied_from_frame0_in_the_injected_calls_only_over_a_whole_run(
     assert len(plain_calls) == shot.sampling.steps - method.injection_steps  # the later steps copy nothing
     assert max(copied_calls) < min(plain_calls)
     assert not set(copied_calls) & set(plain_calls)  # within a call, every controlled layer agrees
+    assert unconditional
+    assert not any(unconditional)  # the authors copy in the conditional half only
 
 
 def test_the_inversion_cache_skips_inversion(models: Models, tmp_path: Any) -> None:

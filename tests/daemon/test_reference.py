@@ -37,6 +37,8 @@ from anyi2v.daemon.pipeline.features import (
     low_rank_pca,
     mix_frequencies,
     patch_adain,
+    point_similarity,
+    pooled_semantic_masks,
     semantic_mask,
     top_eigenvectors,
     two_means_foreground,
@@ -150,6 +152,7 @@ def attention_module(seed: int) -> Attention:
     return Attention(query_dim=16, heads=2, dim_head=8).double().eval()
 
 
+@pytest.mark.parametrize("halves", ["conditional", "both"])
 @pytest.mark.parametrize(
     ("batch", "frames", "conditional_index", "query", "kv_copy"),
     [
@@ -161,7 +164,7 @@ def attention_module(seed: int) -> Attention:
     ],
 )
 def test_query_injection_and_kv_copy_equal_the_reference(
-    batch: int, frames: int, conditional_index: int, query: bool, kv_copy: bool
+    batch: int, frames: int, conditional_index: int, query: bool, kv_copy: bool, halves: str
 ) -> None:
     attn = attention_module(batch + frames)
     tokens = 6
@@ -170,13 +173,13 @@ def test_query_injection_and_kv_copy_equal_the_reference(
     bank = FeatureBank(queries={"a": Q_inv[None]})
     state = ControlState()
     processor = ControlledSelfAttention("a", state, bank, inject_query=True, controlled_kv=True)
-    injection = Injection(frames, conditional_index, query=query, kv_copy=kv_copy)
+    injection = Injection(frames, conditional_index, query=query, kv_copy=kv_copy, kv_copy_halves=halves)
     with torch.no_grad():
         Q, K, V = attn.to_q(hidden), attn.to_k(hidden), attn.to_v(hidden)
         if query:
             Q = reference.inject_query_reference(Q, Q_inv, frames, conditional_index)
         if kv_copy:
-            K, V = reference.copy_kv_reference(K, V, frames)
+            K, V = reference.copy_kv_reference(K, V, frames, conditional_index, halves)
         expected = attn.to_out[0](reference.self_attention_reference(Q, K, V, attn.heads))
         injecting: tuple[ControlMode, ...] = (Sample(0, injection), Optimize(0, frozenset({"a", "later"}), injection))
         for mode in injecting:
@@ -246,6 +249,19 @@ def test_two_means_and_semantic_mask_equal_the_reference(seed: int) -> None:
     assert bool(reference.semantic_mask_reference(F_P, torch.ones(6, 3, 4)).all())
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_pooled_semantic_masks_equal_the_reference(seed: int) -> None:
+    layers = [object_features(seed, channels=6), object_features(seed + 10, channels=4)]
+    F_P = [torch.stack([F_B[:, 4, 5], F_B[:, 1, 2]]) for F_B in layers]
+    frames = torch.stack([reference.similarity_reference(P, B) for P, B in zip(F_P, layers, strict=True)])
+    valid = torch.ones(1, *frames.shape[-2:], dtype=torch.bool)
+    fast = pooled_semantic_masks(frames[:, None].float(), valid)[:, 0]
+    expected = reference.pooled_semantic_masks_reference(list(frames))
+    for mask, wanted in zip(fast, expected, strict=True):
+        assert torch.equal(mask, wanted)
+    close32(point_similarity(F_P[0], layers[0]).double(), frames[0])
+
+
 # The trajectory loss.
 
 
@@ -305,7 +321,8 @@ def test_trajectory_loss_equals_the_reference(method: dict[str, Any], frames: in
     for grid in grids:  # an object to find in each box, so the masks are not noise
         with torch.no_grad():
             for on_grid in tracks:
-                for box in on_grid.boxes:
+                for whole in on_grid.boxes:
+                    box = reference.visible_reference(whole, H, W) if whole is not None else None
                     if box is not None:
                         x0, y0, x1, y1 = box
                         grid[:, 0, y0 + (y1 - y0) // 3 : y1 - (y1 - y0) // 3, x0 : x1 - (x1 - x0) // 3] += 2.5
@@ -400,5 +417,5 @@ def test_two_means_is_lloyds_algorithm_from_the_extremes(seed: int) -> None:
 
 def test_the_reference_module_tables_every_function_with_its_fast_path() -> None:
     names = [name for name in dir(reference) if name.endswith("_reference")]
-    assert len(names) == 17
+    assert len(names) == 20
     assert [name for name in names if f":func:`{name}`" not in (reference.__doc__ or "")] == []

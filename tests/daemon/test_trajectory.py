@@ -11,6 +11,7 @@ import torch.nn.functional as functional
 from anyi2v.daemon.pipeline.features import (
     bicubic_resize,
     low_rank_pca,
+    point_similarity,
     semantic_mask,
     top_eigenvectors,
     two_means_foreground,
@@ -22,15 +23,25 @@ FRAMES, SIDE = 5, 24
 
 
 def reference_loss(grids: list[torch.Tensor], tracks: list[TrackBoxes], settings: MethodSettings) -> torch.Tensor:
-    """The loss as the method states it, one frame at a time (points given per track here)."""
+    """The loss as the method states it, one frame at a time (points given per track here, boxes inside
+    the frame): the masks of all layers split by one 2-means per frame, each layer's sum over frames
+    divided by its weights' sum over all frames."""
     total = torch.zeros(())
-    for grid in grids:
-        for track in tracks:
-            x0, y0, x1, y1 = track.boxes[0]  # type: ignore[misc]
-            reference = grid[0, :, y0:y1, x0:x1].detach()
-            use_mask = settings.mask != "none" and not track.anchor
-            points = torch.stack([grid[0, :, y, x] for x, y in track.points]).detach()
-            first_mask = semantic_mask(points, reference)
+    for track in tracks:
+        x0, y0, x1, y1 = track.boxes[0]  # type: ignore[misc]
+        references = [grid[0, :, y0:y1, x0:x1].detach() for grid in grids]
+        use_mask = settings.mask != "none" and not track.anchor
+        points = [torch.stack([grid[0, :, y, x] for x, y in track.points]).detach() for grid in grids]
+
+        def masks(maps: list[torch.Tensor], points: list[torch.Tensor] = points) -> list[torch.Tensor]:
+            similarities = [point_similarity(p, m) for p, m in zip(points, maps, strict=True)]
+            pooled = two_means_foreground(torch.cat([s.flatten() for s in similarities])).float()
+            sizes = [s.numel() for s in similarities]
+            return [m.reshape(s.shape) for m, s in zip(pooled.split(sizes), similarities, strict=True)]
+
+        first_masks = masks(references)
+        for layer, grid in enumerate(grids):
+            error_sum, weight_sum = torch.zeros(()), torch.zeros(())
             for frame in range(1, grid.shape[0]):
                 box = track.boxes[frame]
                 if box is None:
@@ -38,20 +49,25 @@ def reference_loss(grids: list[torch.Tensor], tracks: list[TrackBoxes], settings
                 bx0, by0, bx1, by1 = box
                 current = grid[frame, :, by0:by1, bx0:bx1]
                 size = current.shape[-2:]
-                target = functional.interpolate(reference[None], size=size, mode="bicubic", align_corners=False)[0]
+                target = functional.interpolate(references[layer][None], size=size, mode="bicubic", align_corners=False)
                 weight = torch.ones(size)
                 if use_mask:
-                    resized = functional.interpolate(first_mask[None, None], size=size, mode="nearest")[0, 0]
-                    frame_mask = semantic_mask(points, current) if settings.mask == "dynamic" else resized
+                    resized = functional.interpolate(first_masks[layer][None, None], size=size, mode="nearest")[0, 0]
+                    if settings.mask == "dynamic":
+                        frame_mask = masks([g[frame, :, by0:by1, bx0:bx1].detach() for g in grids])[layer]
+                    else:
+                        frame_mask = resized
                     weight = weight * resized * frame_mask
-                if settings.gaussian_weighting:  # 1 at the centre, sigma a quarter of each side
+                if settings.gaussian_weighting:  # 1 at the centre, sigma 0.2 of each side (SG-I2V)
                     ys = torch.arange(size[0]) - (size[0] - 1) / 2
                     xs = torch.arange(size[1]) - (size[1] - 1) / 2
-                    sigma_y, sigma_x = max(size[0] / 4, 0.5), max(size[1] / 4, 0.5)
+                    sigma_y, sigma_x = max(0.2 * size[0], 0.5), max(0.2 * size[1], 0.5)
                     exponent = -(ys[:, None] ** 2) / (2 * sigma_y**2) - xs[None, :] ** 2 / (2 * sigma_x**2)
                     weight = weight * torch.exp(exponent)
-                error = ((target - current) ** 2).mean(0)
-                total = total + (error * weight).sum() / weight.sum().clamp_min(1.0)
+                error = ((target[0] - current) ** 2).mean(0)
+                error_sum = error_sum + (error * weight).sum()
+                weight_sum = weight_sum + weight.sum()
+            total = total + error_sum / weight_sum.clamp_min(1.0)
     return total
 
 
