@@ -22,9 +22,15 @@ _LOCAL_ONLY = ("model", "motion_adapter", "tokenizer", "device", "dtype", "cache
 _BAD_INPUT_CODES = frozenset({"invalid_shot", "invalid_content", "bad_message", "too_large", "job_conflict"})
 
 
-def content_job_id(document: dict[str, Any], condition: Any | None, control: bool, video_format: str) -> str:
-    """A job id that is the same exactly when the work is: the shot, the condition's bytes and the options."""
+def content_job_id(
+    document: dict[str, Any], condition: Any | None, control: bool, video_format: str, owner: bytes = b""
+) -> str:
+    """A job id that is the same exactly when the work is: the shot, the condition's bytes and the options,
+    for one ``owner`` (the client's CURVE public key, empty without keys). Job ids are one namespace on a
+    daemon and another key's job is invisible, so two keys asking for the same work need two ids."""
     digest = hashlib.sha256(json.dumps([document, control, video_format], sort_keys=True).encode())
+    if owner:
+        digest.update(b"owner:" + owner)
     if condition is not None:
         digest.update(repr(condition.shape).encode())
         digest.update(condition.tobytes())
@@ -74,7 +80,7 @@ def run_remote(arguments: argparse.Namespace, shot: Any, condition: Any) -> int:
     video_format = "mp4" if out_format == "png" else out_format
     document = json.loads(dump_shot(shot))
     sent_condition = condition if control else None
-    job_id = content_job_id(document, sent_condition, control, video_format)
+    job_id = content_job_id(document, sent_condition, control, video_format, b"" if keys is None else keys.public)
 
     client = None
     try:

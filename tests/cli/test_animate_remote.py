@@ -81,3 +81,17 @@ def test_remote_runs_refuse_local_choices_and_name_a_missing_daemon(
     assert main([*command, "--timeout", "0.5"]) == 1
     assert "tcp://127.0.0.1:9 within 0 s" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_two_keys_asking_for_the_same_work_get_two_job_ids() -> None:
+    """Job ids are one namespace on a daemon and another key's job is invisible to a key, so the same
+    shot from two keys must not share an id (the second got job_conflict)."""
+    from anyi2v.remote import content_job_id
+
+    document, condition = {"prompt": "a torus"}, np.zeros((4, 4, 3), np.uint8)
+    local = content_job_id(document, condition, True, "mp4")
+    alice = content_job_id(document, condition, True, "mp4", b"A" * 40)
+    bob = content_job_id(document, condition, True, "mp4", b"B" * 40)
+    assert len({local, alice, bob}) == 3
+    assert alice == content_job_id(document, condition, True, "mp4", b"A" * 40)  # the same work again: found
+    assert local == content_job_id(document, condition, True, "mp4", b"")
