@@ -4,7 +4,7 @@ One thread runs one loop over a ROUTER socket, the worker's pipe and timers: it 
 (edge-triggered), decodes each message, notes that its sender is alive and hands requests to
 ``handlers`` (one function per request type; a handler's error becomes an error reply and never ends
 the loop); events reach subscribers through ``fanout``. The loop also owns CURVE, heartbeats, the
-worker's messages, job transitions, recovery after a restart and the retention sweep. The pipeline
+worker's messages (``worker_inbox``), job transitions, recovery after a restart and the retention sweep. The pipeline
 runs in the worker process (``supervisor``), so the loop is never busy with GPU work and control
 requests are answered at once.
 """
@@ -33,6 +33,7 @@ from anyi2v.shared.protocol import (
     decode,
 )
 
+from .database import StoreError
 from .datalock import DataFolderInUseError, DataLock
 from .endpoints import EndpointError, parse_endpoint
 from .fanout import Fanout
@@ -45,6 +46,7 @@ from .parent_watch import process_exists, watch_parent
 from .store import MAX_ATTEMPTS, Store, folder_bytes
 from .supervisor import Supervisor
 from .worker import WorkerConfig
+from .worker_inbox import JobRecorder, WorkerInbox
 
 log = logging.getLogger("anyi2v.daemon")
 HEARTBEAT = "heartbeat"
@@ -113,6 +115,9 @@ class Server:
             raise ConfigError(str(error)) from None
         try:
             self.store = Store(config.data_dir)
+        except StoreError as error:  # a damaged database, a file where a folder belongs: one line
+            self.lock.release()
+            raise ConfigError(str(error)) from None
         except BaseException:
             self.lock.release()
             raise
@@ -163,13 +168,20 @@ class Server:
             send=self._send,
             purge=self._purge,
         )
-        self.load_error: str | None = None
+        self.inbox = WorkerInbox(  # the worker's messages, each on its own (worker_inbox.py)
+            self.store, self.fanout, self.supervisor, JobRecorder(self._finish, self._fail, self._lost, self._purge)
+        )
         self.fd_watch = FdWatch()  # logs when open descriptors near the limit
 
     # Life ---------------------------------------------------------------------------------------
 
     def stop(self) -> None:
         self._stop.set()
+
+    @property
+    def load_error(self) -> str | None:
+        """Why the worker could not load the model (the daemon then stops), or None."""
+        return self.inbox.load_error
 
     def _install_keys(self, certs: dict[bytes, bool]) -> None:
         self._auth.certs["*"] = certs  # read by keys.load_authorized_keys, not by zmq.auth
@@ -209,12 +221,12 @@ class Server:
                 try:
                     if self.socket in ready:
                         self._drain()
-                    for message in self.supervisor.receive():
-                        self._from_worker(message)
+                    self.inbox.take(self.supervisor.receive())
                     now = time.monotonic()
+                    self.inbox.retry(now)  # job ends that could not be recorded yet
                     overdue = self.supervisor.overdue(now)
                     if overdue is not None:
-                        self._overdue(overdue)
+                        self.inbox.overdue(overdue)
                     self._heartbeats(now)
                     if self.keyring is not None:
                         self.keyring.tick(now, self.fanout.peers)
@@ -375,79 +387,6 @@ class Server:
         )
         self.fanout.emit_all(job_id, events)
         log.warning("job %s: %s; queued again (attempt %d next)", job_id, why, row["attempts"] + 1)
-
-    def _from_worker(self, message: tuple[Any, ...]) -> None:
-        kind = message[0]
-        if kind == "ready":
-            log.info("model loaded on %s", message[1]["device"])
-        elif kind == "load_failed":
-            self.load_error = str(message[1])
-        elif kind == "progress":
-            _, job_id, stage, done, total = message
-            content = {
-                "job_id": job_id,
-                "seq": self.store.take_seq(job_id),
-                "stage": stage,
-                "done": done,
-                "total": total,
-            }
-            self.fanout.emit(job_id, "progress", content)
-        elif kind == "preview":
-            _, job_id, stage, done, total, width, height, data = message
-            content = {
-                "job_id": job_id, "seq": self.store.take_seq(job_id), "stage": stage, "done": done, "total": total,
-                "width": width, "height": height,
-            }  # fmt: skip
-            self.fanout.emit(job_id, "preview", content, (data,))
-        elif kind == "frame":
-            _, job_id, index, width, height, data = message
-            content = {
-                "job_id": job_id,
-                "seq": self.store.take_seq(job_id),
-                "index": index,
-                "width": width,
-                "height": height,
-            }
-            self.fanout.emit(job_id, "frame", content, (data,))
-        elif kind == "done":
-            _, job_id, manifest_sha = message
-            self.supervisor.job_id = None
-            try:
-                self.store.promote(job_id)
-            except OSError as error:
-                self._fail(
-                    job_id, "disk_full" if error.errno == 28 else "internal", f"storing the result failed: {error}", []
-                )
-                return
-            self._finish(job_id, manifest_sha)
-            self._purge()
-        elif kind == "failed":
-            _, job_id, reason, text, hints = message
-            self.supervisor.job_id = None
-            self._fail(job_id, reason, text, list(hints))
-        elif kind == "cancelled":
-            job_id = message[1]
-            self.supervisor.job_id = None
-            self.store.discard_staging(job_id)
-            self.fanout.drop_memory(job_id)
-            self.fanout.emit_all(job_id, self.store.transition(job_id, "cancelled", [("cancelled", {})]))
-        elif kind == "died":
-            job_id = self.supervisor.job_id
-            log.error("the worker process ended (exit code %s)", message[1])
-            if self.load_error is None:
-                if job_id is not None:
-                    self._lost(job_id, f"the worker process ended (exit code {message[1]})")
-                self.supervisor.start()
-
-    def _overdue(self, what: str) -> None:
-        job_id = self.supervisor.job_id
-        self.supervisor.kill()
-        if what == "load":
-            self.load_error = f"loading took longer than {self.config.load_timeout:.0f} s"
-            return
-        if job_id is not None:
-            self._lost(job_id, f"no progress for {self.config.hang_timeout:.0f} s", reason="worker_hung")
-        self.supervisor.start()
 
     # Timers -------------------------------------------------------------------------------------
 

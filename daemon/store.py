@@ -10,6 +10,10 @@ Layout of the data folder::
 A result folder appears by one rename of a complete staging folder, so ``results/JOB`` is either
 whole or absent. Only job ids (checked to be file-safe by the protocol) name files.
 
+A job that reaches a final state keeps only its record and stored events: its input and its request
+are dropped. :meth:`Store.disk_bytes` counts the database with the files, and the purge gives the
+pages it frees back to the file system (``database.py``), so the disk cap bounds the whole folder.
+
 Each job's event sequence numbers come from ``next_seq``, reserved in blocks so a restart never hands
 out a number that a client may already have seen.
 """
@@ -29,9 +33,11 @@ from typing import Any
 from anyi2v.shared.durable import fsync_folder, write_file
 from anyi2v.shared.protocol import FINAL_STATES, JobRecord
 
+from .database import StoreError, database_bytes, open_database, reclaim
 from .ownership import LOCAL_OWNER
 
 SEQ_BLOCK = 64
+BUSY_PAUSES = (0.05, 0.2, 0.5, 1.0)  # seconds between tries of a write the database refused as busy
 MAX_ATTEMPTS = 3
 
 _SCHEMA = """
@@ -76,11 +82,9 @@ class Store:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         for name in ("inputs", "staging", "results"):
-            (folder / name).mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(folder / "jobs.sqlite3", isolation_level=None, check_same_thread=False)
+            _make_folder(folder / name)
+        self._db = open_database(self.database_path)  # StoreError: damaged, unreadable
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
         _add_owner_column(self._db)
         self._next_seq: dict[str, int] = {}
@@ -90,15 +94,42 @@ class Store:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
+        """One write transaction; taking the write lock and committing wait out a busy database."""
+        self._write("BEGIN IMMEDIATE")
         try:
             yield self._db
+            self._write("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
+
+    def _write(self, sql: str, parameters: tuple[Any, ...] = ()) -> None:
+        """A statement that writes, tried again while the database is busy or locked (after SQLite's own
+        busy timeout, BUSY_PAUSES more times); then one error naming the file."""
+        started = time.monotonic()
+        for pause in (*BUSY_PAUSES, None):
+            try:
+                self._db.execute(sql, parameters)
+                return
+            except sqlite3.OperationalError as error:
+                code = getattr(error, "sqlite_errorcode", None)
+                busy = code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) if code else "locked" in str(error)
+                if not busy:
+                    raise
+                if pause is None:
+                    tries, seconds = len(BUSY_PAUSES) + 1, time.monotonic() - started
+                    raise sqlite3.OperationalError(
+                        f"{self.folder / 'jobs.sqlite3'}: the job database stayed locked ({error}) through {tries}"
+                        f" tries in {seconds:.1f} s; is another program using it?"
+                    ) from None
+                time.sleep(pause)
 
     # Paths -------------------------------------------------------------------------------------
+
+    @property
+    def database_path(self) -> Path:
+        return self.folder / "jobs.sqlite3"
 
     def input_path(self, job_id: str) -> Path:
         return self.folder / "inputs" / f"{job_id}.rgb"
@@ -213,10 +244,10 @@ class Store:
         row = self.get(job_id)
         assert row is not None
         if seq > row["seq_reserved"]:
-            self._db.execute(
+            self._write(
                 "UPDATE jobs SET seq_reserved = ? WHERE job_id = ?", (seq + SEQ_BLOCK - 1, job_id)
             )  # autocommit: one durable write per block
-        self._db.execute("UPDATE jobs SET seq_used = MAX(seq_used, ?) WHERE job_id = ?", (seq, job_id))
+        self._write("UPDATE jobs SET seq_used = MAX(seq_used, ?) WHERE job_id = ?", (seq, job_id))
         return seq
 
     def transition(
@@ -231,6 +262,7 @@ class Store:
         columns = {"state": state, "updated": now, **changes}
         if state in FINAL_STATES:
             columns.setdefault("finished", now)
+            columns.setdefault("request", "{}")  # a final job never runs again: its request is not kept
         assignments = ", ".join(f"{name} = ?" for name in columns)
         with self._transaction() as db:
             db.execute(f"UPDATE jobs SET {assignments} WHERE job_id = ?", (*columns.values(), job_id))
@@ -238,6 +270,8 @@ class Store:
                 "INSERT INTO events (job_id, seq, type, content) VALUES (?, ?, ?, ?)",
                 [(job_id, c["seq"], t, json.dumps(c)) for t, c in numbered],
             )
+        if state in FINAL_STATES:
+            self.input_path(job_id).unlink(missing_ok=True)  # nor its condition image
         return numbered
 
     def events_after(self, job_id: str, after_seq: int) -> list[tuple[str, dict[str, Any]]]:
@@ -272,13 +306,24 @@ class Store:
         self.discard_staging(job_id)
         self.input_path(job_id).unlink(missing_ok=True)
 
+    def mark_result_gone(self, job_id: str, message: str) -> None:
+        """A done job whose result was deleted or damaged by hand: its record says so (``reason``
+        ``result_gone``, ``message``), and the result no longer counts on disk."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE jobs SET reason = 'result_gone', message = ?, result_bytes = 0 WHERE job_id = ?",
+                (message, job_id),
+            )
+
     def disk_bytes(self) -> int:
+        """What the data take on disk: the results, the inputs of jobs not yet final, and the database."""
         value: int = self._db.execute("SELECT COALESCE(SUM(result_bytes), 0) FROM jobs").fetchone()[0]
-        return value + folder_bytes(self.folder / "inputs")
+        return value + folder_bytes(self.folder / "inputs") + database_bytes(self.database_path)
 
     def purge(self, retention_seconds: float, cap_bytes: int, now: float | None = None) -> list[str]:
         """Delete finished jobs older than the retention period, then the oldest finished ones while the
-        data use more than ``cap_bytes``; returns the ids deleted."""
+        data (:meth:`disk_bytes`, the database included) use more than ``cap_bytes``; the database's freed
+        pages go back to the file system. Returns the ids deleted."""
         now = time.time() if now is None else now
         finals = tuple(FINAL_STATES)
         marks = ",".join("?" * len(finals))
@@ -292,6 +337,7 @@ class Store:
         for job_id in old:
             self.delete(job_id)
         deleted = list(old)
+        reclaim(self._db)
         if self.disk_bytes() > cap_bytes:
             oldest = [
                 r[0]
@@ -304,6 +350,7 @@ class Store:
                     break
                 self.delete(job_id)
                 deleted.append(job_id)
+                reclaim(self._db)  # so that the database's share shrinks too
         return deleted
 
 
@@ -318,3 +365,13 @@ def folder_bytes(folder: Path) -> int:
     if not folder.exists():
         return 0
     return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+
+
+def _make_folder(path: Path) -> None:
+    """``path`` as a folder (made when missing); :class:`StoreError` naming it when that cannot be."""
+    if path.exists() and not path.is_dir():
+        raise StoreError(f"{path}: is a file, not a folder; the daemon keeps its data there: move it aside")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StoreError(f"{path}: cannot make the folder ({error.strerror or error}); check the data folder") from None

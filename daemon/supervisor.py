@@ -1,21 +1,29 @@
 """The server's side of the worker process: start it, hand it jobs, read what it says, notice when it
-dies or hangs, and kill it. Everything here is called from the server's loop; nothing blocks."""
+dies or hangs, and kill it. Everything here is called from the server's loop; nothing blocks: the pipe
+is read and written by threads (``worker_pipe``), so a worker that stops reading or stops halfway
+through a message leaves the loop free, and the hang timer ends it."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import multiprocessing
 import time
 from typing import Any
 
 from .worker import WorkerConfig, worker_main
+from .worker_pipe import WorkerPipe
 
 log = logging.getLogger("anyi2v.daemon")
+_PIPE_SECONDS = 5.0  # how long the rest of a dead worker's messages may take to read
 
 
 class Supervisor:
-    """One worker process at a time. ``state``: ``loading``, ``ready`` or ``stopped``."""
+    """One worker process at a time. ``state``: ``loading``, ``ready`` or ``stopped``.
+
+    ``job_id`` is the job the worker runs; ``cancel_asked`` says a client asked to cancel it (the
+    worker is told once). ``longest_silence`` is the longest time the current job went without a
+    message from the worker: what the hang timeout must stay above.
+    """
 
     def __init__(self, config: WorkerConfig, hang_timeout: float, load_timeout: float) -> None:
         self.config = config
@@ -23,10 +31,12 @@ class Supervisor:
         self.load_timeout = load_timeout
         self.info: dict[str, Any] | None = None
         self.job_id: str | None = None
+        self.cancel_asked = False
         self.state = "stopped"
         self.last_activity = time.monotonic()
+        self.longest_silence = 0.0
         self._process: Any = None
-        self._connection: Any = None
+        self._pipe: WorkerPipe | None = None
 
     def start(self) -> None:
         context = multiprocessing.get_context("spawn")
@@ -36,9 +46,10 @@ class Supervisor:
         )
         self._process.start()
         there.close()
-        self._connection = here
+        self._pipe = WorkerPipe(here, f"anyi2v-worker-{self._process.pid}")
         self.state = "loading"
         self.job_id = None
+        self.cancel_asked = False
         self.last_activity = time.monotonic()
         log.info("worker started (pid %s), loading the model", self._process.pid)
 
@@ -47,9 +58,9 @@ class Supervisor:
         return None if self._process is None else int(self._process.pid)
 
     def fds(self) -> list[int]:
-        if self._process is None:
+        if self._process is None or self._pipe is None:
             return []
-        return [self._connection.fileno(), self._process.sentinel]
+        return [self._pipe.fileno(), self._process.sentinel]
 
     @property
     def idle(self) -> bool:
@@ -57,29 +68,37 @@ class Supervisor:
 
     def run(self, job: dict[str, Any]) -> None:
         self.job_id = job["job_id"]
+        self.cancel_asked = False
         self.last_activity = time.monotonic()
-        self._connection.send(("run", job))
+        self.longest_silence = 0.0
+        self._send(("run", job))
 
     def cancel(self, job_id: str) -> None:
-        if self.job_id == job_id and self._connection is not None:
-            self._connection.send(("cancel", job_id))
+        """Ask the worker to stop the job it runs (once: asking again sends nothing)."""
+        if self.job_id == job_id and not self.cancel_asked:
+            self.cancel_asked = True
+            self._send(("cancel", job_id))
+
+    def _send(self, message: tuple[Any, ...]) -> None:
+        if self._pipe is not None:
+            self._pipe.send(message)
 
     def receive(self) -> list[tuple[Any, ...]]:
         """Every message the worker has sent so far; ``("died", exit code)`` last if it has ended."""
-        messages: list[tuple[Any, ...]] = []
-        if self._process is None:
-            return messages
-        try:
-            while self._connection.poll():
-                message = self._connection.recv()
-                self.last_activity = time.monotonic()
-                if message[0] == "ready":
-                    self.info = message[1]
-                    self.state = "ready"
-                messages.append(message)
-        except (EOFError, OSError):
-            pass
-        if not self._process.is_alive():
+        if self._process is None or self._pipe is None:
+            return []
+        ended = not self._process.is_alive()
+        messages = self._pipe.finish(_PIPE_SECONDS) if ended else self._pipe.take()
+        if messages:
+            now = time.monotonic()
+            if self.job_id is not None:
+                self.longest_silence = max(self.longest_silence, now - self.last_activity)
+            self.last_activity = now
+        for message in messages:
+            if message[0] == "ready":
+                self.info = message[1]
+                self.state = "ready"
+        if ended:
             self._process.join()
             messages.append(("died", self._process.exitcode))
             self._forget()
@@ -96,7 +115,7 @@ class Supervisor:
 
     def kill(self) -> None:
         if self._process is not None:
-            self._process.kill()
+            self._process.kill()  # SIGKILL ends a stopped process too
             self._process.join(10)
             self._forget()
 
@@ -104,14 +123,13 @@ class Supervisor:
         """Ask the worker to end; kill it if it does not within a few seconds."""
         if self._process is None:
             return
-        with contextlib.suppress(OSError):
-            self._connection.send(("stop",))
+        self._send(("stop",))
         self._process.join(0 if self.job_id is not None else 5)
         self.kill()
 
     def _forget(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
+        if self._pipe is not None:
+            self._pipe.close(_PIPE_SECONDS)  # the process has ended: blocked reads and writes have returned
         self._process = None
-        self._connection = None
+        self._pipe = None
         self.state = "stopped"

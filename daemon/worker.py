@@ -5,7 +5,7 @@ The server and this process speak over one ``multiprocessing`` pipe, in tuples:
     server -> worker: ("run", job)  ("cancel", job_id)  ("stop",)
     worker -> server: ("ready", info)  ("progress", job_id, stage, done, total)
                       ("preview", job_id, stage, done, total, width, height, rgb bytes)
-                      ("frame", job_id, index, width, height, rgb bytes)
+                      ("frame", job_id, index, width, height, rgb bytes)  ("alive", job_id)
                       ("done", job_id, manifest_sha256)  ("cancelled", job_id)
                       ("failed", job_id, reason, message, hints)  ("load_failed", message)
 
@@ -13,6 +13,13 @@ The server and this process speak over one ``multiprocessing`` pipe, in tuples:
 ``condition`` (``width``, ``height``) and the paths the server chose (``input``, ``staging``). The
 worker writes the whole result into the staging folder, fsynced, ``manifest.json`` last; the server
 moves it into place. A crash here costs the job's attempt, never the server.
+
+The server's hang timer counts from each message of a running job (``supervisor``): a job that
+sends nothing within the hang timeout is taken for hung, its worker killed. So a job reports from its
+own thread at every step (the pipeline's progress) and between its other stages (``alive``, for
+the prologue and the writing), and never from another thread, which would hide a job that is stuck.
+What a job would import (the video writer, PIL) is imported while loading, before ``ready``: a
+worker's first job starts as fast as its later ones. Loading has its own, longer timeout.
 
 Faults for tests: ``ANYI2V_INJECT_FAULTS`` holds JSON ``{job_id: fault}``, fault one of ``oom``,
 ``crash``, ``hang``, ``disk_full``, applied at the job's first sampling step (``crash`` and ``hang``
@@ -92,6 +99,17 @@ def _write(path: Path, data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _import_job_modules() -> None:
+    """Import what :func:`run_job` needs, so that it is part of loading, not of a worker's first job."""
+    import numpy  # noqa: F401
+    from PIL import Image  # noqa: F401
+
+    import anyi2v.daemon.pipeline.generate
+    import anyi2v.daemon.pipeline.video
+    import anyi2v.shared.document
+    import anyi2v.shared.errors  # noqa: F401
+
+
 def _part(path: Path) -> dict[str, Any]:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -159,6 +177,7 @@ def run_job(models: Any, job: dict[str, Any], send: Any, token: Any) -> None:
         # threads (zlib lets go of the GIL), so neither waits for the GPU to finish nor holds it up.
         writer = VideoWriter(staging / video_name, shot.output.fps, format=job["video_format"], shot_json=shot_json)
         pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="anyi2v-png")
+        send(("alive", job_id))  # read and opened; the pipeline reports from here
         pngs: list[Future[str]] = []
 
         def on_frame(index: int, frame: Any) -> None:
@@ -182,6 +201,7 @@ def run_job(models: Any, job: dict[str, Any], send: Any, token: Any) -> None:
             writer.close()
             for png in pngs:
                 png.result()  # a failed write (a full disk) fails the job here
+            send(("alive", job_id))  # written; what is left is checksums
         except BaseException:
             writer.abort()
             raise
@@ -259,6 +279,7 @@ def worker_main(config: WorkerConfig, connection: Any) -> None:
             device=config.device,
             dtype=config.dtype,
         )
+        _import_job_modules()
     except BaseException as error:
         send(("load_failed", "".join(traceback.format_exception_only(error)).strip()))
         return

@@ -15,6 +15,13 @@ from anyi2v.daemon.worker import FAULTS_VARIABLE
 
 from .daemon_helpers import FRAMES, condition_image, running_server, shot_document, wait_ready
 
+# The hang timeout of these tests: well above the longest wait between a job's messages on a 2-core
+# machine with two CPU burners and other tests beside it (0.3 to 0.8 s at load 7 to 13, its worker on
+# one thread; about 0.06 s of CPU), so a machine ten times slower still passes; the hung job waits it
+# out once. Two torch threads on two busy cores wait for each other at every step (a 0.05 s step took
+# 3 to 6 s; with 3 s and two threads busy jobs were taken for hung), hence OMP_NUM_THREADS=1.
+HANG_TIMEOUT = 5.0
+
 
 def _wait_for(predicate: object, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
@@ -75,7 +82,11 @@ def test_a_result_no_one_collects_is_kept_then_purged_by_the_retention_rule(tmp_
 
 def test_a_worker_that_hangs_is_killed_and_its_job_runs_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(FAULTS_VARIABLE, json.dumps({"stuck": "hang"}))
-    with running_server(tmp_path, hang_timeout=3.0) as server, DaemonClient(server.address, timeout=20) as client:
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # read by the worker's torch
+    with (
+        running_server(tmp_path, hang_timeout=HANG_TIMEOUT) as server,
+        DaemonClient(server.address, timeout=20) as client,
+    ):
         wait_ready(client)
         client.submit("stuck", shot_document(), condition_image())
         client.submit("behind", shot_document(seed=2), condition_image(), subscribe=False)
