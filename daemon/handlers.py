@@ -55,6 +55,7 @@ from anyi2v.shared.protocol import (
 
 from .fanout import Fanout
 from .ownership import LOCAL, Caller
+from .result_parts import NoSuchFrameError, ResultGoneError, locate_part, read_chunk
 from .store import Store
 from .supervisor import Supervisor
 
@@ -301,32 +302,22 @@ def fetch_request(context: HandlerContext, peer: bytes, message: Message) -> Non
     row = _job(context, request.job_id)
     if row["state"] != "done":
         raise ProtocolError("not_ready", f"job {request.job_id!r} is {row['state']}: only a done job has a result")
-    folder = context.store.result_path(request.job_id)
-    manifest_bytes = (folder / "manifest.json").read_bytes()
-    manifest = json.loads(manifest_bytes)
-    if request.part == "manifest":
-        path, sha = folder / "manifest.json", hashlib.sha256(manifest_bytes).hexdigest()
-    elif request.part == "video":
-        path, sha = folder / f"video.{manifest['video_format']}", manifest["parts"]["video"]["sha256"]
-    elif request.part == "shot":
-        path, sha = folder / "shot.json", manifest["parts"]["shot"]["sha256"]
-    else:
-        frames = manifest["parts"]["frames"]
-        if request.index >= len(frames):
-            raise ProtocolError(
-                "invalid_content", f"frame {request.index} does not exist: the result has {len(frames)} frames",
-                [Problem("content.index", f"at most {len(frames) - 1}")],
-            )  # fmt: skip
-        path, sha = folder / "frames" / f"{request.index:04d}.png", frames[request.index]["sha256"]
-    size = path.stat().st_size
     max_chunk = context.limits.max_chunk_bytes
-    length = min(request.length or max_chunk, max_chunk)
-    with path.open("rb") as handle:
-        handle.seek(min(request.offset, size))
-        chunk = handle.read(length)
+    try:
+        found = locate_part(request.job_id, context.store.result_path(request.job_id), request.part, request.index)
+        chunk = read_chunk(request.job_id, found, request.offset, min(request.length or max_chunk, max_chunk))
+    except NoSuchFrameError as error:
+        raise ProtocolError(
+            "invalid_content", str(error), [Problem("content.index", f"at most {error.n_frames - 1}")]
+        ) from None
+    except ResultGoneError as error:  # deleted or damaged by hand: said on every fetch, and in the job's record
+        if error.gone:
+            context.store.mark_result_gone(request.job_id, str(error))
+        raise ProtocolError("result_gone", str(error)) from None
     reply = FetchReply(
-        job_id=request.job_id, part=request.part, index=request.index, offset=request.offset, size=size, sha256=sha
-    )
+        job_id=request.job_id, part=request.part, index=request.index, offset=request.offset, size=found.size,
+        sha256=found.sha256,
+    )  # fmt: skip
     _reply(context, peer, message, reply, buffers=(chunk,))
 
 
