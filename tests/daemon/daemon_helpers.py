@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import subprocess
 import sys
@@ -55,11 +54,7 @@ def wait_ready(client: DaemonClient, timeout: float = 120.0) -> None:
 
 @contextmanager
 def running_server(data_dir: Path, **options: Any) -> Iterator[Server]:
-    """A daemon with the tiny random model in a thread of this process, on a random loopback port.
-
-    Its worker runs torch on one thread: two threads on two busy cores wait for each other at every
-    step (a step of 0.05 s of CPU took 3 to 6 s under load), which the hang timer then takes for a hang."""
-    os.environ.setdefault("OMP_NUM_THREADS", "1")  # read by the worker process when it starts
+    """A daemon with the tiny random model in a thread of this process, on a random loopback port."""
     config = ServerConfig(
         data_dir=data_dir, bind="tcp://127.0.0.1:*", worker=WorkerConfig(model="tiny-random", device="cpu"),
         heartbeat_seconds=0.5, **options,
