@@ -3,8 +3,9 @@
 A single SD 1.5 checkpoint in the original CompVis / A1111 layout is converted with diffusers' single-file
 converters against the SD 1.5 configs shipped in ``configs/sd15/`` (or another config folder) and loaded
 strictly; an original AnimateDiff motion module gets its architecture from its weights and the rest from
-``<configs>/motion_adapter/config.json``. A single file carries no tokenizer: it comes from a folder, the
-config folder's ``tokenizer/``, or (only when the network is allowed) the Hub.
+``<configs>/motion_adapter/config.json``. A single file carries no tokenizer: it comes from a folder given,
+else the config folder's ``tokenizer/`` (the shipped configs hold CLIP ViT-L/14's, SD 1.5's own; see
+``configs/sd15/tokenizer/README.md``), else, only when the network is allowed, the Hub.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ SD15_CONFIG_DIR = Path(__file__).parent / "configs" / "sd15"
 """SD 1.5 (and AnimateDiff motion adapter) configs shipped with the package, for single-file checkpoints."""
 
 HUB_TOKENIZER = "openai/clip-vit-large-patch14"
-"""Where SD 1.5's tokenizer is fetched from for a single-file checkpoint, only with ``allow_network=True``."""
+"""Where SD 1.5's tokenizer is fetched from for a single-file checkpoint, only with ``allow_network=True`` and a
+config folder with no ``tokenizer/`` (the shipped one has it)."""
 
 
 def convert_sd15_checkpoint(checkpoint: Mapping[str, torch.Tensor], src: Path, configs: Path) -> tuple[Any, Any, Any]:
@@ -95,7 +97,8 @@ def single_file_tokenizer(
         return tok, None
     network = f", or {options.allow_network} to fetch {HUB_TOKENIZER}" if options.allow_network else ""
     raise ModelLoadError(
-        f"{src}: a single-file checkpoint carries no tokenizer and none is shipped; pass "
+        f"{src}: a single-file checkpoint carries no tokenizer and the config folder {configs} has no "
+        "tokenizer/ (the shipped configs have one); pass "
         + options.given(
             options.tokenizer,
             "<a CLIP tokenizer folder with vocab.json and merges.txt, e.g. the tokenizer/ of any SD 1.5 diffusers "
