@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from anyi2v.daemon import TINY_RANDOM
-from anyi2v.model_flags import LOCAL_MODEL_FLAGS, add_model_choice_arguments, model_help
+from anyi2v.model_flags import add_model_choice_arguments, model_help
 
 if TYPE_CHECKING:
     from anyi2v.shared.shot import Shot
@@ -67,12 +67,13 @@ def run_animate(arguments: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     shot = shot.model_copy(update={"tracks": conditions.tracks})
     if arguments.daemon is not None:
+        from anyi2v.model_flags import shot_for_daemon
         from anyi2v.remote import run_remote
 
-        given = [flag for name, flag in LOCAL_MODEL_FLAGS.items() if getattr(arguments, name, None) is not None]
-        if given:
-            print(f"anyi2v animate: {', '.join(given)}: the daemon runs its own models (start it with these flags);"
-                  " leave them out with --daemon", file=sys.stderr)  # fmt: skip
+        try:  # the model flags name the daemon's models: they go into the shot's model section
+            shot = shot_for_daemon(arguments, shot)
+        except ValueError as error:
+            print(f"anyi2v animate: {error}", file=sys.stderr)
             return EXIT_BAD_INPUT
 
         return run_remote(arguments, shot, to_uint8(conditions.image))

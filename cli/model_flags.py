@@ -3,7 +3,9 @@
 ``--model``, ``--motion-module``, ``--lora NAME[:WEIGHT]`` (repeatable), ``--motion-lora NAME[:WEIGHT]``
 (repeatable), ``--vae`` each take a name in the model library (``--models-dir``, listed by ``anyi2v
 models``) or a path on this machine; ``--scheduler`` one of the samplers; ``--tokenizer`` a CLIP tokenizer
-folder (a single-file checkpoint has none). ``--motion-adapter`` is the old, hidden name of
+folder to use instead of the model's (a single-file checkpoint, which has none, gets the SD 1.5 one shipped with
+AnyI2V). With ``--daemon`` the model flags name the daemon's library entries and go into the shot's ``model``
+section (``shot_for_daemon``). ``--motion-adapter`` is the old, hidden name of
 ``--motion-module``. For ``animate`` the flags override the shot's ``model`` section part by part (a
 ``--lora`` replaces the shot's LoRAs), and the shot's parts are library names only.
 
@@ -25,24 +27,13 @@ if TYPE_CHECKING:
     from anyi2v.shared.shot import Shot
 
 __all__ = [
-    "LOCAL_MODEL_FLAGS",
     "add_model_choice_arguments",
     "chosen_scheduler",
     "chosen_sources",
     "model_error_line",
     "model_help",
+    "shot_for_daemon",
 ]
-
-LOCAL_MODEL_FLAGS = {
-    "models_dir": "--models-dir",
-    "motion_module": "--motion-module",
-    "loras": "--lora",
-    "motion_loras": "--motion-lora",
-    "vae": "--vae",
-    "scheduler": "--scheduler",
-}
-"""The flags (besides ``--model``, ``--tokenizer``, ``--device`` and ``--dtype``) that choose models for
-this process, by argument name: a daemon chooses its own."""
 
 
 def model_help() -> str:
@@ -101,7 +92,10 @@ def add_model_choice_arguments(parser: argparse.ArgumentParser, what: str) -> No
     group.add_argument("--vae", metavar="NAME|PATH", help="a VAE replacing the checkpoint's (a file or a folder)")
     group.add_argument("--scheduler", choices=SCHEDULERS, help="the sampler (default ddim, as the AnyI2V authors)")
     group.add_argument(
-        "--tokenizer", type=Path, metavar="DIR", help="a CLIP tokenizer folder (single-file checkpoints have none)"
+        "--tokenizer",
+        type=Path,
+        metavar="DIR",
+        help="a CLIP tokenizer folder to use instead (default: the model's; for a single file, the shipped SD 1.5 one)",
     )
 
 
@@ -150,6 +144,41 @@ def chosen_scheduler(arguments: argparse.Namespace, shot: Shot | None = None) ->
     if flag is not None or shot is None or shot.model is None:
         return flag
     return shot.model.scheduler
+
+
+def shot_for_daemon(arguments: argparse.Namespace, shot: Shot) -> Shot:
+    """``shot`` with the model flags given (``--model``, ``--motion-module``, ``--lora``, ``--motion-lora``,
+    ``--vae``, ``--scheduler``) written into its ``model`` section, for a daemon to load by name. Raises
+    ``ValueError`` for a flag that only a local run takes or a value that is not a library name."""
+    from anyi2v.shared.model_names import library_name_problem
+    from anyi2v.shared.shot import ModelChoice, WeightedModel
+
+    local = [flag for name, flag in (("models_dir", "--models-dir"), ("tokenizer", "--tokenizer"))
+             if getattr(arguments, name, None) is not None]  # fmt: skip
+    if local:
+        raise ValueError(f"{', '.join(local)}: the daemon reads its own models folder; leave them out with --daemon")
+
+    def name(flag: str, value: str) -> str:
+        problem = library_name_problem(value)
+        if problem is not None:
+            raise ValueError(f"{flag} {value!r}: with --daemon, name the daemon's models ({problem})")
+        return value
+
+    update: dict[str, object] = {}
+    for part, flag in (("model", "--model"), ("motion_module", "--motion-module"), ("vae", "--vae")):
+        value = getattr(arguments, part, None)
+        if value is not None:
+            update["checkpoint" if part == "model" else part] = name(flag, str(value))
+    for part, flag in (("loras", "--lora"), ("motion_loras", "--motion-lora")):
+        given = getattr(arguments, part, None)
+        if given is not None:
+            update[part] = tuple(WeightedModel(name=name(flag, str(n)), weight=float(w)) for n, w in given)
+    if getattr(arguments, "scheduler", None) is not None:
+        update["scheduler"] = arguments.scheduler
+    if not update:
+        return shot
+    model = (shot.model or ModelChoice()).model_copy(update=update)
+    return shot.model_copy(update={"model": ModelChoice.model_validate(model.model_dump())})
 
 
 def model_error_line(command: str, error: BaseException) -> str:

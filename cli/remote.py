@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 # Arguments that choose what the daemon runs: the daemon decides those, so they are refused here.
-_LOCAL_ONLY = ("model", "motion_adapter", "tokenizer", "device", "dtype", "cache")
+_LOCAL_ONLY = ("tokenizer", "device", "dtype", "cache")  # the model flags name the daemon's models (model_flags)
 _BAD_INPUT_CODES = frozenset({"invalid_shot", "invalid_content", "bad_message", "too_large", "job_conflict"})
 
 

@@ -61,6 +61,7 @@ def daemon_config(arguments: argparse.Namespace) -> ServerConfig:
         secret_key=arguments.server_key,
         authorized_keys=arguments.authorized_keys,
         hang_timeout=arguments.hang_timeout,
+        load_timeout=arguments.load_timeout,
         retention_seconds=arguments.retention_days * 86400.0,
         disk_cap_bytes=int(arguments.disk_cap_gb * 2**30),
         exit_with_parent=arguments.exit_with_parent,
@@ -148,6 +149,12 @@ def add_parsers(commands: Any) -> None:
     daemon.add_argument("--server-key", type=Path, help="the server's secret key file (NAME.key_secret, mode 0600)")
     daemon.add_argument("--authorized-keys", type=Path, help="folder of client public keys (NAME.key)")
     daemon.add_argument("--hang-timeout", type=float, default=300.0, help="seconds without progress (default 300)")
+    daemon.add_argument(
+        "--load-timeout",
+        type=float,
+        default=900.0,
+        help="seconds loading models may take, at start and when a job names others (default 900)",
+    )
     daemon.add_argument("--retention-days", type=float, default=7.0, help="keep finished jobs this long (default 7)")
     daemon.add_argument("--disk-cap-gb", type=float, default=20.0, help="results use at most this much (default 20)")
     daemon.add_argument(

@@ -47,6 +47,8 @@ from anyi2v.shared.protocol import (
     ListReply,
     ListRequest,
     Message,
+    ModelsReply,
+    ModelsRequest,
     ProtocolError,
     StatusReply,
     StatusRequest,
@@ -293,6 +295,11 @@ class DaemonClient:
 
     def delete(self, job_id: str) -> None:
         self.request("delete_request", JobRequest(job_id=job_id))
+
+    def models(self) -> ModelsReply:
+        """The daemon's model library, its default combination and what its worker has loaded."""
+        reply: ModelsReply = self.request("models_request", ModelsRequest())
+        return reply
 
     def subscribe(self, job_id: str, after_seq: int = -1) -> SubscribeReply:
         reply: SubscribeReply = self.request("subscribe_request", SubscribeRequest(job_id=job_id, after_seq=after_seq))

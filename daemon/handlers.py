@@ -19,7 +19,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
@@ -42,7 +42,9 @@ from anyi2v.shared.protocol import (
     ListReply,
     ListRequest,
     Message,
+    ModelCombination,
     ModelInfo,
+    ModelsReply,
     ProtocolError,
     ServerStatus,
     StatusReply,
@@ -52,8 +54,10 @@ from anyi2v.shared.protocol import (
     SubscribeReply,
     SubscribeRequest,
 )
+from anyi2v.shared.shot import Shot
 
 from .fanout import Fanout
+from .model_index import Listing, ModelIndex, choice_problems, motion_frame_limit
 from .ownership import LOCAL, Caller
 from .result_parts import NoSuchFrameError, ResultGoneError, locate_part, read_chunk
 from .store import Store
@@ -79,6 +83,8 @@ class HandlerContext:
     send: Callable[[bytes, Message], None]  # to one peer, never blocking
     purge: Callable[[], None]  # the retention sweep
     caller: Caller = LOCAL  # who sent the request being handled (ownership.py); set per request
+    models: ModelIndex | None = None  # the model library (model_index.py); None: the daemon has none
+    default_models: ModelCombination = field(default_factory=ModelCombination)  # the daemon's own, as its flags say
 
 
 Handler = Callable[[HandlerContext, bytes, Message], None]
@@ -145,17 +151,29 @@ def hello_request(context: HandlerContext, peer: bytes, message: Message) -> Non
     _reply(context, peer, message, reply)
 
 
-def check_submission(context: HandlerContext, request: SubmitRequest) -> int:
-    """The shot's frame count, after every check that needs no model; raises ProtocolError."""
-    limits = context.limits
-    max_frames = limits.max_n_frames
-    if context.supervisor.info is not None:
-        max_frames = min(max_frames, int(context.supervisor.info["max_frames"]))
+def _parsed(shot: dict[str, Any], max_frames: int) -> Shot:
     try:
-        shot = parse_shot(request.shot, source="shot", max_frames=max_frames)
+        return parse_shot(shot, source="shot", max_frames=max_frames)
     except ShotError as error:
         problems = [Problem(f"shot.{p.where}" if p.where else "shot", p.why) for p in error.problems]
         raise ProtocolError("invalid_shot", "the shot is not valid", problems) from None
+
+
+def check_submission(context: HandlerContext, request: SubmitRequest) -> int:
+    """The shot's frame count, after every check that needs no model; raises ProtocolError."""
+    limits = context.limits
+    shot = _parsed(request.shot, limits.max_n_frames)
+    listing = context.models.current if context.models is not None else None
+    if shot.model is not None:
+        problems = choice_problems(shot.model, listing or Listing(Path(), None, "it was started without one", 0.0))
+        if problems:
+            raise ProtocolError("invalid_shot", "the shot names models this daemon does not have", problems)
+    # The motion module's frame limit: the one the shot names, else the one the worker loaded at start.
+    module_limit = motion_frame_limit(shot.model, listing) if listing is not None else None
+    if module_limit is None and context.supervisor.info is not None:
+        module_limit = int(context.supervisor.info["max_frames"])
+    if module_limit is not None and shot.output.n_frames > module_limit:
+        shot = _parsed(request.shot, min(limits.max_n_frames, module_limit))  # the shot's own error, as before
     out = shot.output
     if out.width * out.height > limits.max_pixels:
         raise ProtocolError(
@@ -222,6 +240,29 @@ def submit_request(context: HandlerContext, peer: bytes, message: Message) -> No
     )
     _reply(context, peer, message, SubmitReply(job_id=request.job_id, state="queued", created=True, position=position))
     context.fanout.emit_all(request.job_id, events)
+
+
+def models_request(context: HandlerContext, peer: bytes, message: Message) -> None:
+    """The model library as last scanned, the daemon's default models and what its worker holds."""
+    listing = (
+        context.models.current
+        if context.models is not None
+        else Listing(Path(), None, "this daemon was started without a model library", 0.0)
+    )
+    models, more = listing.models()
+    folder = str(listing.folder) if context.models is not None else ""
+    problem, scanned = listing.problem, listing.scanned
+    loaded = context.supervisor.loaded
+    reply = ModelsReply(
+        folder=folder,
+        models=models,
+        more=more,
+        problem=problem,
+        scanned=scanned,
+        default=context.default_models,
+        loaded=ModelCombination.model_validate(loaded) if loaded is not None else None,
+    )
+    _reply(context, peer, message, reply)
 
 
 def cancel_request(context: HandlerContext, peer: bytes, message: Message) -> None:
@@ -356,4 +397,5 @@ HANDLERS: Final[Mapping[str, Handler]] = _table(
     unsubscribe_request,
     fetch_request,
     delete_request,
+    models_request,
 )

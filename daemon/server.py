@@ -40,6 +40,7 @@ from .fanout import Fanout
 from .fdlimit import FdWatch, raise_fd_limit
 from .handlers import HandlerContext, error_message, handle
 from .keys import AuthorizedKey, KeyFileError, check_secret_key, load_authorized_keys
+from .model_index import ModelIndex, default_combination
 from .outbox import Outboxes, router_sender
 from .ownership import LOCAL, Caller, Keyring
 from .parent_watch import process_exists, watch_parent
@@ -153,6 +154,7 @@ class Server:
         self.address = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self.lock.publish(self.address)
         self.supervisor = Supervisor(config.worker, config.hang_timeout, config.load_timeout)
+        self.models = ModelIndex(config.worker.models_dir)  # the model library, rescanned by a thread
         self._stop = threading.Event()
         self.fanout = Fanout(self.limits, self._send)
         self.outboxes = Outboxes(router_sender(self.socket), self.limits, forget=self.fanout.forget_peer)
@@ -167,6 +169,8 @@ class Server:
             started=time.time(),
             send=self._send,
             purge=self._purge,
+            models=self.models,
+            default_models=default_combination(config.worker),
         )
         self.inbox = WorkerInbox(  # the worker's messages, each on its own (worker_inbox.py)
             self.store, self.fanout, self.supervisor, JobRecorder(self._finish, self._fail, self._lost, self._purge)
@@ -207,6 +211,7 @@ class Server:
         """Recover jobs left running, start the worker and answer until stopped. Raises
         :class:`ConfigError` when the model cannot be loaded."""
         self._recover()
+        self.models.start()
         self.supervisor.start()
         log.info("listening on %s, data in %s", self.address, self.config.data_dir)
         last_purge = last_fd_check = 0.0
@@ -247,6 +252,7 @@ class Server:
 
     def _shutdown(self) -> None:
         job_id = self.supervisor.job_id
+        self.models.stop()
         self.supervisor.stop()
         if job_id is not None:  # not the job's fault: back to the queue without spending an attempt
             row = self.store.get(job_id)

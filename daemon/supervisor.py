@@ -30,6 +30,8 @@ class Supervisor:
         self.hang_timeout = hang_timeout
         self.load_timeout = load_timeout
         self.info: dict[str, Any] | None = None
+        self.loaded: dict[str, Any] | None = None  # the models the worker holds, by name (``ModelCombination``)
+        self.job_loading = False  # the running job loads models: the load timeout applies, not the hang one
         self.job_id: str | None = None
         self.cancel_asked = False
         self.state = "stopped"
@@ -48,6 +50,8 @@ class Supervisor:
         there.close()
         self._pipe = WorkerPipe(here, f"anyi2v-worker-{self._process.pid}")
         self.state = "loading"
+        self.loaded = None
+        self.job_loading = False
         self.job_id = None
         self.cancel_asked = False
         self.last_activity = time.monotonic()
@@ -68,6 +72,7 @@ class Supervisor:
 
     def run(self, job: dict[str, Any]) -> None:
         self.job_id = job["job_id"]
+        self.job_loading = False
         self.cancel_asked = False
         self.last_activity = time.monotonic()
         self.longest_silence = 0.0
@@ -97,7 +102,12 @@ class Supervisor:
         for message in messages:
             if message[0] == "ready":
                 self.info = message[1]
+                self.loaded = message[1].get("loaded")
                 self.state = "ready"
+            elif message[0] == "loaded":
+                self.loaded = message[1]
+            elif message[0] == "progress" and message[1] == self.job_id:
+                self.job_loading = message[2] == "loading" and message[3] < message[4]
         if ended:
             self._process.join()
             messages.append(("died", self._process.exitcode))
@@ -105,12 +115,14 @@ class Supervisor:
         return messages
 
     def overdue(self, now: float) -> str | None:
-        """``"hung"`` when a job made no progress within the hang timeout, ``"load"`` when loading took
-        longer than the load timeout, else None."""
+        """``"hung"`` when a job made no progress within the hang timeout, ``"job_load"`` when a job's
+        loading of its models took longer than the load timeout, ``"load"`` when the worker's first loading
+        did, else None."""
         if self.state == "loading" and now - self.last_activity > self.load_timeout:
             return "load"
-        if self.job_id is not None and now - self.last_activity > self.hang_timeout:
-            return "hung"
+        limit = self.load_timeout if self.job_loading else self.hang_timeout
+        if self.job_id is not None and now - self.last_activity > limit:
+            return "job_load" if self.job_loading else "hung"
         return None
 
     def kill(self) -> None:

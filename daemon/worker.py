@@ -67,6 +67,7 @@ class WorkerConfig:
     vae: str | None = None
     scheduler: str | None = None  # carried for the samplers to come; DDIM runs today
     models_dir: str | None = None
+    config_dir: str | None = None  # SD 1.5 configs single-file checkpoints are read against (None: shipped)
 
 
 class InjectedOutOfMemoryError(RuntimeError):
@@ -141,11 +142,46 @@ class _Fault:
             raise OSError(errno.ENOSPC, "No space left on device (injected for a test)")
 
 
-def run_job(models: Any, job: dict[str, Any], send: Any, token: Any) -> None:
+def default_sources(config: WorkerConfig) -> Any:
+    """The daemon's default models (``model_choice.ModelSources``) as its flags named them."""
+    from anyi2v.daemon.pipeline.model_choice import flag_sources
+
+    return flag_sources(
+        config.model,
+        motion_module=config.motion_adapter,
+        loras=config.loras,
+        motion_loras=config.motion_loras,
+        vae=config.vae,
+        models_dir=Path(config.models_dir) if config.models_dir is not None else None,
+    )
+
+
+def _job_models(cache: Any, config: WorkerConfig, shot: Any, job_id: str, send: Any) -> Any:
+    """The job's models (its shot's ``model`` section over the daemon's default), loaded as the job's first
+    stage when they differ from those held; ``("loaded", names)`` tells the server what is held now."""
+    from anyi2v.daemon.pipeline.model_choice import job_sources
+
+    before = cache.loads.total()
+    try:
+        return cache.get(
+            job_sources(default_sources(config), shot.model),
+            on_step=lambda done, total: send(("progress", job_id, "loading", done, total)),
+        )
+    finally:
+        if cache.loads.total() != before or cache.models is None:
+            send(("loaded", _held(cache, config)))
+
+
+def _held(cache: Any, config: WorkerConfig) -> dict[str, Any] | None:
+    return None if cache.names is None else {**cache.names, "scheduler": config.scheduler}
+
+
+def run_job(cache: Any, config: WorkerConfig, job: dict[str, Any], send: Any, token: Any) -> None:
     """One job, start to finish; sends progress, frames and exactly one final message."""
     import numpy as np
 
     from anyi2v.daemon.pipeline.generate import Cancelled, InputError, Progress, StepEvent, generate
+    from anyi2v.daemon.pipeline.load_errors import ModelLoadError
     from anyi2v.daemon.pipeline.video import VideoWriter, sidecar_path
     from anyi2v.shared.document import dump_shot, parse_shot
     from anyi2v.shared.errors import ShotError
@@ -154,7 +190,10 @@ def run_job(models: Any, job: dict[str, Any], send: Any, token: Any) -> None:
     staging = Path(job["staging"])
     fault = _Fault(job)
     try:
-        shot = parse_shot(job["shot"], source=f"job {job_id}", max_frames=int(models.max_frames))
+        source = f"job {job_id}"
+        models = _job_models(cache, config, parse_shot(job["shot"], source=source), job_id, send)
+        shot = parse_shot(job["shot"], source=source, max_frames=int(models.max_frames))
+        token.check()
         condition = None
         if job.get("condition") is not None:
             spec = job["condition"]
@@ -232,6 +271,9 @@ def run_job(models: Any, job: dict[str, Any], send: Any, token: Any) -> None:
         send(("cancelled", job_id))
     except (ShotError, InputError) as error:
         send(("failed", job_id, "invalid_input", str(error), []))
+    except ModelLoadError as error:  # a model the job names cannot be loaded: the worker keeps serving
+        hint = "anyi2v models lists the daemon's library; fix or remove the file, or choose another model"
+        send(("failed", job_id, "invalid_input", str(error), [hint]))
     except OSError as error:
         if error.errno == errno.ENOSPC:
             send(("failed", job_id, "disk_full", f"the daemon's disk is full: {error}", ["free space on the GPU box"]))
@@ -266,19 +308,12 @@ def worker_main(config: WorkerConfig, connection: Any) -> None:
 
     try:
         from anyi2v.daemon.pipeline.generate import CancelToken
-        from anyi2v.daemon.pipeline.loading import load_named_models
+        from anyi2v.daemon.pipeline.model_cache import ModelCache
 
-        models = load_named_models(
-            config.model,
-            motion_adapter=config.motion_adapter,
-            tokenizer=config.tokenizer,
-            loras=config.loras,
-            motion_loras=config.motion_loras,
-            vae=config.vae,
-            models_dir=config.models_dir,
-            device=config.device,
-            dtype=config.dtype,
+        cache = ModelCache(
+            tokenizer=config.tokenizer, device=config.device, dtype=config.dtype, config_dir=config.config_dir
         )
+        models = cache.get(default_sources(config))
         _import_job_modules()
     except BaseException as error:
         send(("load_failed", "".join(traceback.format_exception_only(error)).strip()))
@@ -293,6 +328,7 @@ def worker_main(config: WorkerConfig, connection: Any) -> None:
                 "dtype": str(models.dtype).removeprefix("torch."),
                 "max_frames": int(models.max_frames),
                 "modalities": list(MODALITIES),
+                "loaded": _held(cache, config),
             },
         )
     )
@@ -323,6 +359,6 @@ def worker_main(config: WorkerConfig, connection: Any) -> None:
             return
         token = current.setdefault(job["job_id"], CancelToken())
         try:
-            run_job(models, job, send, token)
+            run_job(cache, config, job, send, token)
         finally:
             current.pop(job["job_id"], None)

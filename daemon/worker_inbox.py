@@ -91,7 +91,7 @@ class WorkerInbox:
         return [entry.job_id for entry in self._unsettled]
 
     def overdue(self, what: str) -> None:
-        """The supervisor's timer ran out (``hung`` or ``load``): kill the worker; a hung job is cut
+        """The supervisor's timer ran out (``hung``, ``job_load`` or ``load``): kill the worker; a hung job is cut
         off and a new worker started; a load past its timeout ends the daemon (``load_error``)."""
         job_id, cancel_asked = self.supervisor.job_id, self.supervisor.cancel_asked
         self.supervisor.kill()
@@ -99,7 +99,10 @@ class WorkerInbox:
             self.load_error = f"loading took longer than {self.supervisor.load_timeout:.0f} s"
             return
         if job_id is not None:
-            why = f"no progress for {self.supervisor.hang_timeout:.0f} s"
+            if what == "job_load":
+                why = f"loading its models took longer than {self.supervisor.load_timeout:.0f} s (--load-timeout)"
+            else:
+                why = f"no progress for {self.supervisor.hang_timeout:.0f} s"
             self.cut_off(job_id, why, "worker_hung", cancel_asked)
         self.supervisor.start()
 
@@ -145,6 +148,8 @@ class WorkerInbox:
             self._died(message[1])
         elif kind == "ready":
             log.info("model loaded on %s", message[1]["device"])
+        elif kind == "loaded":  # the supervisor keeps what the worker holds now
+            log.info("the worker holds %s", message[1])
         elif kind == "load_failed":
             self.load_error = str(message[1])
         else:

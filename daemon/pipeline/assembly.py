@@ -11,7 +11,7 @@ the user what to pass name the options as the caller does (``load_errors.OptionN
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +48,15 @@ from anyi2v.daemon.pipeline.single_file import (
 )
 from anyi2v.daemon.pipeline.vae_file import load_vae
 
-__all__ = ["REQUIRED_UNET_LAYERS", "check_unet_layers", "load_models", "resolve_device", "resolve_dtype"]
+__all__ = [
+    "REQUIRED_UNET_LAYERS",
+    "check_unet_layers",
+    "fuse_loras",
+    "load_models",
+    "model_identity",
+    "resolve_device",
+    "resolve_dtype",
+]
 
 REQUIRED_UNET_LAYERS = (
     "up_blocks.1.attentions.0.transformer_blocks.0.attn1",
@@ -173,10 +181,10 @@ def load_models(
         if motion_lora_files:
             fuse_motion_loras(parts.unet, motion_lora_files)
         scheduler = DDIMScheduler(**ANIMATEDIFF_SCHEDULER)
-        identity = _identity(parts.kind, src, parts.inputs, lora_files, motion_lora_files)
+        identity = model_identity(parts.kind, src, parts.inputs, lora_files, motion_lora_files)
         models = Models(parts.unet, parts.vae, parts.text_encoder, parts.tokenizer, scheduler, identity)
         if lora_files:
-            _fuse_loras(models, lora_files, local_only)
+            fuse_loras(models, lora_files, local_only)
         return models.to(target_device, target_dtype)
 
 
@@ -345,8 +353,15 @@ def _check_fit(parts: _Parts, src: Path) -> None:
 # --- LoRA ----------------------------------------------------------------------------------------------
 
 
-def _fuse_loras(models: Models, loras: Sequence[tuple[Path, float]], local_only: bool) -> None:
-    """Load each LoRA as a PEFT adapter, fuse all at their weights into the UNet and text encoder, unload."""
+def fuse_loras(
+    models: Models,
+    loras: Sequence[tuple[Path, float]],
+    local_only: bool = True,
+    keep: Callable[[torch.Tensor], None] | None = None,
+) -> None:
+    """Load each LoRA as a PEFT adapter, fuse all at their weights into the UNet and text encoder, unload.
+    ``keep`` is shown every weight the LoRAs are about to change, before it changes (``model_cache`` keeps
+    the originals, to take a LoRA out again)."""
     from diffusers import AnimateDiffPipeline  # a holder for diffusers' LoRA loading; imported only when used
 
     holder = AnimateDiffPipeline(
@@ -367,6 +382,13 @@ def _fuse_loras(models: Models, loras: Sequence[tuple[Path, float]], local_only:
             raise ModelLoadError(
                 f"{path}: not a LoRA for this SD 1.5 UNet / text encoder ({type(error).__name__}: {error})"
             ) from error
+    if keep is not None:
+        for component in (models.unet, models.text_encoder):
+            for module in component.modules():
+                base = getattr(module, "base_layer", None)  # a PEFT LoRA layer wraps the layer it changes
+                if isinstance(base, torch.nn.Module) and not hasattr(base, "base_layer"):
+                    for parameter in base.parameters(recurse=False):
+                        keep(parameter)
     try:
         holder.set_adapters(names, adapter_weights=[weight for _, weight in loras])
         holder.fuse_lora(components=["unet", "text_encoder"], lora_scale=1.0, adapter_names=names)
@@ -379,7 +401,7 @@ def _fuse_loras(models: Models, loras: Sequence[tuple[Path, float]], local_only:
 # --- identity ------------------------------------------------------------------------------------------
 
 
-def _identity(
+def model_identity(
     kind: str,
     src: Path,
     inputs: Iterable[Path],

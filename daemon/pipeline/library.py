@@ -120,6 +120,7 @@ class LibraryEntry:
     problem: str | None = None  # why it cannot be used
     note: str | None = None  # what is worth knowing and does not stop its use
     short_name: str | None = None
+    stamp: tuple[int, int] | None = field(default=None, compare=False)  # a file's (size, mtime_ns) when read
 
     @property
     def usable(self) -> bool:
@@ -224,9 +225,12 @@ def _base(entry: LibraryEntry) -> str:
 # --- scanning ---------------------------------------------------------------------------------------------
 
 
-def scan_library(models_dir: str | os.PathLike[str]) -> Library:
+def scan_library(models_dir: str | os.PathLike[str], previous: Library | None = None) -> Library:
     """Every model in ``models_dir`` (see the module's documentation); :class:`MissingLibraryError` when the
-    folder does not exist, :class:`LibraryError` when it is itself one model rather than a folder of them."""
+    folder does not exist, :class:`LibraryError` when it is itself one model rather than a folder of them.
+
+    With ``previous`` (an earlier scan of the same folder), a file whose size and modification time are
+    unchanged keeps what was read of it then, unopened: a scan of an unchanged library only lists folders."""
     root = Path(models_dir).expanduser().absolute()  # not resolved: a linked library keeps its own path
     if not root.is_dir():
         what = "not a folder" if root.exists() else "no such folder"
@@ -240,8 +244,20 @@ def scan_library(models_dir: str | os.PathLike[str]) -> Library:
         raise LibraryError(
             f"{root}: this folder is one model, not a library of models; {layout_hint(root.parent / 'models')}"
         )
-    found = [_entry(root, path, recognition) for path, recognition in _walk(root)]
+    known = {entry.path: entry for entry in previous.entries if entry.stamp is not None} if previous else {}
+    found = [_known(known.get(path), path) or _entry(root, path, recognition) for path, recognition in _walk(root)]
     return Library(root, tuple(sorted(_named(found), key=_order)))
+
+
+def _known(entry: LibraryEntry | None, path: Path) -> LibraryEntry | None:
+    """``entry`` when ``path`` is still the file it was read from (same size and modification time)."""
+    if entry is None:
+        return None
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return entry if entry.stamp == (status.st_size, status.st_mtime_ns) else None
 
 
 def describe_path(path: str | os.PathLike[str]) -> LibraryEntry | None:
@@ -307,7 +323,8 @@ def _entry(root: Path, path: Path, recognition: Recognition | str | None) -> Lib
     storage: Storage = "safetensors" if path.suffix.lower() == ".safetensors" else "pickle"
     entry = LibraryEntry(file, file, path, "unknown", storage, 0)
     try:
-        entry = replace(entry, size_bytes=path.stat().st_size)
+        status = path.stat()
+        entry = replace(entry, size_bytes=status.st_size, stamp=(status.st_size, status.st_mtime_ns))
     except FileNotFoundError:
         target = os.readlink(path) if path.is_symlink() else path
         return replace(entry, problem=f"a broken link to {target}")

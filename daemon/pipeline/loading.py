@@ -13,10 +13,11 @@
   original CompVis / A1111 layout, as community fine-tunes are shared, plus ``motion_adapter=``. Its keys
   are converted with diffusers' single-file converters against the SD 1.5 configs shipped in
   ``configs/sd15/`` (or ``config_dir=``), and loaded strictly: a missing or misshapen weight is an error,
-  never a silently random layer. A single file carries no tokenizer, and the CLIP vocabulary is not
-  shipped, so its tokenizer comes from ``tokenizer=`` (any SD 1.5 ``tokenizer/`` folder, which holds
-  ``vocab.json`` and ``merges.txt``), else from ``<config_dir>/tokenizer/`` when that exists, else, only with
-  ``allow_network=True``, from the Hub (``openai/clip-vit-large-patch14``); otherwise
+  never a silently random layer. A single file carries no tokenizer, so its
+  tokenizer comes from ``tokenizer=`` (any SD 1.5 ``tokenizer/`` folder, which holds ``vocab.json`` and
+  ``merges.txt``), else from ``<config_dir>/tokenizer/``: the shipped configs hold CLIP ViT-L/14's (SD 1.5's
+  own, ``configs/sd15/tokenizer/``), so none need be given; a ``config_dir=`` without one falls back, only
+  with ``allow_network=True``, to the Hub (``openai/clip-vit-large-patch14``); otherwise
   :class:`ModelLoadError` says so.
 
 A single-file motion module has no config: its architecture (channels, layers per block, mid block, frame
@@ -61,7 +62,13 @@ from anyi2v.daemon.pipeline.assembly import (
     resolve_dtype,
 )
 from anyi2v.daemon.pipeline.load_errors import CLI_OPTIONS, ModelLoadError, OptionNames
-from anyi2v.daemon.pipeline.model_choice import RANDOM_MODELS, ModelSources, flag_sources, resolve_sources
+from anyi2v.daemon.pipeline.model_choice import (
+    RANDOM_MODELS,
+    ModelSources,
+    ResolvedModels,
+    flag_sources,
+    resolve_sources,
+)
 from anyi2v.daemon.pipeline.models import Models
 from anyi2v.daemon.pipeline.quiet import quiet_libraries
 from anyi2v.daemon.pipeline.single_file import HUB_TOKENIZER, SD15_CONFIG_DIR
@@ -74,6 +81,7 @@ __all__ = [
     "check_unet_layers",
     "load_models",
     "load_named_models",
+    "load_resolved",
     "load_sources",
     "resolve_device",
     "resolve_dtype",
@@ -118,11 +126,25 @@ def load_sources(
 ) -> Models:
     """The models ``sources`` choose, resolved (``model_choice.resolve_sources``) and loaded; with no
     checkpoint, the embedded toy-world model. Raises :class:`ModelLoadError` or ``ValueError``."""
+    return load_resolved(resolve_sources(sources), tokenizer=tokenizer, device=device, dtype=dtype, options=options)
+
+
+def load_resolved(
+    resolved: ResolvedModels,
+    *,
+    tokenizer: str | PathLike[str] | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    options: OptionNames = CLI_OPTIONS,
+    config_dir: str | PathLike[str] | None = None,
+) -> Models:
+    """The models of resolved files (``model_choice.resolve_sources``); with no checkpoint, the embedded
+    toy-world model. ``config_dir``: the SD 1.5 configs single files are read against (default: the
+    shipped ones). Raises :class:`ModelLoadError` or ``ValueError``."""
     from anyi2v.daemon import TINY_RANDOM, TOY_WORLD
     from anyi2v.daemon.pipeline.models import random_models
     from anyi2v.daemon.toyworld import WEIGHTS
 
-    resolved = resolve_sources(sources)
     if resolved.checkpoint in RANDOM_MODELS:
         target = resolve_device(device)
         with quiet_libraries():
@@ -139,4 +161,5 @@ def load_sources(
         device=device,
         dtype=dtype,
         options=options,
+        config_dir=config_dir,
     )

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from anyi2v.daemon import SD15_RANDOM, TINY_RANDOM, TOY_WORLD
 from anyi2v.daemon.pipeline.library import (
@@ -36,6 +37,9 @@ from anyi2v.daemon.pipeline.library import (
 from anyi2v.daemon.pipeline.model_kinds import Kind
 from anyi2v.shared.model_names import library_name_problem
 
+if TYPE_CHECKING:
+    from anyi2v.shared.shot import ModelChoice, WeightedModel
+
 __all__ = [
     "BUILTIN_MODELS",
     "FLAG_LABELS",
@@ -45,6 +49,7 @@ __all__ = [
     "ModelSources",
     "ResolvedModels",
     "flag_sources",
+    "job_sources",
     "resolve_sources",
 ]
 
@@ -135,6 +140,34 @@ def flag_sources(
         motion_loras=tuple(Chosen(str(name), "--motion-lora", True, float(weight)) for name, weight in motion_loras),
         vae=flag(vae, "vae"),
         models_dir=models_dir,
+    )
+
+
+def job_sources(default: ModelSources, choice: ModelChoice | None) -> ModelSources:
+    """The models a job runs: its shot's ``model`` section over the daemon's ``default``, part by part. A part
+    the shot leaves out is the default's; an empty list of LoRAs is none. A shot's names are library names
+    only (labels ``shot.model.<part>``)."""
+    if choice is None:
+        return default
+
+    def named(value: str | None, part: str, fallback: Chosen | None) -> Chosen | None:
+        return fallback if value is None else Chosen(value, f"shot.model.{part}")
+
+    def listed(entries: Sequence[WeightedModel] | None, part: str, fallback: tuple[Chosen, ...]) -> tuple[Chosen, ...]:
+        if entries is None:
+            return fallback
+        return tuple(
+            Chosen(entry.name, f"shot.model.{part}[{index}]", weight=entry.weight)
+            for index, entry in enumerate(entries)
+        )
+
+    return ModelSources(
+        checkpoint=named(choice.checkpoint, "checkpoint", default.checkpoint),
+        motion_module=named(choice.motion_module, "motion_module", default.motion_module),
+        loras=listed(choice.loras, "loras", default.loras),
+        motion_loras=listed(choice.motion_loras, "motion_loras", default.motion_loras),
+        vae=named(choice.vae, "vae", default.vae),
+        models_dir=default.models_dir,
     )
 
 

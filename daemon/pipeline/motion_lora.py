@@ -17,7 +17,7 @@ load time, so it costs nothing while sampling.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,9 +105,13 @@ def motion_lora_updates(path: Path) -> list[MotionLoraUpdate]:
     return updates
 
 
-def fuse_motion_loras(unet: torch.nn.Module, loras: Sequence[tuple[Path, float]]) -> None:
+def fuse_motion_loras(
+    unet: torch.nn.Module,
+    loras: Sequence[tuple[Path, float]],
+    keep: Callable[[torch.Tensor], None] | None = None,
+) -> None:
     """Add each file's updates, at its weight, into ``unet``'s motion modules; every file is checked against
-    the UNet before any weight changes."""
+    the UNet before any weight changes. ``keep`` is shown each weight before it changes."""
     planned: list[tuple[torch.Tensor, MotionLoraUpdate, float]] = []
     for path, weight in loras:
         missing: list[str] = []
@@ -134,6 +138,9 @@ def fuse_motion_loras(unet: torch.nn.Module, loras: Sequence[tuple[Path, float]]
                 f"{path}: the motion LoRA's layers have other shapes than these motion modules' "
                 f"({first_few(sorted(misshapen))}); it was made for another motion module"
             )
+    if keep is not None:
+        for parameter, _, _ in planned:
+            keep(parameter)
     with torch.no_grad():
         for parameter, update, weight in planned:
             delta = (weight * update.scale) * (update.up.float() @ update.down.float())

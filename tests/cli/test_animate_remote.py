@@ -73,8 +73,13 @@ def test_remote_runs_refuse_local_choices_and_name_a_missing_daemon(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "clip.mp4"
-    assert main(["animate", str(SHOT), "--daemon", "tcp://127.0.0.1:9", "--model", "x", "--out", str(out)]) == 2
-    assert "--model: the daemon chooses" in capsys.readouterr().err
+    daemon = ["animate", str(SHOT), "--daemon", "tcp://127.0.0.1:9", "--out", str(out)]
+    assert main([*daemon, "--device", "cpu"]) == 2
+    assert "--device: the daemon chooses" in capsys.readouterr().err
+    assert main([*daemon, "--tokenizer", str(tmp_path)]) == 2
+    assert "--tokenizer: the daemon reads its own models folder" in capsys.readouterr().err
+    assert main([*daemon, "--model", str(tmp_path / "mine.safetensors")]) == 2  # a path of this machine
+    assert "with --daemon, name the daemon's models" in capsys.readouterr().err
     command = ["animate", str(SHOT), "--daemon", "tcp://127.0.0.1:9", "--out", str(out)]
     assert main([*command, "--server-key", str(tmp_path / "server.key")]) == 2
     assert "needs both --server-key" in capsys.readouterr().err

@@ -266,12 +266,29 @@ def test_a_missing_motion_module_is_asked_for_by_its_flag(
     assert "motion_adapter=" not in line
 
 
-def test_model_flags_are_refused_with_a_daemon(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_with_a_daemon_the_flags_name_its_models_in_the_shot(
+    library: Path, parts: Parts, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from anyi2v.daemon.client import DaemonClient
+    from anyi2v.daemon.worker import WorkerConfig
+    from tests.daemon.daemon_helpers import running_server, wait_ready
+
+    configs = write_configs(tmp_path / "configs", parts)
     shot = write_shot(tmp_path / "shot")
-    status = main(["animate", str(shot), "--out", str(tmp_path / "c.gif"), "--daemon", "tcp://127.0.0.1:1",
-                   "--lora", "detail_tweaker", "--vae", "tiny_vae"])  # fmt: skip
-    assert status == 2
-    line = one_line(capsys.readouterr().err)
-    assert "--lora" in line
-    assert "--vae" in line
-    assert "daemon" in line
+    out = tmp_path / "clip.mp4"
+    worker = WorkerConfig(model="tiny-random", device="cpu", models_dir=str(library), config_dir=str(configs))
+    with running_server(tmp_path / "data", worker=worker) as server:
+        with DaemonClient(server.address) as client:
+            wait_ready(client)
+        status = main(["animate", str(shot), "--out", str(out), "--daemon", server.address, "--model", "tiny_sd15",
+                       "--motion-module", "mm_sd_v15_v2", "--lora", "detail_tweaker:0.5"])  # fmt: skip
+        assert status == 0, capsys.readouterr().err
+        with DaemonClient(server.address) as client:
+            loaded = client.models().loaded
+    assert decoded_frames(out) == FRAMES
+    written = json.loads(out.with_name("clip.mp4.shot.json").read_text())
+    assert written["model"]["checkpoint"] == "tiny_sd15"
+    assert written["model"]["loras"] == [{"name": "detail_tweaker", "weight": 0.5}]
+    assert loaded is not None
+    assert (loaded.checkpoint, loaded.motion_module) == ("tiny_sd15", "mm_sd_v15_v2")
+    assert json.loads(shot.read_text()).get("model") is None  # the user's file is left as it was

@@ -54,10 +54,10 @@ def wait_ready(client: DaemonClient, timeout: float = 120.0) -> None:
 
 @contextmanager
 def running_server(data_dir: Path, **options: Any) -> Iterator[Server]:
-    """A daemon with the tiny random model in a thread of this process, on a random loopback port."""
+    """A daemon with the tiny random model (or ``worker=``) in a thread of this process, on a random loopback port."""
+    worker = options.pop("worker", WorkerConfig(model="tiny-random", device="cpu"))
     config = ServerConfig(
-        data_dir=data_dir, bind="tcp://127.0.0.1:*", worker=WorkerConfig(model="tiny-random", device="cpu"),
-        heartbeat_seconds=0.5, **options,
+        data_dir=data_dir, bind="tcp://127.0.0.1:*", worker=worker, heartbeat_seconds=0.5, **options,
     )  # fmt: skip
     server = Server(config)
     failure: list[BaseException] = []
