@@ -21,11 +21,14 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from anyi2v.daemon import TOY_WORLD
 from anyi2v.daemon.client import ClientKeys, DaemonClient, DaemonError, DaemonTimeoutError, Event
 from anyi2v.daemon.datalock import running_address
+
+if TYPE_CHECKING:
+    from anyi2v.shared.protocol import ModelsReply
 
 log = logging.getLogger(__name__)
 
@@ -284,6 +287,13 @@ class DaemonSession:
                     client.close()
 
         return self._spawn(run, f"anyi2v-studio-job-{job_id}")
+
+    def models(self) -> ModelsReply:
+        """The daemon's model library, asked on a client of its own. It waits for the answer: call it off the
+        GUI thread. Raises ``DaemonError`` (``unknown_type`` from a daemon too old to list it) or
+        ``DaemonTimeoutError``."""
+        with self._client() as client:
+            return client.models()
 
     def cancel(self, job_id: str, on_error: Callable[[str], None]) -> threading.Thread:
         def run() -> None:

@@ -16,7 +16,7 @@ from anyi2v.shared.boxes import contains_point
 from anyi2v.shared.curves import INTERPOLATIONS, Interpolation
 from anyi2v.shared.document import parse_shot
 from anyi2v.shared.errors import ShotError
-from anyi2v.shared.shot import Shot
+from anyi2v.shared.shot import ModelChoice, Shot
 from anyi2v.shared.tracks import sample_track
 
 from .overlay import carry_point
@@ -310,6 +310,23 @@ def set_value(shot: Shot, path: Sequence[str | int], value: Any) -> Shot:
         if "multiple of 8" in message and isinstance(value, int):
             message += f" (the nearest is {max(8, round(value / 8) * 8)})"
         raise EditError(message) from None
+
+
+def set_model_part(shot: Shot, part: str, value: Any) -> Shot:
+    """Choose one part of the shot's ``model`` section (``checkpoint``, ``loras``, ...; None: the daemon's
+    default); a section left with every part at the default is written as none (``model: null``)."""
+    if part not in ModelChoice.model_fields:
+        raise EditError(f"no model part {part!r}; the parts are {', '.join(ModelChoice.model_fields)}")
+
+    def change(document: Document) -> None:
+        section = {**(document.get("model") or {}), part: value}
+        document["model"] = section if any(v is not None for v in section.values()) else None
+
+    try:
+        return _rebuild(shot, change)
+    except EditError as error:
+        message = str(error)
+        raise EditError(message if message.startswith("model.") else f"model.{part}: {message}") from None
 
 
 def set_frame_count(shot: Shot, n_frames: int) -> Shot:

@@ -162,6 +162,11 @@ class EditController(QObject):
         label = path[-1].replace("_", " ")
         self.apply(f"Set {label}", lambda shot: edits.set_value(shot, path, value), merge_key=name)
 
+    def set_model_part(self, part: str, value: Any) -> None:
+        """One part of the shot's ``model`` section (quick changes of the same part, a slider's, merge)."""
+        label = part.replace("_", " ")
+        self.apply(f"Set {label}", lambda shot: edits.set_model_part(shot, part, value), merge_key=f"model.{part}")
+
     def set_frame_count(self, n_frames: int) -> None:
         self.apply("Set frame count", lambda shot: edits.set_frame_count(shot, n_frames), merge_key="n_frames")
 

@@ -1,4 +1,5 @@
-"""Prompt, sampling, output and condition layers, and an Advanced section with every method knob.
+"""Prompt, sampling, output, condition layers, the models (:mod:`.model_section`), and an Advanced section
+with every method knob.
 
 Each change is a request ``sig_value_requested(path, value)``; the window validates it as an edit
 and, when refused, this panel shows the shot's value again with the reason in the status bar.
@@ -40,6 +41,7 @@ from anyi2v.shared.modalities import MODALITIES, SCENE_MODALITIES
 from anyi2v.shared.settings import MethodSettings
 from anyi2v.shared.shot import Shot
 
+from .model_section import ModelSection
 from .widgets import tool_button
 
 
@@ -152,6 +154,8 @@ class SettingsPanel(QScrollArea):
         self.layers_box = QGroupBox("Condition layers")
         self.layers_form = QVBoxLayout(self.layers_box)
         layout.addWidget(self.layers_box)
+        self.model_section = ModelSection()
+        layout.addWidget(self.model_section)
 
         self.advanced = QGroupBox("Advanced (AnyI2V method)")
         self.advanced.setCheckable(True)
@@ -242,6 +246,7 @@ class SettingsPanel(QScrollArea):
 
     def set_shot(self, shot: Shot | None) -> None:
         self.shot = shot
+        self.model_section.set_shot(shot)
         self.setEnabled(shot is not None)
         if shot is None:
             return

@@ -3,8 +3,9 @@ settings on the right, the connection and the job in the status bar.
 
 The window builds the views, composes the controllers and wires their signals; it decides nothing
 itself. ``documents`` owns the open shot and its undo stack, ``editor`` turns the views' requests into
-edits, ``renders`` renders the condition, ``jobs`` talks to the daemon, ``results`` keeps the history
-and exports. Threads reach the GUI only through the controllers' queued signals.
+edits, ``renders`` renders the condition, ``jobs`` talks to the daemon, ``library`` lists its models
+(the settings' Model section picks from them), ``results`` keeps the history and exports. Threads reach
+the GUI only through the controllers' queued signals.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from anyi2v.desktop.models.files import (
     export_target,
 )
 from anyi2v.desktop.models.job import JobProgress
+from anyi2v.desktop.models.library import ModelLibrary, loaded_line
 from anyi2v.desktop.models.timeline import Playback
 from anyi2v.render.assets import SUFFIXES as ASSET_SUFFIXES
 from anyi2v.shared.shot import Shot
@@ -43,6 +45,7 @@ from .document_controller import DocumentController
 from .edit_controller import EditController
 from .images import to_qimage
 from .jobs_controller import JobsController
+from .library_controller import LibraryController
 from .menus import add_edit_menu, add_playback_menu
 from .panes import ResultPane, TransportBar, column
 from .results_controller import ResultsController
@@ -74,6 +77,7 @@ class StudioWindow(QMainWindow):
         self.documents.ask_save_path = self._ask_save_path
         self.renders = ConditionController()
         self.jobs = JobsController(self.renders.renderer)  # renders take turns on the shared renderer
+        self.library = LibraryController(self.jobs, self.documents)  # the daemon's models
         self.results = ResultsController(self.documents, self.jobs)
         self.editor = EditController(self.documents, self.renders, self.playback)
         self._build_views()
@@ -116,6 +120,8 @@ class StudioWindow(QMainWindow):
         add_dock(self, Qt.DockWidgetArea.RightDockWidgetArea, "Settings", "settings", self.settings, min_width=340)
         self.connection_label = QLabel()
         self.statusBar().addPermanentWidget(self.connection_label)
+        self.loaded_label = QLabel()  # what the daemon's worker has loaded
+        self.statusBar().addPermanentWidget(self.loaded_label)
 
     def _build_actions(self) -> None:
         bar, documents = self.menuBar(), self.documents
@@ -172,6 +178,11 @@ class StudioWindow(QMainWindow):
         settings.sig_value_requested.connect(editor.set_value)
         settings.sig_frame_count_requested.connect(editor.set_frame_count)
         settings.sig_layers_requested.connect(editor.set_layers)
+        settings.model_section.sig_part_requested.connect(editor.set_model_part)
+        settings.model_section.sig_refresh_requested.connect(self.library.refresh)
+        self.library.sig_library_changed.connect(self._library_changed)
+        self.library.sig_warning.connect(self.warning)
+        self.library.sig_error.connect(self.error)
 
         for controller in (self.documents, self.renders, self.jobs, self.results, self.editor):
             controller.sig_error.connect(self.error)
@@ -353,6 +364,10 @@ class StudioWindow(QMainWindow):
         self.connection_label.setText(status.line)
         colour = {"connected": "#3ecf8e", "error": "#ff5a5f", "disconnected": "#ffc145"}.get(status.state, "#a0a0a0")
         self.connection_label.setStyleSheet(f"color: {colour}")
+
+    def _library_changed(self, library: ModelLibrary | None) -> None:
+        self.settings.model_section.set_library(library)
+        self.loaded_label.setText(loaded_line(library))
 
     def generate(self) -> None:
         self.settings.commit_pending()  # text typed a moment ago is part of the shot sent
