@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from anyi2v.daemon.pipeline.library import Library, LibraryError, default_models_dir, scan_library
-from anyi2v.daemon.pipeline.model_choice import BUILTIN_MODELS
+from anyi2v.daemon.pipeline.model_choice import BUILTIN_MODELS, sources_names
 from anyi2v.daemon.pipeline.model_kinds import Kind
 from anyi2v.shared.errors import Problem
-from anyi2v.shared.protocol import MAX_LIBRARY_MODELS, LibraryModel, ModelCombination, WeightedName
+from anyi2v.shared.protocol import MAX_LIBRARY_MODELS, LibraryModel, ModelCombination
 from anyi2v.shared.shot import ModelChoice
 
-from .worker import WorkerConfig
+from .worker import WorkerConfig, default_sources
 
 __all__ = ["RESCAN_SECONDS", "Listing", "ModelIndex", "choice_problems", "default_combination", "motion_frame_limit"]
 
@@ -152,18 +152,4 @@ def motion_frame_limit(choice: ModelChoice | None, listing: Listing) -> int | No
 
 def default_combination(config: WorkerConfig) -> ModelCombination:
     """The daemon's default models as its flags named them (a path given there is shown by its file name)."""
-
-    def shown(value: str | None) -> str | None:
-        return None if value is None else (Path(value).name if "/" in value or "\\" in value else value)
-
-    def weighted(pairs: tuple[tuple[str, float], ...]) -> list[WeightedName]:
-        return [WeightedName(name=str(shown(name)), weight=float(weight)) for name, weight in pairs]
-
-    return ModelCombination(
-        checkpoint=shown(config.model),
-        motion_module=shown(config.motion_adapter),
-        loras=weighted(config.loras),
-        motion_loras=weighted(config.motion_loras),
-        vae=shown(config.vae),
-        scheduler=config.scheduler,
-    )
+    return ModelCombination.model_validate({**sources_names(default_sources(config)), "scheduler": config.scheduler})

@@ -31,13 +31,13 @@ import torch
 from anyi2v.daemon.pipeline.assembly import fuse_loras
 from anyi2v.daemon.pipeline.load_errors import CLI_OPTIONS, OptionNames
 from anyi2v.daemon.pipeline.loading import load_resolved
-from anyi2v.daemon.pipeline.model_choice import ModelSources, ResolvedModels, resolve_sources
+from anyi2v.daemon.pipeline.model_choice import ModelSources, ResolvedModels, resolve_sources, sources_names
 from anyi2v.daemon.pipeline.model_formats import check_loras
 from anyi2v.daemon.pipeline.models import Models
 from anyi2v.daemon.pipeline.motion_lora import check_motion_loras, fuse_motion_loras
 from anyi2v.daemon.pipeline.quiet import quiet_libraries
 
-__all__ = ["LoadStep", "ModelCache", "WeightLedger", "sources_names"]
+__all__ = ["LoadStep", "ModelCache", "WeightLedger"]
 
 LoadStep = Callable[[int, int], None]
 """Told ``(done, total)`` as loading moves: before the first step and after each."""
@@ -88,24 +88,6 @@ def _keys(resolved: ResolvedModels, tokenizer: str | None) -> _Keys:
         tuple((_stamp(path), weight) for path, weight in resolved.motion_loras),
     )
     return _Keys(base, loras)
-
-
-def sources_names(sources: ModelSources) -> dict[str, Any]:
-    """``sources`` as the protocol's ``ModelCombination`` names them (a path is shown by its file name)."""
-
-    def shown(value: str) -> str:
-        return Path(value).name if "/" in value or "\\" in value else value
-
-    def one(chosen: Any) -> str | None:
-        return None if chosen is None else shown(chosen.value)
-
-    return {
-        "checkpoint": one(sources.checkpoint),
-        "motion_module": one(sources.motion_module),
-        "loras": [{"name": shown(c.value), "weight": c.weight} for c in sources.loras],
-        "motion_loras": [{"name": shown(c.value), "weight": c.weight} for c in sources.motion_loras],
-        "vae": one(sources.vae),
-    }
 
 
 class ModelCache:

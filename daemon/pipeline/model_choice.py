@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from anyi2v.daemon import SD15_RANDOM, TINY_RANDOM, TOY_WORLD
 from anyi2v.daemon.pipeline.library import (
@@ -51,6 +51,7 @@ __all__ = [
     "flag_sources",
     "job_sources",
     "resolve_sources",
+    "sources_names",
 ]
 
 BUILTIN_MODELS = (TOY_WORLD, TINY_RANDOM, SD15_RANDOM)
@@ -169,6 +170,24 @@ def job_sources(default: ModelSources, choice: ModelChoice | None) -> ModelSourc
         vae=named(choice.vae, "vae", default.vae),
         models_dir=default.models_dir,
     )
+
+
+def sources_names(sources: ModelSources) -> dict[str, Any]:
+    """``sources`` as the protocol's ``ModelCombination`` names them (a path is shown by its file name)."""
+
+    def shown(value: str) -> str:
+        return Path(value).name if "/" in value or "\\" in value else value
+
+    def one(chosen: Any) -> str | None:
+        return None if chosen is None else shown(chosen.value)
+
+    return {
+        "checkpoint": one(sources.checkpoint),
+        "motion_module": one(sources.motion_module),
+        "loras": [{"name": shown(c.value), "weight": c.weight} for c in sources.loras],
+        "motion_loras": [{"name": shown(c.value), "weight": c.weight} for c in sources.motion_loras],
+        "vae": one(sources.vae),
+    }
 
 
 class _LibraryOnce:
