@@ -3,7 +3,8 @@
 :func:`generate` is the one entry point the CLI and the daemon share. It checks the inputs before any
 model work, then:
 
-1. encodes the prompts; inverts the condition image unless the cache has its features;
+1. encodes the prompts (in chunks of 75 tokens: ``prompts``); inverts the condition image unless the
+   cache has its features;
 2. samples with DDIM from seeded noise, on the authors' grid (leading spacing with offset 1: 961, 921,
    ..., 1 for 25 steps) or on a linspace one (``sampling.timestep_spacing``). Before the UNet call of
    steps ``0 .. optimization_steps - 1`` the latent is optimized so each track's box content follows
@@ -51,6 +52,8 @@ from .controls import (
 from .features import mix_frequencies
 from .inversion import InversionCache, InversionKey, invert
 from .models import Models, sampling_scheduler
+from .prompts import PromptTooLongError, check_prompt_lengths, encode_prompts
+from .prompts import encode_prompt as encode_prompt  # where callers have always found it
 from .trajectory import TrackBoxes, feature_grid, grid_size, track_boxes, trajectory_loss
 
 # A fixed linear map from SD latent channels to RGB: a preview costs a matrix product, not a decode.
@@ -113,6 +116,10 @@ class Result:
 
 def check_inputs(models: Models, shot: Shot, condition: NDArray[np.uint8] | None, control: bool) -> None:
     """Every check that needs no model work; raises :class:`InputError` naming the problem."""
+    try:
+        check_prompt_lengths(models, shot.prompt, shot.negative_prompt)
+    except PromptTooLongError as error:
+        raise InputError(str(error)) from None
     out = shot.output
     factor = models.vae_scale_factor
     if out.width % factor or out.height % factor:
@@ -159,15 +166,6 @@ def optimized_layers(method: MethodSettings) -> tuple[str, ...]:
     return tuple(out)
 
 
-def encode_prompt(models: Models, text: str) -> torch.Tensor:
-    tokens = models.tokenizer(
-        text, padding="max_length", max_length=models.tokenizer.model_max_length, truncation=True, return_tensors="pt"
-    )
-    with torch.no_grad():
-        embeds: torch.Tensor = models.text_encoder(tokens.input_ids.to(models.device))[0]
-    return embeds.to(models.dtype)
-
-
 def latent_preview(latents: torch.Tensor) -> NDArray[np.uint8]:
     """(1, 4, F, h, w) latents to (F, h, w, 3) uint8 through :data:`LATENT_RGB`."""
     rgb = torch.einsum("cfhw,cr->fhwr", latents[0].float().cpu(), LATENT_RGB)
@@ -204,9 +202,10 @@ def generate(
         if progress.on_step is not None:
             progress.on_step(StepEvent(stage, done, total, preview))
 
-    cond_embeds = encode_prompt(models, shot.prompt)
     guided = shot.sampling.guidance_scale > 1.0
-    uncond_embeds = encode_prompt(models, shot.negative_prompt) if guided else None
+    # prompts past 75 tokens come in chunks; the guidance batch's halves are padded to equal lengths
+    prompts = encode_prompts(models, shot.prompt, shot.negative_prompt if guided else None)
+    cond_embeds, uncond_embeds = prompts.conditional, prompts.unconditional
     # The UNet folds frames into the batch, so the text embedding goes with every frame.
     frames = shot.output.n_frames
     cond_frames = repeat(cond_embeds, "b n d -> (b f) n d", f=frames)
@@ -227,7 +226,7 @@ def generate(
         if cached is not None:
             bank, result.inversion_cached = cached, True
         else:
-            bank = invert(models, condition, cond_embeds, method, on_step=lambda d, t: report("inversion", d, t))
+            bank = invert(models, condition, prompts.prompt, method, on_step=lambda d, t: report("inversion", d, t))
             if cache is not None:
                 cache.put(key, bank)
     mark = stage_done("inversion", mark)
