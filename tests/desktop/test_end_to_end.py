@@ -71,10 +71,10 @@ def test_generate_with_the_embedded_daemon_play_and_export(qtbot, studio, tmp_pa
     assert "Generate" not in window.last_error, window.last_error
     assert window.jobs.job is not None
     qtbot.waitUntil(lambda: window.jobs.job is not None
-                    and (window.jobs.job.frames_received > 0 or window.jobs.job.finished), timeout=300_000)  # fmt: skip
+                    and (window.jobs.job.frames_received > 0 or window.jobs.job.finished), timeout=900_000)  # fmt: skip
     if not window.jobs.job.finished:
         save_screenshot(window, "4-generation-in-progress")
-    qtbot.waitUntil(lambda: window.jobs.job.finished, timeout=300_000)
+    qtbot.waitUntil(lambda: window.jobs.job.finished, timeout=900_000)
     assert window.jobs.job.state == "done", window.jobs.job.status_line
     ticks.stop()
     assert ticks.longest_gap() < 0.5, f"the GUI thread stalled for {ticks.longest_gap():.2f} s while generating"
