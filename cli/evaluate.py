@@ -16,14 +16,16 @@ from anyi2v.daemon import TOY_WORLD
 
 def run_evaluate(arguments: argparse.Namespace) -> int:
     from anyi2v.daemon.pipeline.loading import ModelLoadError
-    from anyi2v.daemon.toyworld.evaluate import MODES, held_out_shots, run_evaluation, write_report
+    from anyi2v.daemon.toyworld.appearance import APPEARANCE_MODES
+    from anyi2v.daemon.toyworld.evaluate import ALL_MODES, MODES, held_out_shots, run_evaluation, write_report
     from anyi2v.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
     from anyi2v.progress import StageProgress
 
-    modes = list(MODES) if arguments.modes == "all" else [m.strip() for m in arguments.modes.split(",") if m.strip()]
-    unknown = [m for m in modes if m not in MODES]
+    named = {"all": list(MODES), "appearance": ["no control", "AnyI2V", *APPEARANCE_MODES]}
+    modes = named.get(arguments.modes) or [m.strip() for m in arguments.modes.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in ALL_MODES]
     if unknown:
-        print(f"anyi2v eval: unknown modes {unknown}; known: {', '.join(MODES)}", file=sys.stderr)
+        print(f"anyi2v eval: unknown modes {unknown}; known: {', '.join(ALL_MODES)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if arguments.workers < 1:
         print(f"anyi2v eval: --workers must be at least 1, not {arguments.workers}", file=sys.stderr)
@@ -78,7 +80,12 @@ def add_parser(commands: Any) -> None:
     add_model_arguments(evaluate)
     evaluate.add_argument("--out", type=Path, required=True, help="folder for the report")
     evaluate.add_argument("--shots", type=int, default=50, help="held-out shots (default 50)")
-    evaluate.add_argument("--modes", default="all", help="'all' or a comma-separated list of mode names")
+    evaluate.add_argument(
+        "--modes",
+        default="all",
+        help="'all' (the paper's modes), 'appearance' (which part of the injection carries the condition's look) or a"
+        " comma-separated list of mode names",
+    )
     evaluate.add_argument("--size", type=int, default=128, help="frame size in pixels (default 128)")
     evaluate.add_argument("--frames", type=int, default=16, help="frames per shot (default 16)")
     evaluate.add_argument("--steps", type=int, default=25, help="denoising steps (default 25)")

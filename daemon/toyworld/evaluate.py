@@ -44,6 +44,7 @@ from anyi2v.daemon.pipeline.models import Models
 from anyi2v.shared.document import parse_shot
 from anyi2v.shared.shot import Shot
 
+from .appearance import APPEARANCE_MODES, background_delta_e, mean_interval
 from .dataset import MODALITIES, render_clips, render_conditions
 from .scenes import Scene, sample_scene
 from .train import HELD_OUT_SEEDS
@@ -64,6 +65,7 @@ MODES: dict[str, tuple[bool, dict[str, Any]]] = {
     "SG-I2V Gaussian weighting": (True, {"gaussian_weighting": True}),
     "SG-I2V high-frequency filter": (True, {"high_frequency_filter": True}),
 }
+ALL_MODES = {**MODES, **APPEARANCE_MODES}  # the paper's modes, then the appearance ablations (appearance.py)
 
 
 @dataclass
@@ -78,6 +80,7 @@ class HeldOutShot:
     target: NDArray[np.float64]
     clip: NDArray[np.uint8]
     edges: NDArray[np.bool_]
+    boxes: NDArray[np.float64]  # (K, F, 4) every object's rendered box in pixels, NaN where it is hidden
 
 
 def _uint8(pixels: torch.Tensor) -> NDArray[np.uint8]:
@@ -131,6 +134,7 @@ def held_out_shots(
                 target=boxes[target] * size,
                 clip=_uint8(clip.pixels[0]),
                 edges=_uint8(edges.pixels[0])[0, :, :, 0] > 127,
+                boxes=boxes * size,
             )
         )
     return shots
@@ -201,6 +205,7 @@ class ModeResult:
     errors: list[float] = field(default_factory=list)
     f_scores: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
+    delta_es: list[float] = field(default_factory=list)  # background ΔE to the ground truth (appearance.py)
     first_frames: list[NDArray[np.uint8]] = field(default_factory=list)
     sample: list[NDArray[np.uint8]] = field(default_factory=list)  # the first shot's frames
 
@@ -212,12 +217,13 @@ class ShotOutcome:
     error: float
     f_score: float
     seconds: float
+    delta_e: float
     first_frame: NDArray[np.uint8]
     frames: list[NDArray[np.uint8]] | None
 
 
 def _run_shot(models: Models, held: HeldOutShot, mode: str, cache: InversionCache, keep_frames: bool) -> ShotOutcome:
-    control, changes = MODES[mode]
+    control, changes = ALL_MODES[mode]
     method = held.shot.method.model_copy(update=changes)
     shot = held.shot.model_copy(update={"method": method})
     started = time.perf_counter()
@@ -228,6 +234,7 @@ def _run_shot(models: Models, held: HeldOutShot, mode: str, cache: InversionCach
         error=trajectory_error(track_centres(frames, held.target[0]), held.target),
         f_score=boundary_f_score(image_edges(frames[0]), held.edges),
         seconds=seconds,
+        delta_e=background_delta_e(frames, held.clip, held.boxes),
         first_frame=frames[0],
         frames=list(frames) if keep_frames else None,
     )
@@ -263,9 +270,9 @@ def run_evaluation(
     picklable function that loads the model, which each process calls), all running every mode: at
     the toy model's size a GPU is bound by kernel launches, and several processes keep it busier. Each
     process keeps its own inversion cache, shared across modes, as a single process does."""
-    unknown = [m for m in modes if m not in MODES]
+    unknown = [m for m in modes if m not in ALL_MODES]
     if unknown:
-        raise ValueError(f"unknown modes {unknown}; known: {', '.join(MODES)}")
+        raise ValueError(f"unknown modes {unknown}; known: {', '.join(ALL_MODES)}")
     outcomes: dict[str, dict[int, ShotOutcome]] = {mode: {} for mode in modes}
     results: dict[str, ModeResult] = {}
 
@@ -279,6 +286,7 @@ def run_evaluation(
                 errors=[o.error for o in ordered],
                 f_scores=[o.f_score for o in ordered],
                 seconds=[o.seconds for o in ordered],
+                delta_es=[o.delta_e for o in ordered],
                 first_frames=[o.first_frame for o in ordered],
                 sample=ordered[0].frames or [],
             )
@@ -370,6 +378,7 @@ def write_report(
             "boundary_f_score": float(np.mean(outcome.f_scores)),
             "seconds_per_shot": float(np.mean(outcome.seconds)),
         }
+        summary[mode]["background_delta_e"], summary[mode]["background_delta_e_95"] = mean_interval(outcome.delta_es)
         s = summary[mode]
         versus = "–"
         if reference is not None and outcome is not reference:
@@ -379,7 +388,7 @@ def write_report(
         rows.append(
             f"| {mode} | {s['trajectory_error_px']:.2f} | {s['trajectory_error_fraction']:.3f} |"
             f" {s['relative_to_no_control']:.2f} | {versus} | {s['boundary_f_score']:.3f} |"
-            f" {s['seconds_per_shot']:.1f} |"
+            f" {s['background_delta_e']:.1f} ± {s['background_delta_e_95']:.1f} | {s['seconds_per_shot']:.1f} |"
         )
     lines = [
         "# Toy-world evaluation",
@@ -395,12 +404,15 @@ def write_report(
         ),
         "",
         "| mode | trajectory error (px) | fraction of width | vs no control | minus AnyI2V (px, 95%) |"
-        " boundary F-score (2 px) | s / shot |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        " boundary F-score (2 px) | background ΔE (95%) | s / shot |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
         *rows,
         "",
         "\"Minus AnyI2V\" is the mean over shots of (this mode's error - AnyI2V's error) on the same shot,"
-        " ± 1.96 standard errors: where the interval holds 0, the two modes are not told apart by this many shots.",
+        " ± 1.96 standard errors: where the interval holds 0, the two modes are not told apart by this many shots."
+        ' "Background ΔE" is the CIELAB distance between the mean colour of the generated clip outside every'
+        " object's box and that of the ground truth there (the background the prompt names), ± 1.96 standard"
+        " errors: 0 is the prompt's background, about 2.3 a just-noticeable difference.",
         "",
         "![metrics](plot.png)",
         "",
@@ -415,7 +427,11 @@ def write_report(
                 "tracker_error_px": own,
                 "modes": summary,
                 "per_shot": {
-                    mode: {"trajectory_error_px": outcome.errors, "boundary_f_score": outcome.f_scores}
+                    mode: {
+                        "trajectory_error_px": outcome.errors,
+                        "boundary_f_score": outcome.f_scores,
+                        "background_delta_e": outcome.delta_es,
+                    }
                     for mode, outcome in results.items()
                 },
                 "command": command,

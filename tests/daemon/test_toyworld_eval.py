@@ -98,6 +98,10 @@ def test_a_small_evaluation_writes_its_report(tmp_path: Path) -> None:
     assert difference == pytest.approx(np.mean(results["no control"].errors) - np.mean(results["AnyI2V"].errors))
     assert f"{difference:+.2f} ± " in text  # the paired difference is in the table
     assert summary["per_shot"]["AnyI2V"]["trajectory_error_px"] == results["AnyI2V"].errors
+    assert summary["per_shot"]["AnyI2V"]["background_delta_e"] == results["AnyI2V"].delta_es
+    delta_e = summary["modes"]["AnyI2V"]["background_delta_e"]
+    assert delta_e == pytest.approx(np.mean(results["AnyI2V"].delta_es))
+    assert f"| {delta_e:.1f} ± " in text  # the background's distance to the prompt's is in the table
     assert all(math.isfinite(v) for mode in summary["modes"].values() for v in mode.values())
     assert (tmp_path / "report" / "plot.png").stat().st_size > 1000
     assert (tmp_path / "report" / "contact_sheet.png").stat().st_size > 1000

@@ -1,0 +1,69 @@
+"""The appearance measure: the generated background's colour distance to the prompt's (CIELAB ΔE)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from anyi2v.daemon.toyworld.appearance import (
+    APPEARANCE_MODES,
+    BOX_MARGIN_PX,
+    background_delta_e,
+    background_mask,
+    mean_interval,
+)
+from anyi2v.daemon.toyworld.evaluate import MODES
+from anyi2v.shared.settings import MethodSettings
+
+F, H, W = 3, 32, 40
+
+
+def clip(rgb: tuple[int, int, int]) -> np.ndarray:
+    return np.broadcast_to(np.array(rgb, dtype=np.uint8), (F, H, W, 3)).copy()
+
+
+BOXES = np.array([[[10.0, 8.0, 20.0, 18.0]] * F, [[np.nan] * 4] * F])  # one object, one hidden throughout
+
+
+def test_the_mask_leaves_out_every_box_with_its_margin() -> None:
+    mask = background_mask(BOXES, F, (H, W))
+    assert mask.shape == (F, H, W)
+    assert not mask[:, 8 - BOX_MARGIN_PX, 10 - BOX_MARGIN_PX].any()
+    assert not mask[:, 17 + BOX_MARGIN_PX, 19 + BOX_MARGIN_PX].any()
+    assert mask[:, 8 - BOX_MARGIN_PX - 1, 15].all()
+    assert mask[:, 0, 0].all()
+    assert mask.sum() == F * (H * W - (10 + 2 * BOX_MARGIN_PX) * (10 + 2 * BOX_MARGIN_PX))
+
+
+def test_the_same_background_is_zero_and_black_for_blue_is_far() -> None:
+    blue = clip((0, 0, 255))
+    assert background_delta_e(blue, blue, BOXES) == pytest.approx(0.0, abs=1e-4)
+    far = background_delta_e(clip((0, 0, 0)), blue, BOXES)
+    assert 130 < far < 145  # pure blue is L 32, a 79, b -108 in CIELAB; black is 0, 0, 0
+    near = background_delta_e(clip((0, 0, 245)), blue, BOXES)
+    assert 0.5 < near < 6
+
+
+def test_what_is_inside_a_box_does_not_count() -> None:
+    truth = clip((40, 90, 200))
+    generated = truth.copy()
+    generated[:, 8:18, 10:20] = 0  # the object itself, any colour
+    assert background_delta_e(generated, truth, BOXES) == pytest.approx(0.0, abs=1e-4)
+    covered = np.array([[[0.0, 0.0, W, H]] * F])
+    assert math.isnan(background_delta_e(generated, truth, covered))
+
+
+def test_mean_interval() -> None:
+    mean, spread = mean_interval([1.0, 2.0, 3.0, math.nan])
+    assert mean == pytest.approx(2.0)
+    assert spread == pytest.approx(1.96 * 1.0 / math.sqrt(3))
+    assert math.isnan(mean_interval([4.0])[1])
+
+
+def test_the_appearance_modes_are_valid_settings_and_new_names() -> None:
+    assert not set(APPEARANCE_MODES) & set(MODES)
+    for name, (control, changes) in APPEARANCE_MODES.items():
+        assert control, name
+        MethodSettings.model_validate({**MethodSettings().model_dump(), **changes})
