@@ -30,7 +30,7 @@ BOX_MARGIN_PX = 3
 APPEARANCE_MODES: dict[str, tuple[bool, dict[str, Any]]] = {
     "no structure injection": (True, {"structure_injection": False}),
     "residual injection only": (True, {"inject_query": False, "kv_copy": False}),
-    "residual only, w/o AdaIN": (True, {"inject_query": False, "kv_copy": False, "residual_adain": False}),
+    "residual only w/o AdaIN": (True, {"inject_query": False, "kv_copy": False, "residual_adain": False}),
     "query injection only": (True, {"inject_residual": False, "kv_copy": False}),
     "K/V copy only": (True, {"inject_residual": False, "inject_query": False}),
     "w/o residual injection": (True, {"inject_residual": False}),

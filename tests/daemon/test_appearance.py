@@ -64,6 +64,7 @@ def test_mean_interval() -> None:
 
 def test_the_appearance_modes_are_valid_settings_and_new_names() -> None:
     assert not set(APPEARANCE_MODES) & set(MODES)
+    assert not any("," in name for name in APPEARANCE_MODES)  # --modes takes a comma-separated list
     for name, (control, changes) in APPEARANCE_MODES.items():
         assert control, name
         MethodSettings.model_validate({**MethodSettings().model_dump(), **changes})
