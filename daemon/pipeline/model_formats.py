@@ -186,20 +186,27 @@ def peft_available() -> bool:
     return importlib.util.find_spec("peft") is not None
 
 
-def check_loras(loras: Sequence[tuple[PathArg, float]]) -> list[tuple[Path, float]]:
-    """``(path, weight)`` pairs as resolved LoRA files and floats; the files must exist with a checkpoint
-    suffix, and ``peft`` must be installed when there is any."""
+def weighted_files(loras: Sequence[tuple[PathArg, float]], what: str) -> list[tuple[Path, float]]:
+    """``(path, weight)`` pairs as existing files with a checkpoint suffix and float weights; ``what`` names
+    them in messages ("LoRA", "motion LoRA")."""
     checked: list[tuple[Path, float]] = []
     for entry in loras:
         try:
             path, weight = entry
             number = float(weight)
         except (TypeError, ValueError) as error:
-            raise ModelLoadError(f"loras: {entry!r} is not a (path, weight) pair") from error
-        file = existing_path(path, "LoRA file")
+            raise ModelLoadError(f"{what}s: {entry!r} is not a (path, weight) pair") from error
+        file = existing_path(path, f"{what} file")
         if not file.is_file() or file.suffix.lower() not in CHECKPOINT_SUFFIXES:
-            raise ModelLoadError(f"{file}: expected a LoRA .safetensors (or .ckpt/.bin) file")
+            raise ModelLoadError(f"{file}: expected a {what} .safetensors (or .ckpt/.bin) file")
         checked.append((file, number))
+    return checked
+
+
+def check_loras(loras: Sequence[tuple[PathArg, float]]) -> list[tuple[Path, float]]:
+    """``(path, weight)`` pairs as resolved LoRA files and floats (:func:`weighted_files`), and ``peft``
+    installed when there is any."""
+    checked = weighted_files(loras, "LoRA")
     if checked and not peft_available():
         raise ModelLoadError(
             f"{checked[0][0]}: LoRA files are loaded through diffusers' PEFT integration, which needs the peft "

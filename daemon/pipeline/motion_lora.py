@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from anyi2v.daemon.pipeline.load_errors import ModelLoadError, first_few
-from anyi2v.daemon.pipeline.model_formats import CHECKPOINT_SUFFIXES, PathArg, existing_path, read_checkpoint
+from anyi2v.daemon.pipeline.model_formats import PathArg, read_checkpoint, weighted_files
 
 __all__ = ["MotionLoraUpdate", "check_motion_loras", "fuse_motion_loras", "motion_lora_updates"]
 
@@ -52,18 +52,7 @@ class MotionLoraUpdate:
 
 def check_motion_loras(loras: Sequence[tuple[PathArg, float]]) -> list[tuple[Path, float]]:
     """``(path, weight)`` pairs as existing files with a checkpoint suffix and float weights."""
-    checked: list[tuple[Path, float]] = []
-    for entry in loras:
-        try:
-            path, weight = entry
-            number = float(weight)
-        except (TypeError, ValueError) as error:
-            raise ModelLoadError(f"motion LoRAs: {entry!r} is not a (path, weight) pair") from error
-        file = existing_path(path, "motion LoRA file")
-        if not file.is_file() or file.suffix.lower() not in CHECKPOINT_SUFFIXES:
-            raise ModelLoadError(f"{file}: expected a motion LoRA .safetensors (or .ckpt) file")
-        checked.append((file, number))
-    return checked
+    return weighted_files(loras, "motion LoRA")
 
 
 def _module_name(base: str) -> str:
