@@ -173,10 +173,11 @@ def job_sources(default: ModelSources, choice: ModelChoice | None) -> ModelSourc
 
 
 def sources_names(sources: ModelSources) -> dict[str, Any]:
-    """``sources`` as the protocol's ``ModelCombination`` names them (a path is shown by its file name)."""
+    """``sources`` as the protocol's ``ModelCombination`` names them: a library name as it was given
+    (``checkpoints/realisticVision_v51`` stays whole), a path by its file name."""
 
     def shown(value: str) -> str:
-        return Path(value).name if "/" in value or "\\" in value else value
+        return value if library_name_problem(value) is None else Path(value).name
 
     def one(chosen: Any) -> str | None:
         return None if chosen is None else shown(chosen.value)

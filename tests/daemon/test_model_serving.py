@@ -372,3 +372,21 @@ def test_a_jobs_loading_has_the_load_timeout_not_the_hang_timeout() -> None:
     supervisor.receive()
     assert supervisor.loaded == {"checkpoint": "a"}
     assert supervisor.overdue(supervisor.last_activity + 11.0) == "hung"  # loaded: the hang timeout again
+
+
+def test_held_and_default_models_keep_their_library_names() -> None:
+    from anyi2v.daemon.model_index import default_combination
+    from anyi2v.daemon.pipeline.model_choice import sources_names
+
+    names = sources_names(
+        ModelSources(
+            checkpoint=Chosen("checkpoints/realisticVision_v51", "--model"),
+            loras=(Chosen("/home/me/loras/detail.safetensors", "--lora", paths_allowed=True, weight=0.5),),
+        )
+    )
+    assert names["checkpoint"] == "checkpoints/realisticVision_v51"  # a library name stays whole
+    assert names["loras"] == [{"name": "detail.safetensors", "weight": 0.5}]  # a path: its file name only
+    config = WorkerConfig(model="checkpoints/dreamshaper_8", loras=(("loras/a", 0.3),), scheduler="euler")
+    default = default_combination(config)
+    assert (default.checkpoint, default.scheduler) == ("checkpoints/dreamshaper_8", "euler")
+    assert [(lora.name, lora.weight) for lora in default.loras] == [("loras/a", 0.3)]
