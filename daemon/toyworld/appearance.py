@@ -29,6 +29,7 @@ BOX_MARGIN_PX = 3
 # name -> (control, method settings changed from the defaults)
 APPEARANCE_MODES: dict[str, tuple[bool, dict[str, Any]]] = {
     "no structure injection": (True, {"structure_injection": False}),
+    "no trajectory optimisation": (True, {"trajectory_control": False}),
     "residual injection only": (True, {"inject_query": False, "kv_copy": False}),
     "residual only w/o AdaIN": (True, {"inject_query": False, "kv_copy": False, "residual_adain": False}),
     "query injection only": (True, {"inject_residual": False, "kv_copy": False}),
