@@ -91,9 +91,9 @@ def run_animate(arguments: argparse.Namespace) -> int:
         print(model_error_line("animate", error), file=sys.stderr)
         return EXIT_BAD_INPUT
     scheduler = chosen_scheduler(arguments, shot)
-    if scheduler not in (None, "ddim"):
-        print(f"anyi2v animate: note: this version samples with ddim only; scheduler {scheduler} is not used yet",
-              file=sys.stderr)  # fmt: skip
+    if scheduler is not None and shot.model is not None and shot.model.scheduler not in (None, scheduler):
+        # --scheduler overrides the shot's, as every model flag does; the shot saved beside the video says what ran
+        shot = shot.model_copy(update={"model": shot.model.model_copy(update={"scheduler": scheduler})})
 
     print(f"model {models.identity} on {models.device} ({models.dtype})", file=sys.stderr)
     cache = InversionCache(folder=arguments.cache) if arguments.cache else InversionCache()
@@ -116,6 +116,7 @@ def run_animate(arguments: argparse.Namespace) -> int:
                 cache=cache,
                 progress=progress,
                 cancel=token,
+                scheduler=scheduler,
             )
             paths = writer.close()
             stages.finish()

@@ -5,8 +5,10 @@ model work, then:
 
 1. encodes the prompts (in chunks of 75 tokens: ``prompts``); inverts the condition image unless the
    cache has its features;
-2. samples with DDIM from seeded noise, on the authors' grid (leading spacing with offset 1: 961, 921,
-   ..., 1 for 25 steps) or on a linspace one (``sampling.timestep_spacing``). Before the UNet call of
+2. samples from seeded noise with the chosen sampler (``samplers.py``: DDIM as the authors by default,
+   Euler, DPM++ 2M Karras or LCM; the shot's ``model.scheduler``, else the ``scheduler`` argument), on
+   the authors' grid (leading spacing with offset 1: 961, 921, ..., 1 for 25 DDIM steps) or on a
+   linspace one (``sampling.timestep_spacing``); steps are counted by index. Before the UNet call of
    steps ``0 .. optimization_steps - 1`` the latent is optimized so each track's box content follows
    its path (conditional embedding only, no guidance, the forward stopped after the last optimized
    layer's block); during steps ``0 .. injection_steps - 1`` (and in every optimization pass) the
@@ -14,7 +16,8 @@ model work, then:
 3. decodes and hands over one frame at a time.
 
 A ``Progress`` callback gets every step (with a cheap preview of the clean latent the step predicts, DDIM's
-``pred_original_sample``: a picture from the first step on, where the noisy latent shows static) and every
+``pred_original_sample`` or the other samplers' own: a picture from the first step on, where the noisy latent
+shows static) and every
 decoded frame. A :class:`CancelToken` is checked before every UNet call, optimizer iteration and decode; cancelling
 raises :class:`Cancelled` and nothing more is decoded.
 
@@ -51,9 +54,10 @@ from .controls import (
 )
 from .features import mix_frequencies
 from .inversion import InversionCache, InversionKey, invert
-from .models import Models, sampling_scheduler
+from .models import Models
 from .prompts import PromptTooLongError, check_prompt_lengths, encode_prompts
 from .prompts import encode_prompt as encode_prompt  # where callers have always found it
+from .samplers import build_sampler, sampler_problem
 from .trajectory import TrackBoxes, feature_grid, grid_size, track_boxes, trajectory_loss
 
 # A fixed linear map from SD latent channels to RGB: a preview costs a matrix product, not a decode.
@@ -114,8 +118,20 @@ class Result:
     inversion_cached: bool = False
 
 
-def check_inputs(models: Models, shot: Shot, condition: NDArray[np.uint8] | None, control: bool) -> None:
+def chosen_scheduler(shot: Shot, scheduler: str | None = None) -> str | None:
+    """The sampler's name: the shot's ``model.scheduler``, else ``scheduler`` (None: the default, DDIM)."""
+    if shot.model is not None and shot.model.scheduler is not None:
+        return shot.model.scheduler
+    return scheduler
+
+
+def check_inputs(
+    models: Models, shot: Shot, condition: NDArray[np.uint8] | None, control: bool, scheduler: str | None = None
+) -> None:
     """Every check that needs no model work; raises :class:`InputError` naming the problem."""
+    problem = sampler_problem(chosen_scheduler(shot, scheduler), shot.sampling.steps, models.scheduler.config)
+    if problem is not None:
+        raise InputError(problem)
     try:
         check_prompt_lengths(models, shot.prompt, shot.negative_prompt)
     except PromptTooLongError as error:
@@ -181,9 +197,12 @@ def generate(
     cache: InversionCache | None = None,
     progress: Progress | None = None,
     cancel: CancelToken | None = None,
+    scheduler: str | None = None,
 ) -> Result:
-    """Run the shot. ``control=False`` is plain AnimateDiff from the same seed (the baseline)."""
-    check_inputs(models, shot, condition, control)
+    """Run the shot. ``control=False`` is plain AnimateDiff from the same seed (the baseline). ``scheduler``:
+    the sampler (a name of ``shared.model_names.SCHEDULERS``) when the shot's ``model.scheduler`` names
+    none; None is DDIM."""
+    check_inputs(models, shot, condition, control, scheduler)
     progress = progress or Progress()
     cancel = cancel or CancelToken()
     method = shot.method
@@ -234,9 +253,15 @@ def generate(
     factor = models.vae_scale_factor
     shape = (1, models.unet.config.in_channels, frames, shot.output.height // factor, shot.output.width // factor)
     generator = torch.Generator("cpu").manual_seed(shot.sampling.seed)
-    scheduler = sampling_scheduler(models.scheduler, shot.sampling.timestep_spacing, shot.sampling.steps, models.device)
+    sampler = build_sampler(
+        chosen_scheduler(shot, scheduler),
+        models.scheduler.config,
+        shot.sampling.timestep_spacing,
+        shot.sampling.steps,
+        models.device,
+    )
     latents = torch.randn(shape, generator=generator, dtype=torch.float32).to(models.device)
-    latents = latents * scheduler.init_noise_sigma
+    latents = latents * sampler.init_noise_sigma
 
     layers = ControlLayers(
         query_layers=tuple(method.query_layers) if method.inject_query or method.kv_copy else (),
@@ -245,15 +270,21 @@ def generate(
     )
     state = ControlState()
     tracks = track_boxes(shot) if optimize_any else []
-    timesteps = scheduler.timesteps
+    timesteps = sampler.timesteps
     with install_controls(models.unet, layers, state, bank) if control else contextlib.nullcontext():
         for index, t in enumerate(timesteps):
             inject = inject_any and index < method.injection_steps
             if optimize_any and index < method.optimization_steps:
-                latents = _optimize(models, shot, latents, t, cond_frames, state, tracks, inject, index, result, report)
+                # on the UNet's input (samplers.py), so the steps have the size the authors chose for DDIM
+                model_input = sampler.model_input(latents, t)
+                model_input = _optimize(
+                    models, shot, model_input, t, cond_frames, state, tracks, inject, index, result, report
+                )
+                latents = sampler.from_model_input(model_input, t)
                 mark = stage_done("optimization", mark)
             report("sampling", index, len(timesteps))
-            batch = torch.cat([latents, latents]) if guided else latents
+            model_input = sampler.model_input(latents, t)
+            batch = torch.cat([model_input, model_input]) if guided else model_input
             injection = Injection.of(method, frames, conditional_index=1 if guided else 0) if inject else None
             state.set(Sample(index, injection))
             with torch.no_grad():
@@ -262,11 +293,10 @@ def generate(
             if guided:
                 uncond, cond = noise.chunk(2)
                 noise = uncond + shot.sampling.guidance_scale * (cond - uncond)
-            stepped = scheduler.step(noise, t, latents)
-            latents = stepped.prev_sample
+            latents, clean = sampler.step(noise, t, latents, generator)
             mark = stage_done("injection" if inject else "sampling", mark)
             # the clean latent this step predicts: early noisy latents would preview as static
-            report("sampling", index + 1, len(timesteps), latent_preview(stepped.pred_original_sample))
+            report("sampling", index + 1, len(timesteps), latent_preview(clean))
 
     scaling = models.vae.config.scaling_factor
     for frame in range(frames):
@@ -298,7 +328,8 @@ def _optimize(
     result: Result,
     report: Callable[..., None],
 ) -> torch.Tensor:
-    """Optimize the latent before one denoising step; returns the new latent (no gradient)."""
+    """Optimize the latent before one denoising step; returns the new latent (no gradient). ``latents`` is
+    the UNet's input at ``t`` (``Sampler.model_input``), and so is what comes back."""
     method = shot.method
     original = latents.detach()
     latent = original.clone().requires_grad_(True)

@@ -24,7 +24,8 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 # 0.00085 to 0.012 ("linear" here: AnimateDiff's configs say so, not SD 1.5's "scaled_linear"), no
 # clipping, the final step to alphas_cumprod[0], and leading timestep spacing with offset 1, so 25 steps
 # sample 961, 921, ..., 41, 1. A shot may ask for linspace spacing instead (999, 957, 916, ..., 0):
-# ``Sampling.timestep_spacing`` and :func:`sampling_scheduler`.
+# ``Sampling.timestep_spacing``. Sampling builds a fresh scheduler of the chosen kind from this config for
+# every run (``samplers.py``); inversion reads its ``alphas_cumprod``.
 ANIMATEDIFF_SCHEDULER = {
     "num_train_timesteps": 1000,
     "beta_start": 0.00085,
@@ -74,15 +75,6 @@ class Models:
             module.eval()
             module.requires_grad_(False)
         return self
-
-
-def sampling_scheduler(scheduler: DDIMScheduler, spacing: str, steps: int, device: torch.device) -> DDIMScheduler:
-    """A fresh DDIM scheduler on the models' schedule with ``spacing`` ("leading", offset 1, as the authors;
-    or "linspace") and its timesteps set for ``steps`` steps; the models' own scheduler is left as it is,
-    so runs never share a scheduler's state."""
-    fresh: DDIMScheduler = DDIMScheduler.from_config(scheduler.config, timestep_spacing=spacing, steps_offset=1)
-    fresh.set_timesteps(steps, device=device)
-    return fresh
 
 
 def byte_tokenizer(folder: Path, max_length: int = 77) -> CLIPTokenizer:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import av
 import pytest
@@ -34,3 +35,31 @@ def test_animate_names_a_missing_model_and_writes_nothing(tmp_path: Path, capsys
     assert main(["animate", str(SHOT), "--model", str(tmp_path / "no-such-model"), "--out", str(out)]) == 2
     assert "no-such-model" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(("flags", "expected"), [(["--scheduler", "euler"], "euler"), ([], "lcm")])
+def test_animate_samples_with_the_chosen_scheduler(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, flags: list[str], expected: str
+) -> None:
+    """``--scheduler`` (over the shot's ``model.scheduler``, else the shot's) reaches the sampler; no note
+    says it is unused, and the shot written beside the video names the sampler that ran."""
+    from anyi2v.daemon.pipeline.samplers import Sampler, build_sampler
+
+    from .test_model_flags import FRAMES, decoded_frames, write_shot
+
+    used: list[str | None] = []
+
+    def spy(name: str | None, *rest: Any) -> Sampler:
+        used.append(name)
+        return build_sampler(name, *rest)
+
+    monkeypatch.setattr("anyi2v.daemon.pipeline.generate.build_sampler", spy)
+    shot = write_shot(tmp_path / "shot", {"scheduler": "lcm"})
+    out = tmp_path / "out" / "clip.gif"
+    status = main(["animate", str(shot), "--model", "tiny-random", "--device", "cpu", "--out", str(out), *flags])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    assert used == [expected]
+    assert decoded_frames(out) == FRAMES
+    assert "note:" not in captured.err
+    assert json.loads(out.with_name("clip.gif.shot.json").read_text())["model"]["scheduler"] == expected
