@@ -65,7 +65,7 @@ class WorkerConfig:
     loras: tuple[tuple[str, float], ...] = ()
     motion_loras: tuple[tuple[str, float], ...] = ()
     vae: str | None = None
-    scheduler: str | None = None  # carried for the samplers to come; DDIM runs today
+    scheduler: str | None = None  # the sampler when a shot names none (None: DDIM)
     models_dir: str | None = None
     config_dir: str | None = None  # SD 1.5 configs single-file checkpoints are read against (None: shipped)
 
@@ -233,6 +233,7 @@ def run_job(cache: Any, config: WorkerConfig, job: dict[str, Any], send: Any, to
                 control=bool(job.get("control", True)),
                 progress=Progress(on_step=on_step, on_frame=on_frame),
                 cancel=token,
+                scheduler=config.scheduler,
             )
             token.check()
             send(("progress", job_id, "encode", 0, 1))

@@ -390,3 +390,34 @@ def test_held_and_default_models_keep_their_library_names() -> None:
     default = default_combination(config)
     assert (default.checkpoint, default.scheduler) == ("checkpoints/dreamshaper_8", "euler")
     assert [(lora.name, lora.weight) for lora in default.loras] == [("loras/a", 0.3)]
+
+
+def test_the_daemons_scheduler_runs_the_shots_that_name_none(tmp_path: Path) -> None:
+    """``anyi2v serve --scheduler euler``: a shot without a sampler runs on Euler, as one naming euler does;
+    one naming ddim still runs on DDIM (the shot's word wins)."""
+    import numpy as np
+    from PIL import Image
+
+    def frames(client: DaemonClient, job_id: str, shot: dict[str, Any]) -> np.ndarray:
+        ended, events = run(client, job_id, shot)
+        assert ended == "done", events[-1].content
+        folder = tmp_path / job_id
+        manifest = client.fetch_result(job_id, folder)
+        paths = [folder / "frames" / f"{index:04d}.png" for index in range(manifest["n_frames"])]
+        return np.stack([np.asarray(Image.open(path)) for path in paths])
+
+    def naming(scheduler: str | None) -> dict[str, Any]:
+        shot = shot_document(frames=4, steps=3)
+        if scheduler is not None:
+            shot["schema_version"] = 4
+            shot["model"] = {"scheduler": scheduler}
+        return shot
+
+    worker = WorkerConfig(model="tiny-random", device="cpu", scheduler="euler")
+    with running_server(tmp_path / "data", worker=worker) as server, DaemonClient(server.address) as client:
+        wait_ready(client)
+        unnamed = frames(client, "unnamed", naming(None))
+        euler = frames(client, "euler", naming("euler"))
+        ddim = frames(client, "ddim", naming("ddim"))
+    np.testing.assert_array_equal(unnamed, euler)
+    assert np.abs(unnamed.astype(int) - ddim.astype(int)).max() > 0, "the daemon's scheduler was not used"
