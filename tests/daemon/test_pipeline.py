@@ -342,7 +342,8 @@ def test_same_seed_same_video_and_no_control_is_the_baseline(models: Models) -> 
     assert any(not np.array_equal(a, b) for a, b in zip(one.frames, plain.frames, strict=True))
 
 
-def test_cancel_stops_within_a_step_and_decodes_nothing(models: Models) -> None:
+def assert_cancel_after_first_step(models: Models, image: np.ndarray | None, **options: Any) -> None:
+    """A cancel during the first sampling step's callback: ``Cancelled``, no further UNet call, no frame."""
     token = CancelToken()
     decoded: list[int] = []
     calls = UNetCalls(models)
@@ -354,12 +355,16 @@ def test_cancel_stops_within_a_step_and_decodes_nothing(models: Models) -> None:
 
     try:
         with pytest.raises(Cancelled):
-            generate(models, make_shot(), condition(), progress=Progress(on_step, lambda i, f: decoded.append(i)),
-                     cancel=token)  # fmt: skip
+            generate(models, make_shot(), image, progress=Progress(on_step, lambda i, f: decoded.append(i)),
+                     cancel=token, **options)  # fmt: skip
     finally:
         calls.handle.remove()
     assert calls.count == 0
     assert decoded == []
+
+
+def test_cancel_stops_within_a_step_and_decodes_nothing(models: Models) -> None:
+    assert_cancel_after_first_step(models, condition())
 
 
 def test_previews_and_frames_stream_in_order(models: Models) -> None:

@@ -25,8 +25,9 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
     return random_models("tiny", seed=0, tokenizer_dir=tmp_path_factory.mktemp("tokenizer"))
 
 
-def first_step_by_hand(models: Models, shot: Shot) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first DDIM step of ``generate`` with no control, redone here: (x0 predicted, the noisy x_t-1)."""
+def ddim_start(models: Models, shot: Shot) -> tuple[DDIMScheduler, torch.Tensor, torch.Tensor]:
+    """What plain guided DDIM on the authors' schedule starts from, written out: the scheduler with the shot's
+    steps, the seeded noise and the (negative, prompt) embeddings repeated per frame."""
     frames, factor = shot.output.n_frames, models.vae_scale_factor
     shape = (1, models.unet.config.in_channels, frames, shot.output.height // factor, shot.output.width // factor)
     scheduler = DDIMScheduler(**ANIMATEDIFF_SCHEDULER)
@@ -34,11 +35,15 @@ def first_step_by_hand(models: Models, shot: Shot) -> tuple[torch.Tensor, torch.
     generator = torch.Generator("cpu").manual_seed(shot.sampling.seed)
     latents = torch.randn(shape, generator=generator, dtype=torch.float32) * scheduler.init_noise_sigma
     embeds = torch.cat([encode_prompt(models, shot.negative_prompt), encode_prompt(models, shot.prompt)])
+    return scheduler, latents, repeat(embeds, "b n d -> (b f) n d", f=frames)
+
+
+def first_step_by_hand(models: Models, shot: Shot) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first DDIM step of ``generate`` with no control, redone here: (x0 predicted, the noisy x_t-1)."""
+    scheduler, latents, embeds = ddim_start(models, shot)
     t = scheduler.timesteps[0]
     with torch.no_grad():
-        noise = models.unet(
-            torch.cat([latents, latents]), t, encoder_hidden_states=repeat(embeds, "b n d -> (b f) n d", f=frames)
-        ).sample
+        noise = models.unet(torch.cat([latents, latents]), t, encoder_hidden_states=embeds).sample
     uncond, cond = noise.chunk(2)
     epsilon = uncond + shot.sampling.guidance_scale * (cond - uncond)
     alpha = scheduler.alphas_cumprod[int(t)]

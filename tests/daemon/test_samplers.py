@@ -12,31 +12,27 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from diffusers import DDIMScheduler
-from einops import repeat
 
 from anyi2v.daemon.pipeline.controls import ControlMode, ControlState, Optimize, Sample
 from anyi2v.daemon.pipeline.generate import (
-    Cancelled,
-    CancelToken,
     InputError,
     Progress,
     StepEvent,
     chosen_scheduler,
-    encode_prompt,
     generate,
     latent_preview,
 )
 from anyi2v.daemon.pipeline.inversion import InversionCache
 from anyi2v.daemon.pipeline.loading import load_models
-from anyi2v.daemon.pipeline.models import ANIMATEDIFF_SCHEDULER, Models, random_models
+from anyi2v.daemon.pipeline.models import Models, random_models
 from anyi2v.daemon.pipeline.samplers import Sampler, SamplerError, build_sampler
 from anyi2v.daemon.toyworld import WEIGHTS
 from anyi2v.daemon.toyworld.evaluate import held_out_shots, track_centres
 from anyi2v.shared.model_names import SCHEDULERS
 from anyi2v.shared.shot import Shot
 
-from .test_pipeline import FRAMES, SIZE, UNetCalls, condition, make_shot
+from .test_pipeline import FRAMES, SIZE, UNetCalls, assert_cancel_after_first_step, condition, make_shot
+from .test_previews import ddim_start
 
 
 @pytest.fixture(scope="module")
@@ -151,14 +147,7 @@ def test_the_shots_scheduler_comes_before_the_argument() -> None:
 
 def ddim_by_hand(models: Models, shot: Shot) -> tuple[list[np.ndarray], torch.Tensor]:
     """Plain (uncontrolled) guided DDIM on the authors' schedule, written out: the previews and the last latent."""
-    frames, factor = shot.output.n_frames, models.vae_scale_factor
-    shape = (1, models.unet.config.in_channels, frames, shot.output.height // factor, shot.output.width // factor)
-    scheduler = DDIMScheduler(**ANIMATEDIFF_SCHEDULER)
-    scheduler.set_timesteps(shot.sampling.steps)
-    generator = torch.Generator("cpu").manual_seed(shot.sampling.seed)
-    latents = torch.randn(shape, generator=generator, dtype=torch.float32) * scheduler.init_noise_sigma
-    embeds = torch.cat([encode_prompt(models, shot.negative_prompt), encode_prompt(models, shot.prompt)])
-    embeds = repeat(embeds, "b n d -> (b f) n d", f=frames)
+    scheduler, latents, embeds = ddim_start(models, shot)
     previews = []
     for t in scheduler.timesteps:
         with torch.no_grad():
@@ -232,23 +221,7 @@ def test_an_unknown_name_is_refused_in_one_line_before_any_model_work(models: Mo
 
 @pytest.mark.parametrize("name", SCHEDULERS)
 def test_cancel_stops_each_sampler_mid_sampling_and_decodes_nothing(models: Models, name: str) -> None:
-    token = CancelToken()
-    decoded: list[int] = []
-    calls = UNetCalls(models)
-
-    def on_step(event: StepEvent) -> None:
-        if event.stage == "sampling" and event.done == 1:
-            token.cancel()
-            calls.count = 0
-
-    try:
-        with pytest.raises(Cancelled):
-            generate(models, make_shot(), None, control=False, scheduler=name, cancel=token,
-                     progress=Progress(on_step, lambda index, frame: decoded.append(index)))  # fmt: skip
-    finally:
-        calls.handle.remove()
-    assert calls.count == 0
-    assert decoded == []
+    assert_cancel_after_first_step(models, None, control=False, scheduler=name)
 
 
 # --- the toy-world model: control still moves the box ------------------------------------------------------
