@@ -106,6 +106,13 @@ class MethodSettings(DocumentModel):
             " authors do, or both."
         ),
     )
+    injection_halves: Literal["conditional", "both"] = Field(
+        "conditional",
+        description=(
+            "Which halves of the guidance batch get the injected queries and residual states: the conditional"
+            " one, as the authors do, or both (ours: guidance then amplifies the prompt, not the condition's look)."
+        ),
+    )
     query_layers: LayerList = Field(
         DEFAULT_QUERY_LAYERS, description="Self-attention layers whose queries are injected."
     )

@@ -11,8 +11,9 @@ sets explicitly before every call (the step index travels with it; nothing is in
 - :class:`Idle`: nothing (inversion's walk up the schedule, sampling steps after injection);
 - :class:`Record`: keep each layer's query and residual state in the :class:`FeatureBank` (inversion);
 - :class:`Sample` with an :class:`Injection`: write the banked features into frame 0 of the
-  conditional batch item (queries as they are, residual states through patch AdaIN, detached: no
-  gradient flows into what is injected) and, with ``kv_copy``, give every frame of the conditional item
+  conditional batch item (with ``injection_halves = "both"``, of every item: our option, not the
+  authors'; queries as they are, residual states through patch AdaIN, detached: no gradient flows into
+  what is injected) and, with ``kv_copy``, give every frame of the conditional item
   (or, with ``kv_copy_halves = "both"``, of every item) its frame 0's keys and values in those layers;
 - :class:`Optimize`: inject likewise (when given an :class:`Injection`), keep the captured layers'
   features with their gradient (trajectory optimization) and end the forward pass
@@ -77,6 +78,8 @@ class Injection:
         AdaIN with ``adain_patch`` x ``adain_patch`` patches)
     kv_copy : in the query layers, every frame attends to its item's frame-0 keys and values
     kv_copy_halves : which items copy: ``"conditional"`` (the authors') or ``"both"`` (every item)
+    halves : which items get the injected queries and residual states: ``"conditional"`` (the
+        authors') or ``"both"`` (ours: guidance then no longer amplifies the condition's look)
     """
 
     frames: int
@@ -87,6 +90,7 @@ class Injection:
     adain_patch: int = 4
     kv_copy: bool = True
     kv_copy_halves: str = "conditional"
+    halves: str = "conditional"
 
     @classmethod
     def of(cls, method: MethodSettings, frames: int, conditional_index: int) -> Injection:
@@ -100,6 +104,7 @@ class Injection:
             adain_patch=method.adain_patch_size,
             kv_copy=method.kv_copy,
             kv_copy_halves=method.kv_copy_halves,
+            halves=method.injection_halves,
         )
 
 
@@ -183,19 +188,26 @@ def resolve(
     return found
 
 
-def _frame0_rows(injection: Injection, batch_frames: int) -> tuple[int, int]:
-    """(first row of the conditional item, frames) checked against the tensor's batch size."""
+def _frame0_rows(injection: Injection, batch_frames: int) -> tuple[list[int], int]:
+    """(the frame-0 rows that get the injection, frames) checked against the tensor's batch size: the
+    conditional item's, or with ``halves == "both"`` every item's."""
     frames, item = injection.frames, injection.conditional_index
     if batch_frames % frames:
         raise RuntimeError(f"batch of {batch_frames} rows is not a whole number of {frames}-frame clips")
-    if not 0 <= item < batch_frames // frames:
-        raise RuntimeError(f"conditional item {item} outside a batch of {batch_frames // frames}")
-    return item * frames, frames
+    items = batch_frames // frames
+    if not 0 <= item < items:
+        raise RuntimeError(f"conditional item {item} outside a batch of {items}")
+    chosen = range(items) if injection.halves == "both" else [item]
+    return [each * frames for each in chosen], frames
 
 
-def _replace_rows(tensor: torch.Tensor, row: int, value: torch.Tensor) -> torch.Tensor:
-    """``tensor`` with row ``row`` replaced (out of place, so autograd sees it)."""
-    return torch.cat([tensor[:row], value[None].to(tensor.dtype), tensor[row + 1 :]], dim=0)
+def _replace_rows(tensor: torch.Tensor, rows: list[int], values: list[torch.Tensor]) -> torch.Tensor:
+    """``tensor`` with each of ``rows`` replaced by its value (out of place, so autograd sees it)."""
+    parts, start = [], 0
+    for row, value in zip(rows, values, strict=True):
+        parts += [tensor[start:row], value[None].to(tensor.dtype)]
+        start = row + 1
+    return torch.cat([*parts, tensor[start:]], dim=0)
 
 
 def _copy_frame0(tensor: torch.Tensor, frames: int, item: int | None) -> torch.Tensor:
@@ -247,9 +259,10 @@ class ControlledSelfAttention:
             self.bank.queries[self.path] = query[:1].detach().clone()
         injection = _injection(mode)
         if injection is not None:
-            row, frames = _frame0_rows(injection, query.shape[0])
+            rows, frames = _frame0_rows(injection, query.shape[0])
             if self.inject_query and injection.query and self.path in self.bank.queries:
-                query = _replace_rows(query, row, self.bank.queries[self.path][0].to(query.device))
+                saved_query = self.bank.queries[self.path][0].to(query.device)
+                query = _replace_rows(query, rows, [saved_query] * len(rows))
             if injection.kv_copy and self.controlled_kv:
                 item = None if injection.kv_copy_halves == "both" else injection.conditional_index
                 key, value = _copy_frame0(key, frames, item), _copy_frame0(value, frames, item)
@@ -280,13 +293,15 @@ def _residual_hook(path: str, state: ControlState, bank: FeatureBank, injected: 
             bank.residuals[path] = output[:1].detach().clone()
         injection = _injection(mode)
         if injection is not None and injected and injection.residual and path in bank.residuals:
-            row, _ = _frame0_rows(injection, output.shape[0])
+            rows, _ = _frame0_rows(injection, output.shape[0])
             saved = bank.residuals[path][0].to(output.device)
             # Detached, as the authors inject it: the optimization's gradient never reaches frame 0's
             # residual through the current statistics AdaIN borrows.
-            current = output[row].detach()
-            new = patch_adain(saved, current, injection.adain_patch) if injection.residual_adain else saved
-            output = _replace_rows(output, row, new)
+            new = [
+                patch_adain(saved, output[row].detach(), injection.adain_patch) if injection.residual_adain else saved
+                for row in rows
+            ]
+            output = _replace_rows(output, rows, new)
             changed = True
         if isinstance(mode, Optimize) and path in mode.capture:
             state.keep(path, output)

@@ -40,6 +40,8 @@ APPEARANCE_MODES: dict[str, tuple[bool, dict[str, Any]]] = {
     "AdaIN patch 8": (True, {"adain_patch_size": 8}),
     "inject 2 steps": (True, {"injection_steps": 2}),
     "inject 1 step": (True, {"injection_steps": 1}),
+    "inject both CFG halves": (True, {"injection_halves": "both", "kv_copy_halves": "both"}),
+    "learning rate 0.003": (True, {"learning_rate": 0.003}),
 }
 
 

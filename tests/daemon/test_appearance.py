@@ -6,7 +6,12 @@ import math
 
 import numpy as np
 import pytest
+import torch
+from diffusers.models.attention_processor import Attention
 
+from anyi2v.daemon.pipeline import controls
+from anyi2v.daemon.pipeline.controls import ControlledSelfAttention, ControlState, FeatureBank, Injection, Sample
+from anyi2v.daemon.pipeline.features import patch_adain
 from anyi2v.daemon.toyworld.appearance import (
     APPEARANCE_MODES,
     BOX_MARGIN_PX,
@@ -68,3 +73,47 @@ def test_the_appearance_modes_are_valid_settings_and_new_names() -> None:
     for name, (control, changes) in APPEARANCE_MODES.items():
         assert control, name
         MethodSettings.model_validate({**MethodSettings().model_dump(), **changes})
+
+
+@pytest.mark.parametrize("halves", ["conditional", "both"])
+def test_injection_in_both_halves_writes_frame_0_of_every_item(halves: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(0)
+    frames, tokens, channels = 3, 4, 8
+    bank = FeatureBank(queries={"a": torch.randn(1, tokens, channels)}, residuals={"r": torch.randn(1, 2, 4, 4)})
+    state = ControlState()
+    state.set(Sample(0, Injection(frames, conditional_index=1, kv_copy=False, halves=halves)))
+    injected_items = {0, 1} if halves == "both" else {1}
+
+    attn = Attention(query_dim=channels, heads=2, dim_head=4)
+    hidden = torch.randn(2 * frames, tokens, channels)
+    seen: list[torch.Tensor] = []
+    real = controls.functional.scaled_dot_product_attention
+
+    def spy(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **options: object) -> torch.Tensor:
+        seen.append(q)
+        return real(q, k, v, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(controls.functional, "scaled_dot_product_attention", spy)
+    ControlledSelfAttention("a", state, bank, inject_query=True, controlled_kv=True)(attn, hidden)
+    queries = seen[0].transpose(1, 2).reshape(2, frames, tokens, channels)
+    own = attn.to_q(hidden).reshape(2, frames, tokens, channels)
+    for item in range(2):
+        expected = bank.queries["a"][0] if item in injected_items else own[item, 0]
+        torch.testing.assert_close(queries[item, 0], expected)
+        torch.testing.assert_close(queries[item, 1:], own[item, 1:])  # later frames keep their own
+
+    output = torch.randn(2 * frames, 2, 4, 4)
+    hook = controls._residual_hook("r", state, bank, injected=True)
+    written = hook(None, (), output.clone())
+    for item in range(2):
+        row = item * frames
+        expected = patch_adain(bank.residuals["r"][0], output[row], 4) if item in injected_items else output[row]
+        torch.testing.assert_close(written[row], expected)
+        torch.testing.assert_close(written[row + 1 : row + frames], output[row + 1 : row + frames])
+
+
+def test_injection_stays_in_the_conditional_half_by_default() -> None:
+    assert MethodSettings().injection_halves == "conditional"
+    assert Injection.of(MethodSettings(), 4, 1).halves == "conditional"
+    both = MethodSettings(injection_halves="both")
+    assert Injection.of(both, 4, 1).halves == "both"
