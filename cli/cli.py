@@ -257,6 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_models(commands)
 
+    from anyi2v.status import add_parser as add_status
+
+    add_status(commands)
+
     studio = commands.add_parser(
         "studio",
         help="the desktop studio: condition view, keyframed boxes, generate and play",

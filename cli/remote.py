@@ -37,7 +37,7 @@ def content_job_id(
     return "cli-" + digest.hexdigest()[:32]
 
 
-def _keys(arguments: argparse.Namespace) -> Any:
+def keys_from_arguments(arguments: argparse.Namespace) -> Any:
     from anyi2v.daemon.client import ClientKeys
 
     if arguments.server_key is None and arguments.client_key is None:
@@ -72,7 +72,7 @@ def run_remote(arguments: argparse.Namespace, shot: Any, condition: Any) -> int:
     out: Path = arguments.out
     try:
         out_format = resolve_format(out)
-        keys = _keys(arguments)
+        keys = keys_from_arguments(arguments)
     except (VideoError, ValueError) as error:
         print(f"anyi2v animate: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

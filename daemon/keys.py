@@ -78,6 +78,19 @@ def create_key_pair(folder: Path, name: str) -> tuple[Path, Path]:
     return Path(public), Path(secret)
 
 
+def _systemd_credential(path: Path) -> bool:
+    """True for a file in the folder systemd names in ``$CREDENTIALS_DIRECTORY`` (``LoadCredential=``):
+    systemd keeps such a file read-only and readable by the service's user alone, but may leave root its
+    owner (granting the user through an ACL), so the owner check does not apply there."""
+    folder = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not folder:
+        return False
+    try:
+        return path.resolve().parent == Path(folder).resolve()
+    except OSError:
+        return False
+
+
 def check_secret_key(path: Path) -> tuple[bytes, bytes]:
     """The ``(public, secret)`` key pair in a ZeroMQ secret certificate. On POSIX, refuses a file that
     others can read; on Windows, logs that the file's ACL must grant only the user (see the module's
@@ -89,7 +102,7 @@ def check_secret_key(path: Path) -> tuple[bytes, bytes]:
     if posix_permissions():
         status = path.stat()
         mode = stat.S_IMODE(status.st_mode)
-        if status.st_uid != os.geteuid():
+        if status.st_uid != os.geteuid() and not _systemd_credential(path):
             raise KeyFileError(
                 f"{path}: the secret key is owned by another user (uid {status.st_uid}, not {os.geteuid()});"
                 f" run `chown {os.geteuid()} {path}` or use a key of your own"

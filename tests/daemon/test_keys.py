@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import zmq.auth
 
 from anyi2v.cli import main
 from anyi2v.daemon import keys
@@ -243,6 +244,26 @@ def test_a_secret_key_owned_by_another_user_is_refused(key_folder: Path) -> None
     with pytest.raises(KeyFileError, match="owned by another user"):
         check_secret_key(secret)
     assert str(secret) in _refused(key_folder)
+
+
+@pytest.mark.skipif(not posix_permissions(), reason="mode bits mean nothing on Windows")
+def test_a_systemd_credential_may_keep_roots_ownership(
+    key_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """systemd's LoadCredential= copy stays root's (the service user reads it through an ACL): accepted
+    in $CREDENTIALS_DIRECTORY only, never elsewhere."""
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    copied = credentials / "server.key_secret"
+    copied.write_bytes((key_folder / "server.key_secret").read_bytes())
+    os.chmod(copied, 0o400)
+    monkeypatch.setattr(os, "geteuid", lambda: copied.stat().st_uid + 1)  # the file is another user's
+    with pytest.raises(KeyFileError, match="owned by another user"):
+        check_secret_key(copied)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    assert check_secret_key(copied) == zmq.auth.load_certificate(key_folder / "server.key_secret")
+    with pytest.raises(KeyFileError, match="owned by another user"):
+        check_secret_key(key_folder / "server.key_secret")  # outside it: checked as ever
 
 
 def test_a_good_folder_still_serves_each_of_its_keys(key_folder: Path) -> None:

@@ -100,6 +100,20 @@ def test_the_daemon_command_refuses_an_open_bind_without_keys_and_a_readable_sec
     assert "chmod 600" in capsys.readouterr().err
 
 
+def test_status_with_keys_answers_and_without_them_reports_no_answer(
+    secure_server: Server, keys: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    command = ["status", "--daemon", secure_server.address, "--timeout", "1"]
+    assert main(command) == 1  # plaintext: CURVE drops it without a word
+    assert "no daemon answered" in capsys.readouterr().err
+    mallory = [*command, "--server-key", str(keys / "server.key"), "--client-key", str(keys / "mallory.key_secret")]
+    assert main(mallory) == 1
+    alice = ["status", "--daemon", secure_server.address, "--server-key", str(keys / "server.key"),
+             "--client-key", str(keys / "alice.key_secret")]  # fmt: skip
+    assert main(alice) == 0
+    assert capsys.readouterr().out.startswith("daemon ")
+
+
 def test_animate_runs_a_shot_on_a_daemon_with_keys(secure_server: Server, keys: Path, tmp_path: Path) -> None:
     out = tmp_path / "clip.gif"
     command = ["animate", str(EXAMPLES / "quick_preview.json"), "--daemon", secure_server.address, "--out", str(out)]
