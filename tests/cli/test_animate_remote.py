@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -15,17 +14,8 @@ from anyi2v.cli import main
 from anyi2v.daemon.client import DaemonClient
 from anyi2v.daemon.server import Server
 from tests.conftest import EXAMPLES
-from tests.daemon.daemon_helpers import running_server, wait_ready
 
 SHOT = EXAMPLES / "quick_preview.json"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running_server(tmp_path_factory.mktemp("daemon")) as running:
-        with DaemonClient(running.address, timeout=20) as client:
-            wait_ready(client)
-        yield running
 
 
 def _frames(folder: Path) -> list[np.ndarray]:
