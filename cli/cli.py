@@ -274,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     studio.add_argument("--server-key", default="", help="the daemon's public key file (NAME.key)")
     studio.add_argument("--client-key", default="", help="your secret key file (NAME.key_secret)")
     studio.add_argument("--model", default="", help="the local daemon's model (default: the embedded toy-world)")
+    studio.add_argument("--report-ready", type=Path, help=argparse.SUPPRESS)  # tests and benchmarks: a line once shown
     studio.set_defaults(handler=_studio)
 
     schema = commands.add_parser(
@@ -308,7 +309,8 @@ def _studio(arguments: argparse.Namespace) -> int:
         print(f"anyi2v studio: the desktop extra is not installed ({error}): pip install 'anyi2v-studio[desktop]'",
               file=sys.stderr)  # fmt: skip
         return EXIT_FAILED
-    return run_studio(arguments.shot, arguments.daemon, arguments.server_key, arguments.client_key, arguments.model)
+    return run_studio(arguments.shot, arguments.daemon, arguments.server_key, arguments.client_key, arguments.model,
+                      arguments.report_ready)  # fmt: skip
 
 
 def _xcb_problem() -> str | None:

@@ -127,7 +127,9 @@ class EmbeddedDaemon:
         if running is not None:  # another studio's daemon holds the folder: use it (and leave it running)
             self.address = running
             return
-        command = [sys.executable, "-m", "anyi2v.cli", "daemon", "--bind", self.address,
+        # a desktop bundle's executable is the `anyi2v` command itself (packaging/desktop)
+        launcher = [sys.executable] if getattr(sys, "frozen", False) else [sys.executable, "-m", "anyi2v.cli"]
+        command = [*launcher, "daemon", "--bind", self.address,
                    "--data-dir", str(self.data_dir), "--model", self.model,
                    "--exit-with-parent", str(os.getpid())]  # fmt: skip
         if self.device:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 from pathlib import Path
@@ -10,8 +11,10 @@ from anyi2v.desktop.models.connection import ConnectionSettings
 
 
 def run_studio(shot: Path | None, daemon: str | None = None, server_key: str = "", client_key: str = "",
-               model: str = "") -> int:  # fmt: skip
-    """Show the studio until it is closed; returns the exit code."""
+               model: str = "", report_ready: Path | None = None) -> int:  # fmt: skip
+    """Show the studio until it is closed; returns the exit code. With ``report_ready``, once the window
+    has been shown (and the shot opened), a JSON line with the window's title is written there: how
+    the desktop bundle's test and benchmark know the studio is up."""
     from PySide6.QtWidgets import QApplication
 
     from .termination import Termination
@@ -40,6 +43,15 @@ def run_studio(shot: Path | None, daemon: str | None = None, server_key: str = "
         if shot is not None:
             window.documents.open_path(shot)
         window.show()
+        if report_ready is not None:
+            from PySide6.QtCore import QTimer
+
+            shown = window
+
+            def ready() -> None:  # the event loop's first turn: the window has been laid out and painted
+                report_ready.write_text(json.dumps({"title": shown.windowTitle(), "visible": shown.isVisible()}) + "\n")
+
+            QTimer.singleShot(0, ready)
         code = app.exec()
         window.shutdown()
     finally:

@@ -4,6 +4,7 @@ that dies and finds it again when it comes back; a job runs, streams and is fetc
 from __future__ import annotations
 
 import os
+import sys
 import signal
 import threading
 
@@ -95,6 +96,12 @@ def test_the_embedded_daemon_is_told_to_exit_with_the_studio(tmp_path, monkeypat
     connection.EmbeddedDaemon(tmp_path / "data").start()
     [command] = started
     assert command[command.index("--exit-with-parent") + 1] == str(os.getpid())
+    assert command[:4] == [sys.executable, "-m", "anyi2v.cli", "daemon"]
+
+    # in a desktop bundle the executable is the `anyi2v` command itself (packaging/desktop)
+    monkeypatch.setattr(connection.sys, "frozen", True, raising=False)
+    connection.EmbeddedDaemon(tmp_path / "frozen").start()
+    assert started[1][:2] == [sys.executable, "daemon"]
 
 
 def test_the_embedded_daemon_joins_a_daemon_that_holds_its_folder(tmp_path, address):
