@@ -10,6 +10,7 @@ follows each job, and cancels go out on short-lived clients of their own.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 import signal
@@ -35,6 +36,11 @@ log = logging.getLogger(__name__)
 ConnectionState = Literal["none", "starting", "connecting", "connected", "disconnected", "error"]
 
 
+def local_daemon_installed() -> bool:
+    """Whether this install can run a daemon itself: the pipeline's torch and diffusers are importable."""
+    return all(importlib.util.find_spec(name) is not None for name in ("torch", "diffusers"))
+
+
 @dataclass(frozen=True)
 class ConnectionSettings:
     """``local``: a daemon the studio starts and stops (``model`` empty: the embedded toy-world model).
@@ -50,6 +56,11 @@ class ConnectionSettings:
     def problem(self) -> str | None:
         """Why these settings cannot connect, or None."""
         if self.mode == "local":
+            if not local_daemon_installed():
+                return (
+                    "this install has no local daemon (no torch and diffusers: the `daemon` extra, or a remote-only"
+                    " desktop bundle); connect to a daemon elsewhere (Generate > Connect…)"
+                )
             return None
         if not self.address.startswith(("tcp://", "ipc://")):
             return f"the daemon address {self.address!r} must look like tcp://HOST:PORT"

@@ -4,8 +4,8 @@ that dies and finds it again when it comes back; a job runs, streams and is fetc
 from __future__ import annotations
 
 import os
-import sys
 import signal
+import sys
 import threading
 
 import pytest
@@ -124,3 +124,13 @@ def test_the_embedded_daemon_joins_a_daemon_that_holds_its_folder(tmp_path, addr
         assert daemon.poll() is None  # this studio's close leaves the other's daemon running
     finally:
         stop(daemon)
+
+
+def test_an_install_without_the_pipeline_asks_for_a_remote_daemon(monkeypatch):
+    assert connection.ConnectionSettings().problem() is None  # the test install has torch and diffusers
+    real = connection.importlib.util.find_spec
+    monkeypatch.setattr(connection.importlib.util, "find_spec", lambda name: None if name == "torch" else real(name))
+    problem = connection.ConnectionSettings().problem()
+    assert "no local daemon" in problem
+    assert "Generate > Connect" in problem
+    assert connection.ConnectionSettings("remote", "tcp://gpu-box:5557").problem() is None
