@@ -14,7 +14,7 @@ from tests.conftest import EXAMPLES, REPO
 
 pytestmark = pytest.mark.slow
 
-SOURCES = ("cli", "shared", "render", "daemon", "desktop", "examples", "pyproject.toml", "README.md")
+SOURCES = ("cli", "shared", "render", "daemon", "desktop", "examples", "pyproject.toml", "README.md", "LICENSE")
 
 
 def copy_sources(destination: Path) -> Path:
@@ -62,3 +62,11 @@ def test_fresh_install_works(tmp_path: Path, editable: bool) -> None:
     assert no_top_level_shared == "True"
     assert (str(project) in location) == editable
     assert sys.prefix not in location
+
+    licence = (
+        "from importlib.metadata import distribution\n"
+        "d = distribution('anyi2v-studio')\n"
+        "print(d.metadata['License-Expression'], any(f.name == 'LICENSE' for f in d.files or ()))\n"
+    )
+    declared = subprocess.run([str(python), "-c", licence], capture_output=True, text=True, cwd=tmp_path)
+    assert declared.stdout.split() == ["Apache-2.0", "True"], declared.stderr
