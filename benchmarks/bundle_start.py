@@ -5,8 +5,9 @@
 
 Each run starts the bundle offscreen with examples/demo.json and an unreachable daemon, and times
 from the start of the process to the studio's ready line (`--report-ready`: written on the event
-loop's first turn after the window is shown). Prints the folder's size, its five largest parts, and the
-median and best start of the runs.
+loop's first turn after the window is shown); the same for the studio run from this checkout's
+environment, interleaved, as the baseline. Prints the folder's size, its five largest parts, the median
+and best start of each, and their ratio.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,15 +29,14 @@ def size_mib(folder: Path) -> float:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink()) / 2**20
 
 
-def start_seconds(bundle: Path, shot: Path, timeout: float = 120.0) -> float:
+def start_seconds(launcher: list[str], shot: Path, timeout: float = 120.0) -> float:
     with tempfile.TemporaryDirectory() as scratch:
         ready = Path(scratch) / "ready.json"
         env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "HOME": scratch, "XDG_DATA_HOME": scratch,
                "XDG_CONFIG_HOME": scratch}  # fmt: skip
         started = time.perf_counter()
         process = subprocess.Popen(
-            [str(bundle / "anyi2v-studio"), "studio", str(shot), "--daemon", "tcp://127.0.0.1:9",
-             "--report-ready", str(ready)],
+            [*launcher, "studio", str(shot), "--daemon", "tcp://127.0.0.1:9", "--report-ready", str(ready)],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         try:
@@ -66,9 +67,16 @@ def main() -> None:
         if not p.is_symlink()  # PyInstaller links some libraries to the top: counted where they are
     )
     print("largest parts: " + ", ".join(f"{name} {mib:.0f} MiB" for mib, name in reversed(parts[-5:])))
-    times = [start_seconds(bundle, REPO / "examples" / "demo.json") for _ in range(arguments.runs)]
-    print(f"window shown with a shot open: median {statistics.median(times):.2f} s, best {min(times):.2f} s"
-          f" ({arguments.runs} runs: {', '.join(f'{t:.2f}' for t in times)})")  # fmt: skip
+    shot = REPO / "examples" / "demo.json"
+    launchers = {"bundle": [str(bundle / "anyi2v-studio")], "source": [sys.executable, "-m", "anyi2v.cli"]}
+    times: dict[str, list[float]] = {name: [] for name in launchers}
+    for _ in range(arguments.runs):  # interleaved, so that both see the same machine
+        for name, launcher in launchers.items():
+            times[name].append(start_seconds(launcher, shot))
+    for name, runs in times.items():
+        print(f"{name}: window shown with a shot open: median {statistics.median(runs):.2f} s, best {min(runs):.2f} s"
+              f" ({', '.join(f'{t:.2f}' for t in runs)})")  # fmt: skip
+    print(f"bundle / source, medians: {statistics.median(times['bundle']) / statistics.median(times['source']):.2f}")
 
 
 if __name__ == "__main__":

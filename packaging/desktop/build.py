@@ -43,8 +43,8 @@ def pyinstaller_arguments(flavour: str, dist: Path, work: Path) -> list[str]:
     ]  # fmt: skip
     if flavour == "full":  # package data: the CLIP tokenizer, the configs, the toy model
         arguments += ["--collect-data", "anyi2v", "--collect-data", "diffusers"]
-        for distribution in ("diffusers", "transformers", "torch", "tqdm", "safetensors", "huggingface-hub"):
-            arguments += ["--copy-metadata", distribution]  # read through importlib.metadata at run time
+        for distribution in ("diffusers", "transformers", "torch", "peft"):  # they check their own and their
+            arguments += ["--recursive-copy-metadata", distribution]  # dependencies' versions at import
     for module in excluded:
         arguments += ["--exclude-module", module]
     return arguments
