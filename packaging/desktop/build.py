@@ -11,6 +11,7 @@ licenses/ (notices.py: every distribution with a file in the bundle). Prints the
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -21,14 +22,14 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 NAME = "anyi2v-studio"
 
-# What the remote-only flavour leaves out: the pipeline's stack, and test or notebook tooling that
-# optional imports would otherwise pull in.
+# What the remote-only flavour leaves out: the pipeline's stack and what only it imports.
 PIPELINE = ["torch", "torchvision", "torchaudio", "diffusers", "transformers", "peft", "accelerate",
-            "safetensors", "einops", "triton", "anyi2v.daemon.pipeline.generate",
-            "anyi2v.daemon.toyworld"]  # fmt: skip
+            "safetensors", "einops", "triton", "sympy", "anyi2v.daemon.pipeline.generate",
+            "anyi2v.daemon.toyworld", "matplotlib", "cv2", "sklearn"]  # fmt: skip
+# Test and notebook tooling, in neither flavour (torch needs sympy, and the full flavour keeps what the
+# pipeline's libraries import, optional or not).
 NEVER = ["tkinter", "IPython", "jupyter", "notebook", "pytest", "_pytest", "pluggy", "iniconfig", "hypothesis",
-         "matplotlib", "cv2", "sklearn", "sympy", "jsonschema", "psutil", "yaml", "mypy", "ruff",
-         "PyInstaller"]  # fmt: skip
+         "mypy", "ruff", "PyInstaller"]  # fmt: skip
 # Open3D imports its web visualiser (plotly, dash: about 100 MB) whenever it is imported, so they stay.
 
 
@@ -43,6 +44,8 @@ def pyinstaller_arguments(flavour: str, dist: Path, work: Path) -> list[str]:
     ]  # fmt: skip
     if flavour == "full":  # package data: the CLIP tokenizer, the configs, the toy model
         arguments += ["--collect-data", "anyi2v", "--collect-data", "diffusers"]
+        if importlib.util.find_spec("kernels") is not None:  # transformers' hub kernels read their data at import
+            arguments += ["--collect-data", "kernels"]
         for distribution in ("diffusers", "transformers", "torch", "peft"):  # they check their own and their
             arguments += ["--recursive-copy-metadata", distribution]  # dependencies' versions at import
     for module in excluded:
