@@ -33,13 +33,34 @@ NEVER = ["tkinter", "IPython", "jupyter", "notebook", "pytest", "_pytest", "plug
 # Open3D imports its web visualiser (plotly, dash: about 100 MB) whenever it is imported, so they stay.
 
 
+def submodules(excluded: list[str]) -> list[str]:
+    """Every module of the installed ``anyi2v`` package but the excluded ones (the CLI imports its
+    subcommands lazily, so PyInstaller's analysis alone would miss them), found without importing any."""
+    import pkgutil
+
+    import anyi2v
+
+    found: list[str] = []
+
+    def walk(paths: list[str], prefix: str) -> None:
+        for module in pkgutil.iter_modules(paths):
+            name = prefix + module.name
+            if any(name == item or name.startswith(item + ".") for item in excluded):
+                continue
+            found.append(name)
+            if module.ispkg:
+                walk([str(Path(module.module_finder.path) / module.name)], name + ".")  # type: ignore[union-attr]
+
+    walk(list(anyi2v.__path__), "anyi2v.")
+    return found
+
+
 def pyinstaller_arguments(flavour: str, dist: Path, work: Path) -> list[str]:
     excluded = NEVER + (PIPELINE if flavour == "remote" else [])
     arguments = [
         str(HERE / "anyi2v_studio.py"),
         "--name", NAME, "--onedir", "--noconfirm", "--clean", "--log-level", "WARN",
         "--distpath", str(dist), "--workpath", str(work), "--specpath", str(work),
-        "--collect-submodules", "anyi2v",  # subcommands are imported lazily
         "--copy-metadata", "anyi2v-studio",
     ]  # fmt: skip
     if flavour == "full":  # package data: the CLIP tokenizer, the configs, the toy model
@@ -50,6 +71,8 @@ def pyinstaller_arguments(flavour: str, dist: Path, work: Path) -> list[str]:
             arguments += ["--recursive-copy-metadata", distribution]  # dependencies' versions at import
     for module in excluded:
         arguments += ["--exclude-module", module]
+    for module in submodules(excluded):
+        arguments += ["--hidden-import", module]
     return arguments
 
 
