@@ -134,6 +134,8 @@ def run_animate(arguments: argparse.Namespace) -> int:
 
 
 def add_parser(commands: Any) -> None:
+    from anyi2v.remote import add_key_arguments
+
     animate = commands.add_parser(
         "animate",
         help="make the video of a shot in this process (or on a daemon with --daemon)",
@@ -158,7 +160,6 @@ def add_parser(commands: Any) -> None:
         "on a daemon", "run the shot on `anyi2v daemon` (here or on a GPU box) instead of in this process"
     )
     remote.add_argument("--daemon", metavar="ADDRESS", help="the daemon's address, e.g. tcp://gpu-box:5557")
-    remote.add_argument("--server-key", type=Path, help="the daemon's public key file (NAME.key), for CURVE")
-    remote.add_argument("--client-key", type=Path, help="your secret key file (NAME.key_secret), for CURVE")
+    add_key_arguments(remote)
     remote.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each answer (default 30)")
     animate.set_defaults(handler=run_animate)

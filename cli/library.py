@@ -81,14 +81,16 @@ def _row(entry: LibraryEntry) -> tuple[str, ...]:
     if entry.frame_limit is not None:
         version = f"{version + ', ' if version else ''}{entry.frame_limit} frames"
     problem = entry.problem or (f"note: {entry.note}" if entry.note else "")
-    return (entry.name, entry.kind, entry.family or "-", version or "-", _size(entry.size_bytes), problem)
+    return (entry.name, entry.kind, entry.family or "-", version or "-", readable_size(entry.size_bytes), problem)
 
 
-def _size(size_bytes: int) -> str:
-    """A size in decimal units, as downloads are labelled: 512 B, 3.4 MB, 2.1 GB."""
+def readable_size(size_bytes: int, binary: bool = False) -> str:
+    """A size in decimal units, as downloads are labelled (512 B, 3.4 MB, 2.1 GB), or with ``binary`` in
+    units of 1024, as disks are (3.0 MiB)."""
+    base, units = (1024, ("B", "KiB", "MiB", "GiB")) if binary else (1000, ("B", "KB", "MB", "GB"))
     size = float(size_bytes)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
+    for unit in units:
+        if size < base or unit == units[-1]:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
+        size /= base
     raise AssertionError("unreachable")

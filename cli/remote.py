@@ -37,6 +37,13 @@ def content_job_id(
     return "cli-" + digest.hexdigest()[:32]
 
 
+def add_key_arguments(parser: Any) -> None:
+    """``--server-key`` and ``--client-key``, the CURVE key files of every command that talks to a daemon
+    (read back by :func:`keys_from_arguments`)."""
+    parser.add_argument("--server-key", type=Path, help="the daemon's public key file (NAME.key), for CURVE")
+    parser.add_argument("--client-key", type=Path, help="your secret key file (NAME.key_secret), for CURVE")
+
+
 def keys_from_arguments(arguments: argparse.Namespace) -> Any:
     from anyi2v.daemon.client import ClientKeys
 

@@ -13,10 +13,12 @@ import sys
 from typing import Any
 
 from anyi2v.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from anyi2v.library import readable_size
 
 
 def add_parser(commands: Any) -> None:
     from anyi2v.daemon import DEFAULT_ADDRESS
+    from anyi2v.remote import add_key_arguments
 
     status = commands.add_parser(
         "status",
@@ -28,8 +30,7 @@ def add_parser(commands: Any) -> None:
         ),
     )
     status.add_argument("--daemon", metavar="ADDRESS", default=DEFAULT_ADDRESS, help=f"default {DEFAULT_ADDRESS}")
-    status.add_argument("--server-key", metavar="FILE", help="the daemon's public key file (NAME.key), for CURVE")
-    status.add_argument("--client-key", metavar="FILE", help="your secret key file (NAME.key_secret), for CURVE")
+    add_key_arguments(status)
     status.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each answer (default 10)")
     status.add_argument("--json", action="store_true", help="print one JSON object instead of lines")
     status.set_defaults(handler=run_status)
@@ -96,7 +97,7 @@ def status_lines(report: dict[str, Any]) -> list[str]:
         ("library", library["problem"] or f"{library['models']} models in {library['folder']}"),
         ("queue", f"{queue['queued']} waiting, {running}"),
         ("uptime", duration(report["uptime_seconds"])),
-        ("disk", f"{size(report['disk']['used_bytes'])} of {size(report['disk']['cap_bytes'])}"),
+        ("disk", " of ".join(readable_size(report["disk"][key], binary=True) for key in ("used_bytes", "cap_bytes"))),
     ]
     width = max(len(label) for label, _ in rows)
     return [f"{label.ljust(width)}  {value}" for label, value in rows]
@@ -121,12 +122,3 @@ def duration(seconds: float) -> str:
     if hours:
         return f"{hours} h {minutes} min"
     return f"{minutes} min {whole} s" if minutes else f"{whole} s"
-
-
-def size(count: int) -> str:
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")

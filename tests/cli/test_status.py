@@ -10,7 +10,8 @@ import pytest
 from anyi2v.cli import main
 from anyi2v.daemon.client import DaemonClient
 from anyi2v.daemon.server import Server
-from anyi2v.status import combination, duration, size
+from anyi2v.library import readable_size
+from anyi2v.status import combination, duration
 from tests.daemon.daemon_helpers import condition_image, free_port, shot_document
 
 
@@ -61,9 +62,9 @@ def test_the_lines_read_as_words() -> None:
     assert duration(125) == "2 min 5 s"
     assert duration(7260) == "2 h 1 min"
     assert duration(90000) == "1 d 1 h"
-    assert size(512) == "512 B"
-    assert size(3 * 2**20) == "3.0 MiB"
-    assert size(5 * 2**40) == "5120.0 GiB"
+    assert readable_size(512, binary=True) == "512 B"
+    assert readable_size(3 * 2**20, binary=True) == "3.0 MiB"
+    assert readable_size(5 * 2**40, binary=True) == "5120.0 GiB"
     loaded = {"checkpoint": "rv51", "motion_module": "mm_v3", "loras": [{"name": "ink", "weight": 0.6}]}
     assert combination(loaded) == "checkpoint rv51, motion module mm_v3, LoRAs ink:0.6"
     assert combination({}) == "the daemon's default"
