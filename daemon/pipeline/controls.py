@@ -116,7 +116,10 @@ class Idle:
 @dataclass(frozen=True)
 class Record:
     """Inversion's call at t_alpha: keep frame 0's query and residual state of every controlled layer in
-    the :class:`FeatureBank`."""
+    the :class:`FeatureBank`; with ``rows`` > 1 (a batch of single images, as the toy model's
+    injection-aware training records), the first ``rows`` rows, one per batch item."""
+
+    rows: int = 1
 
 
 @dataclass(frozen=True)
@@ -201,6 +204,16 @@ def _frame0_rows(injection: Injection, batch_frames: int) -> tuple[list[int], in
     return [each * frames for each in chosen], frames
 
 
+def _banked(saved: torch.Tensor, rows: list[int], device: torch.device) -> list[torch.Tensor]:
+    """The banked value for each injected row: one shared by all, or one per row when the bank holds as
+    many as there are rows."""
+    if saved.shape[0] == 1:
+        return [saved[0].to(device)] * len(rows)
+    if saved.shape[0] != len(rows):
+        raise RuntimeError(f"the bank holds {saved.shape[0]} items for {len(rows)} injected rows")
+    return list(saved.to(device).unbind(0))
+
+
 def _replace_rows(tensor: torch.Tensor, rows: list[int], values: list[torch.Tensor]) -> torch.Tensor:
     """``tensor`` with each of ``rows`` replaced by its value (out of place, so autograd sees it)."""
     parts, start = [], 0
@@ -256,13 +269,12 @@ class ControlledSelfAttention:
         value = attn.to_v(hidden_states)
 
         if isinstance(mode, Record):
-            self.bank.queries[self.path] = query[:1].detach().clone()
+            self.bank.queries[self.path] = query[: mode.rows].detach().clone()
         injection = _injection(mode)
         if injection is not None:
             rows, frames = _frame0_rows(injection, query.shape[0])
             if self.inject_query and injection.query and self.path in self.bank.queries:
-                saved_query = self.bank.queries[self.path][0].to(query.device)
-                query = _replace_rows(query, rows, [saved_query] * len(rows))
+                query = _replace_rows(query, rows, _banked(self.bank.queries[self.path], rows, query.device))
             if injection.kv_copy and self.controlled_kv:
                 item = None if injection.kv_copy_halves == "both" else injection.conditional_index
                 key, value = _copy_frame0(key, frames, item), _copy_frame0(value, frames, item)
@@ -290,16 +302,16 @@ def _residual_hook(path: str, state: ControlState, bank: FeatureBank, injected: 
         changed = False
         mode = state.mode
         if isinstance(mode, Record):
-            bank.residuals[path] = output[:1].detach().clone()
+            bank.residuals[path] = output[: mode.rows].detach().clone()
         injection = _injection(mode)
         if injection is not None and injected and injection.residual and path in bank.residuals:
             rows, _ = _frame0_rows(injection, output.shape[0])
-            saved = bank.residuals[path][0].to(output.device)
+            saved = _banked(bank.residuals[path], rows, output.device)
             # Detached, as the authors inject it: the optimization's gradient never reaches frame 0's
             # residual through the current statistics AdaIN borrows.
             new = [
-                patch_adain(saved, output[row].detach(), injection.adain_patch) if injection.residual_adain else saved
-                for row in rows
+                patch_adain(value, output[row].detach(), injection.adain_patch) if injection.residual_adain else value
+                for row, value in zip(rows, saved, strict=True)
             ]
             output = _replace_rows(output, rows, new)
             changed = True

@@ -38,6 +38,7 @@ from anyi2v.daemon.pipeline.controls import motion_disabled
 from anyi2v.daemon.pipeline.models import ANIMATEDIFF_SCHEDULER
 
 from .dataset import MODALITIES, Batch, render_clips, render_conditions
+from .injected import InjectedTraining
 from .model import SIZE, new_parts
 from .scenes import sample_scene, vocabulary
 from .tokenizer import write_tokenizer
@@ -68,6 +69,16 @@ def image_batch(seed: int, step: int, count: int, device: torch.device, generato
         first.captions + frames.captions,
         torch.cat([first.boxes, frames.boxes]),
     )
+
+
+def render_clips_with_conditions(
+    seed: int, step: int, count: int, device: torch.device, generator: torch.Generator
+) -> tuple[Batch, Batch]:
+    """``count`` clips drawn for ``step`` (the clips :func:`render_examples` draws) and each clip's frame 0
+    as a condition render (modalities cycling), for injection-aware training."""
+    scenes = [sample_scene(scene_seed(seed, step, i)) for i in range(count)]
+    modalities = [MODALITIES[(step + i) % len(MODALITIES)] for i in range(count)]
+    return render_clips(scenes, SIZE, device), render_conditions(scenes, modalities, SIZE, device, generator=generator)
 
 
 def render_examples(
@@ -195,32 +206,47 @@ class LatentPool:
     """Training examples rendered and VAE-encoded once and kept on the device, as a ring refreshed a
     chunk at a time: rendering a clip costs far more than a training step on it, so each example serves
     several steps. Chunk c is made from scene seeds of step ``POOL_STEP_OFFSET + c``, so a pool is
-    reproducible from the seed and the refresh schedule."""
+    reproducible from the seed and the refresh schedule. With ``conditions``, a video pool also keeps
+    each clip's frame-0 condition render (injection-aware training)."""
 
-    def __init__(self, kind: str, capacity: int, chunk: int, seed: int, vae: AutoencoderKL, device: torch.device):
+    def __init__(
+        self, kind: str, capacity: int, chunk: int, seed: int, vae: AutoencoderKL, device: torch.device,
+        conditions: bool = False,
+    ) -> None:  # fmt: skip
         self.kind, self.capacity, self.chunk, self.seed = kind, capacity, min(chunk, capacity), seed
         self.vae, self.device = vae, device
+        self.with_conditions = conditions and kind == "video"
         self.latents: torch.Tensor | None = None
+        self.conditions: torch.Tensor | None = None
         self.captions: list[str] = []
         self.made = 0  # chunks rendered so far
         self.filled = 0
 
-    def _make(self) -> tuple[torch.Tensor, list[str]]:
+    def _make(self) -> tuple[torch.Tensor, list[str], torch.Tensor | None]:
         step = POOL_STEP_OFFSET + self.made + (0 if self.kind == "video" else POOL_STEP_OFFSET)
         generator = step_generator(self.seed, step, self.device)
-        batch = render_examples(self.seed, step, self.kind == "video", self.chunk, self.device, generator)
         self.made += 1
-        return encode_clips(self.vae, batch.pixels).half(), batch.captions
+        if self.with_conditions:
+            batch, first = render_clips_with_conditions(self.seed, step, self.chunk, self.device, generator)
+            conditions = encode_clips(self.vae, first.pixels).half()
+            return encode_clips(self.vae, batch.pixels).half(), batch.captions, conditions
+        batch = render_examples(self.seed, step, self.kind == "video", self.chunk, self.device, generator)
+        return encode_clips(self.vae, batch.pixels).half(), batch.captions, None
 
     def refresh(self) -> None:
         """Render one more chunk into the ring (over the oldest examples once it is full)."""
-        latents, captions = self._make()
+        latents, captions, conditions = self._make()
         if self.latents is None:
             self.latents = torch.empty((self.capacity, *latents.shape[1:]), dtype=torch.float16, device=self.device)
             self.captions = [""] * self.capacity
+            if conditions is not None:
+                shape = (self.capacity, *conditions.shape[1:])
+                self.conditions = torch.empty(shape, dtype=torch.float16, device=self.device)
         start = ((self.made - 1) * self.chunk) % self.capacity
         count = min(len(captions), self.capacity - start)
         self.latents[start : start + count] = latents[:count]
+        if conditions is not None and self.conditions is not None:
+            self.conditions[start : start + count] = conditions[:count]
         self.captions[start : start + count] = captions[:count]
         self.filled = min(self.capacity, self.filled + count)
 
@@ -228,10 +254,12 @@ class LatentPool:
         while self.filled < self.capacity:
             self.refresh()
 
-    def sample(self, count: int, generator: torch.Generator) -> tuple[torch.Tensor, list[str]]:
+    def sample(self, count: int, generator: torch.Generator) -> tuple[torch.Tensor, list[str], torch.Tensor | None]:
+        """``count`` random examples: latents, captions and (a video pool with conditions) frame-0 conditions."""
         assert self.latents is not None
         picks = torch.randint(0, self.filled, (count,), generator=generator, device=self.device)
-        return self.latents[picks].float(), [self.captions[i] for i in picks.tolist()]
+        conditions = self.conditions[picks].float() if self.conditions is not None else None
+        return self.latents[picks].float(), [self.captions[i] for i in picks.tolist()], conditions
 
 
 class DiffusionStep:
@@ -243,9 +271,10 @@ class DiffusionStep:
 
     def __init__(
         self, unet: UNetMotionModel, text: CLIPTextModel, tokenizer: CLIPTokenizer, lr: float, device: torch.device,
-        snr_gamma: float = 5.0, compile_unet: bool = False,
+        snr_gamma: float = 5.0, compile_unet: bool = False, injected: InjectedTraining | None = None,
     ) -> None:  # fmt: skip
         self.unet, self.text, self.tokenizer, self.device = unet, text, tokenizer, device
+        self.injected = injected
         self.parameters = [*unet.parameters(), *text.parameters()]
         self.optimizer = torch.optim.AdamW(self.parameters, lr=lr, weight_decay=0.01, fused=device.type == "cuda")
         self.alphas = DDIMScheduler(**ANIMATEDIFF_SCHEDULER).alphas_cumprod.to(device)
@@ -253,23 +282,35 @@ class DiffusionStep:
         self.forward: Any = torch.compile(unet) if compile_unet else unet
 
     def __call__(
-        self, latents: torch.Tensor, captions: Sequence[str], video: bool, generator: torch.Generator, lr: float
-    ) -> torch.Tensor:
-        """``latents`` (B, C, F, h, w) scaled; one caption in ten is dropped. Returns the loss (a tensor,
-        so that logging decides when to synchronize)."""
+        self, latents: torch.Tensor, captions: Sequence[str], video: bool, generator: torch.Generator, lr: float,
+        conditions: torch.Tensor | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        """``latents`` (B, C, F, h, w) scaled; one caption in ten is dropped. With ``conditions`` (B, C, 1,
+        h, w), each clip's frame 0 gets its condition's injected features (:mod:`.injected`) at a
+        timestep from the injection's range. Returns the loss (a tensor, so that logging decides when
+        to synchronize)."""
         clips, _, frames = latents.shape[:3]
         dropped = torch.rand(len(captions), generator=generator, device=self.device).lt(0.1).tolist()
         kept = ["" if drop else caption for caption, drop in zip(captions, dropped, strict=True)]
         ids = self.tokenizer(kept, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
         noise = torch.randn(latents.shape, generator=generator, device=self.device)
-        timesteps = torch.randint(0, len(self.alphas), (clips,), generator=generator, device=self.device)
+        injected = self.injected if conditions is not None else None
+        if injected is not None:
+            timesteps = injected.timesteps(clips, len(self.alphas), generator, self.device)
+        else:
+            timesteps = torch.randint(0, len(self.alphas), (clips,), generator=generator, device=self.device)
         alpha = self.alphas[timesteps]
         noisy = alpha.sqrt().view(-1, 1, 1, 1, 1) * latents + (1 - alpha).sqrt().view(-1, 1, 1, 1, 1) * noise
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-            embeds = self.text(ids.to(self.device))[0].repeat_interleave(frames, dim=0)
-            if video:
+            per_clip = self.text(ids.to(self.device))[0]
+            embeds = per_clip.repeat_interleave(frames, dim=0)
+            if injected is not None and conditions is not None:
+                recorded = self._noised(conditions, injected.record_timestep, generator)
+                with injected.injecting(self.unet, recorded, per_clip, frames):
+                    prediction = self.unet(noisy, timesteps, encoder_hidden_states=embeds).sample
+            elif video:
                 prediction = self.forward(noisy, timesteps, encoder_hidden_states=embeds).sample
             else:
                 with motion_disabled(self.unet):
@@ -285,6 +326,12 @@ class DiffusionStep:
         self.optimizer.step()
         return loss.detach()
 
+    def _noised(self, latents: torch.Tensor, timestep: int, generator: torch.Generator) -> torch.Tensor:
+        noise = torch.randn(latents.shape, generator=generator, device=self.device)
+        alpha = self.alphas[timestep]
+        noised: torch.Tensor = alpha.sqrt() * latents + (1 - alpha).sqrt() * noise
+        return noised
+
 
 def train_diffusion(run: Run, arguments: argparse.Namespace, device: torch.device) -> None:
     if not (run.out / "vae").is_dir():
@@ -296,13 +343,16 @@ def train_diffusion(run: Run, arguments: argparse.Namespace, device: torch.devic
     unet.to(device).train()
     text.to(device).train()
     ema = copy.deepcopy(unet).requires_grad_(False)
-    train_step = DiffusionStep(unet, text, tokenizer, arguments.lr, device, arguments.snr_gamma, arguments.compile)
+    injected = InjectedTraining.of(arguments.injected_min_timestep) if arguments.injected_fraction > 0 else None
+    train_step = DiffusionStep(
+        unet, text, tokenizer, arguments.lr, device, arguments.snr_gamma, arguments.compile, injected
+    )
     start = int(run.state.get("diffusion_step", 0))
     started = time.monotonic()
     pools: dict[bool, LatentPool] = {}
     if arguments.pool:
         pools = {
-            True: LatentPool("video", arguments.pool, 64, arguments.seed, vae, device),
+            True: LatentPool("video", arguments.pool, 64, arguments.seed, vae, device, conditions=injected is not None),
             False: LatentPool("image", arguments.pool * 4, 256, arguments.seed, vae, device),
         }
         for pool in pools.values():
@@ -313,23 +363,36 @@ def train_diffusion(run: Run, arguments: argparse.Namespace, device: torch.devic
         generator = step_generator(arguments.seed, step, device)
         video = float(torch.rand((), generator=generator, device=device)) < arguments.video_fraction
         count = arguments.batch * (1 if video else 4)  # clips, or 4x as many single images
+        inject = (
+            video
+            and injected is not None
+            and float(torch.rand((), generator=generator, device=device)) < (arguments.injected_fraction)
+        )
+        conditions: torch.Tensor | None = None
         if pools:
             if arguments.refresh_every and step % arguments.refresh_every == 0 and step > start:
                 for pool in pools.values():
                     pool.refresh()
-            latents, captions = pools[video].sample(count, generator)
+            latents, captions, conditions = pools[video].sample(count, generator)
+        elif inject:
+            batch, first = render_clips_with_conditions(arguments.seed, step, count, device, generator)
+            latents, captions, conditions = (
+                encode_clips(vae, batch.pixels),
+                batch.captions,
+                encode_clips(vae, first.pixels),
+            )
         else:
             batch = render_examples(arguments.seed, step, video, count, device, generator)
             latents, captions = encode_clips(vae, batch.pixels), batch.captions
         progress = max((time.monotonic() - started) / (arguments.minutes * 60), (step - start) / arguments.steps)
         lr = arguments.lr * schedule(step - start, arguments.warmup, progress, arguments.decay)
-        loss = train_step(latents, captions, video, generator, lr)
+        loss = train_step(latents, captions, video, generator, lr, conditions if inject else None)
         with torch.no_grad():
             decay = min(arguments.ema, (step - start + 1) / (step - start + 10))
             torch._foreach_lerp_(list(ema.parameters()), list(unet.parameters()), 1.0 - decay)
         if step % arguments.log_every == 0:
             record = {
-                "stage": "diffusion", "step": step, "loss": float(loss), "video": video, "lr": lr,
+                "stage": "diffusion", "step": step, "loss": float(loss), "video": video, "injected": inject, "lr": lr,
                 "seconds": round(time.monotonic() - started, 1),
             }  # fmt: skip
             run.log(record)
@@ -366,6 +429,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--refresh-every", type=int, default=50, help="diffusion: render a new pool chunk this often")
     parser.add_argument("--snr-gamma", type=float, default=5.0, help="diffusion: Min-SNR loss weighting (0: off)")
     parser.add_argument("--compile", action="store_true", help="diffusion: torch.compile the UNet (not yet measured)")
+    parser.add_argument(
+        "--injected-fraction", type=float, default=0.0,
+        help="diffusion: train this fraction of video steps with frame 0 injected from a condition render",
+    )  # fmt: skip
+    parser.add_argument(
+        "--injected-min-timestep", type=int, default=740,
+        help="diffusion: injected clips train at timesteps from this up (the injection's first sampling steps)",
+    )  # fmt: skip
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     arguments = parser.parse_args(argv)
     device = torch.device(arguments.device)

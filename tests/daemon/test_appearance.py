@@ -10,7 +10,14 @@ import torch
 from diffusers.models.attention_processor import Attention
 
 from anyi2v.daemon.pipeline import controls
-from anyi2v.daemon.pipeline.controls import ControlledSelfAttention, ControlState, FeatureBank, Injection, Sample
+from anyi2v.daemon.pipeline.controls import (
+    ControlledSelfAttention,
+    ControlState,
+    FeatureBank,
+    Injection,
+    Record,
+    Sample,
+)
 from anyi2v.daemon.pipeline.features import patch_adain
 from anyi2v.daemon.toyworld.appearance import (
     APPEARANCE_MODES,
@@ -75,8 +82,22 @@ def test_the_appearance_modes_are_valid_settings_and_new_names() -> None:
         MethodSettings.model_validate({**MethodSettings().model_dump(), **changes})
 
 
+@pytest.fixture
+def seen(monkeypatch: pytest.MonkeyPatch) -> list[torch.Tensor]:
+    """The queries every attention of the controls computes with (spied on the attention function)."""
+    queries: list[torch.Tensor] = []
+    real = controls.functional.scaled_dot_product_attention
+
+    def spy(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **options: object) -> torch.Tensor:
+        queries.append(q)
+        return real(q, k, v, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(controls.functional, "scaled_dot_product_attention", spy)
+    return queries
+
+
 @pytest.mark.parametrize("halves", ["conditional", "both"])
-def test_injection_in_both_halves_writes_frame_0_of_every_item(halves: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_injection_in_both_halves_writes_frame_0_of_every_item(halves: str, seen: list[torch.Tensor]) -> None:
     torch.manual_seed(0)
     frames, tokens, channels = 3, 4, 8
     bank = FeatureBank(queries={"a": torch.randn(1, tokens, channels)}, residuals={"r": torch.randn(1, 2, 4, 4)})
@@ -86,14 +107,6 @@ def test_injection_in_both_halves_writes_frame_0_of_every_item(halves: str, monk
 
     attn = Attention(query_dim=channels, heads=2, dim_head=4)
     hidden = torch.randn(2 * frames, tokens, channels)
-    seen: list[torch.Tensor] = []
-    real = controls.functional.scaled_dot_product_attention
-
-    def spy(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **options: object) -> torch.Tensor:
-        seen.append(q)
-        return real(q, k, v, **options)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(controls.functional, "scaled_dot_product_attention", spy)
     ControlledSelfAttention("a", state, bank, inject_query=True, controlled_kv=True)(attn, hidden)
     queries = seen[0].transpose(1, 2).reshape(2, frames, tokens, channels)
     own = attn.to_q(hidden).reshape(2, frames, tokens, channels)
@@ -110,6 +123,40 @@ def test_injection_in_both_halves_writes_frame_0_of_every_item(halves: str, monk
         expected = patch_adain(bank.residuals["r"][0], output[row], 4) if item in injected_items else output[row]
         torch.testing.assert_close(written[row], expected)
         torch.testing.assert_close(written[row + 1 : row + frames], output[row + 1 : row + frames])
+
+
+def test_a_bank_recorded_per_item_injects_each_item_its_own_features(seen: list[torch.Tensor]) -> None:
+    """Injection-aware training records one condition per clip (``Record(rows=B)``) and writes each into
+    its own clip's frame 0; a bank whose row count matches neither one nor the clips is refused."""
+    torch.manual_seed(1)
+    frames, tokens, channels, items = 2, 4, 8, 3
+    attn = Attention(query_dim=channels, heads=2, dim_head=4)
+    conditions = torch.randn(items, tokens, channels)  # one single-frame condition per clip
+    state, bank = ControlState(), FeatureBank()
+    processor = ControlledSelfAttention("a", state, bank, inject_query=True, controlled_kv=False)
+    state.set(Record(rows=items))
+    processor(attn, conditions)
+    output = torch.randn(items, 2, 4, 4)
+    controls._residual_hook("r", state, bank, injected=True)(None, (), output)
+    assert bank.queries["a"].shape[0] == items
+    assert bank.residuals["r"].shape[0] == items
+    torch.testing.assert_close(bank.queries["a"], attn.to_q(conditions))
+
+    state.set(Sample(0, Injection(frames, kv_copy=False, halves="both", residual_adain=False)))
+    hidden = torch.randn(items * frames, tokens, channels)
+    processor(attn, hidden)
+    queries = seen[-1].transpose(1, 2).reshape(items, frames, tokens, channels)
+    own = attn.to_q(hidden).reshape(items, frames, tokens, channels)
+    for item in range(items):
+        torch.testing.assert_close(queries[item, 0], bank.queries["a"][item])
+        torch.testing.assert_close(queries[item, 1], own[item, 1])
+    written = controls._residual_hook("r", state, bank, injected=True)(None, (), torch.randn(items * frames, 2, 4, 4))
+    for item in range(items):
+        torch.testing.assert_close(written[item * frames], bank.residuals["r"][item])
+
+    state.set(Sample(0, Injection(frames, conditional_index=1, kv_copy=False)))  # one row, three in the bank
+    with pytest.raises(RuntimeError, match="holds 3 items for 1 injected rows"):
+        processor(attn, hidden)
 
 
 def test_injection_stays_in_the_conditional_half_by_default() -> None:

@@ -136,3 +136,51 @@ def test_a_run_is_reproducible_from_its_seed(tmp_path: Path, monkeypatch: pytest
     assert torch.equal(first[1], again[1])
     assert first[0] != other[0]
     assert not torch.equal(first[1], other[1])
+
+
+@pytest.mark.parametrize("pooled", [False, True])
+def test_injection_aware_training_injects_each_clips_condition_and_leaves_the_model_plain(
+    pooled: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--injected-fraction 1``: every video step records each clip's frame-0 condition render and
+    trains with it injected at a timestep from the injection's range; the saved UNet has diffusers' own
+    processors again (nothing of the controls is left in the model)."""
+    monkeypatch.setattr(train, "SIZE", 32)
+    monkeypatch.setattr(
+        "anyi2v.daemon.toyworld.train.sample_scene", lambda seed, frames=2: sample_scene(seed, frames=min(frames, 2))
+    )
+    recorded: list[tuple[int, list[int]]] = []
+    real_injecting = train.InjectedTraining.injecting
+    timesteps: list[list[int]] = []
+    real_step = train.DiffusionStep.__call__
+
+    def injecting(self, unet, conditions, embeds, frames):  # type: ignore[no-untyped-def]
+        recorded.append((frames, list(conditions.shape)))
+        return real_injecting(self, unet, conditions, embeds, frames)
+
+    def step(self, latents, captions, video, generator, lr, conditions=None):  # type: ignore[no-untyped-def]
+        if conditions is not None:
+            assert conditions.shape[0] == latents.shape[0]
+            assert conditions.shape[2] == 1
+            timesteps.append(self.injected.timesteps(4, 1000, torch.Generator().manual_seed(0), CPU).tolist())
+        return real_step(self, latents, captions, video, generator, lr, conditions)
+
+    monkeypatch.setattr(train.InjectedTraining, "injecting", injecting)
+    monkeypatch.setattr(train.DiffusionStep, "__call__", step)
+    out = tmp_path / "run"
+    common = ["--out", str(out), "--device", "cpu", "--batch", "2", "--log-every", "1"]
+    train.main(["vae", "--steps", "1", *common])
+    extra = ["--pool", "2", "--refresh-every", "1"] if pooled else []
+    train.main(
+        ["diffusion", "--steps", "2", "--video-fraction", "1", "--injected-fraction", "1",
+         "--injected-min-timestep", "900", *extra, *common]
+    )  # fmt: skip
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    diffusion = [r for r in records if r["stage"] == "diffusion"]
+    assert [r["injected"] for r in diffusion] == [True, True]
+    assert all(math.isfinite(r["loss"]) for r in diffusion)
+    assert len(recorded) == 2
+    assert all(frames == 2 and shape[0] == 2 and shape[2] == 1 for frames, shape in recorded)
+    assert all(900 <= t < 1000 for each in timesteps for t in each)
+    unet = load_models(out).unet
+    assert not any(type(p).__name__ == "ControlledSelfAttention" for p in unet.attn_processors.values())
