@@ -1,12 +1,16 @@
 """AnyI2V pipeline speed and memory at SD 1.5 + AnimateDiff size (random weights), on a CUDA GPU.
 
     python benchmarks/pipeline_speed.py [--size 512] [--frames 16] [--steps 25] [--repeats 3]
+    python benchmarks/pipeline_speed.py --device cpu --model tiny --size 64 --frames 4 --steps 4 --repeats 1
 
-In one process, on the same seeded random models (fp16): plain AnimateDiff sampling (no control), the
-full AnyI2V run with an empty inversion cache, and the AnyI2V run with the inversion cached. For each:
-the pipeline's own stage timings (inversion, optimization, injection steps, sampling, decode), the
-total, and the peak GPU memory. Prints the ratios the issue-4 targets are stated in. After one
-warm-up round, the kinds run in turn ``--repeats`` times and each figure's median is reported.
+In one process, on the same seeded random models (fp16 on a GPU): diffusers' own
+``AnimateDiffPipeline`` built from the same parts (the peer: same scheduler, steps, guidance, frames
+and size, decoded to frames), our plain AnimateDiff sampling (no control), the full AnyI2V run with an
+empty inversion cache, and the AnyI2V run with the inversion cached. For each: the pipeline's own
+stage timings (inversion, optimization, injection steps, sampling, decode), the total, and the peak GPU
+memory. Prints the ratios the targets are stated in (issue 21: against the peer). After one warm-up
+round, the kinds run in turn ``--repeats`` times and each figure's median is reported. The second
+command is a smoke run on the CPU (a tiny model; its times mean nothing).
 """
 
 from __future__ import annotations
@@ -16,15 +20,17 @@ import json
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from diffusers import AnimateDiffPipeline, DDIMScheduler
 
 from anyi2v.daemon.pipeline.generate import generate
 from anyi2v.daemon.pipeline.inversion import InversionCache
-from anyi2v.daemon.pipeline.models import random_models
+from anyi2v.daemon.pipeline.models import Models, random_models
 from anyi2v.shared.document import parse_shot
 
 
@@ -66,15 +72,53 @@ def condition_image(size: int) -> np.ndarray:
     return np.repeat((depth * 255).astype(np.uint8)[..., None], 3, axis=2)
 
 
+@dataclass
+class PeerResult:
+    frames: np.ndarray
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def peer_pipeline(models: Models) -> AnimateDiffPipeline:
+    """diffusers' AnimateDiffPipeline on the same UNet (with its motion modules), VAE, text encoder and
+    tokenizer, and a scheduler of the same configuration."""
+    scheduler = DDIMScheduler.from_config(models.scheduler.config)
+    pipe = AnimateDiffPipeline(
+        vae=models.vae, text_encoder=models.text_encoder, tokenizer=models.tokenizer, unet=models.unet,
+        motion_adapter=None, scheduler=scheduler,
+    )  # fmt: skip
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def run_peer(pipe: AnimateDiffPipeline, document: dict[str, Any], device: torch.device) -> PeerResult:
+    """The shot's prompt, size, frames, steps, guidance and seed through the peer, decoded to frames."""
+    output, sampling = document["output"], document["sampling"]
+    start = time.perf_counter()
+    result = pipe(
+        prompt=document["prompt"], negative_prompt=document.get("negative_prompt"),
+        num_frames=output["n_frames"], height=output["height"], width=output["width"],
+        num_inference_steps=sampling["steps"], guidance_scale=sampling["guidance_scale"],
+        generator=torch.Generator(device).manual_seed(sampling["seed"]), output_type="np",
+    )  # fmt: skip
+    frames = np.asarray(result.frames[0])
+    return PeerResult(frames, {"total": time.perf_counter() - start})
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def run(work, device: torch.device) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    torch.cuda.reset_peak_memory_stats(device)
-    torch.cuda.synchronize(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    _synchronize(device)
     start = time.perf_counter()
     result = work()
-    torch.cuda.synchronize(device)
+    _synchronize(device)
     figures = dict(result.timings)
     figures["wall"] = time.perf_counter() - start
-    figures["peak_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+    figures["peak_gib"] = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
     return figures
 
 
@@ -90,16 +134,23 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--repeats", type=int, default=3, help="measured runs of each kind, after one warm-up")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--model", choices=["sd15", "tiny"], default="sd15", help="random weights of this size")
     arguments = parser.parse_args()
-    device = torch.device("cuda")
-    print(f"device: {torch.cuda.get_device_name(device)}, torch {torch.__version__}", flush=True)
+    device = torch.device(arguments.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(f"device: {name}, torch {torch.__version__}", flush=True)
     started = time.perf_counter()
-    models = random_models("sd15", seed=0, tokenizer_dir=Path(tempfile.mkdtemp())).to(device, torch.float16)
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    models = random_models(arguments.model, seed=0, tokenizer_dir=Path(tempfile.mkdtemp())).to(device, dtype)
     print(f"models built and moved in {time.perf_counter() - started:.1f} s", flush=True)
-    shot = make_shot(arguments.size, arguments.frames, arguments.steps)
+    document = shot_document(arguments.size, arguments.frames, arguments.steps)
+    shot = parse_shot(document, source="benchmark")
     image = condition_image(arguments.size)
     filled = InversionCache()
+    peer = peer_pipeline(models)
     kinds = {
+        "diffusers AnimateDiffPipeline": lambda: run_peer(peer, document, device),
         "plain AnimateDiff": lambda: generate(models, shot, None, control=False),
         "AnyI2V, inversion run": lambda: generate(models, shot, image, cache=InversionCache()),
         "AnyI2V, inversion cached": lambda: generate(models, shot, image, cache=filled),
@@ -117,6 +168,12 @@ def main() -> None:
         print(f"median of {arguments.repeats}, {label}: {json.dumps(figures)}", flush=True)
     plain = results["plain AnimateDiff"]["total"]
     inverted, cached = results["AnyI2V, inversion run"], results["AnyI2V, inversion cached"]
+    reference = results["diffusers AnimateDiffPipeline"]["total"]
+    print(
+        f"ratios to diffusers' AnimateDiffPipeline: plain {plain / reference:.2f}x (target <= 1),"
+        f" AnyI2V cached {cached['total'] / reference:.2f}x (target <= 1.3),"
+        f" with inversion {inverted['total'] / reference:.2f}x (target <= 1.5)"
+    )
     print(
         f"ratios to plain sampling: with inversion {inverted['total'] / plain:.2f}x (target < 3),"
         f" cached {cached['total'] / plain:.2f}x (target < 2);"
