@@ -254,11 +254,15 @@ class LatentPool:
         while self.filled < self.capacity:
             self.refresh()
 
-    def sample(self, count: int, generator: torch.Generator) -> tuple[torch.Tensor, list[str], torch.Tensor | None]:
-        """``count`` random examples: latents, captions and (a video pool with conditions) frame-0 conditions."""
+    def sample(
+        self, count: int, generator: torch.Generator, with_conditions: bool = False
+    ) -> tuple[torch.Tensor, list[str], torch.Tensor | None]:
+        """``count`` random examples: latents, captions and, when asked of a video pool that keeps them,
+        their frame-0 conditions (else None)."""
         assert self.latents is not None
         picks = torch.randint(0, self.filled, (count,), generator=generator, device=self.device)
-        conditions = self.conditions[picks].float() if self.conditions is not None else None
+        kept = self.conditions if with_conditions else None
+        conditions = kept[picks].float() if kept is not None else None
         return self.latents[picks].float(), [self.captions[i] for i in picks.tolist()], conditions
 
 
@@ -299,15 +303,17 @@ class DiffusionStep:
             timesteps = injected.timesteps(clips, len(self.alphas), generator, self.device)
         else:
             timesteps = torch.randint(0, len(self.alphas), (clips,), generator=generator, device=self.device)
-        alpha = self.alphas[timesteps]
-        noisy = alpha.sqrt().view(-1, 1, 1, 1, 1) * latents + (1 - alpha).sqrt().view(-1, 1, 1, 1, 1) * noise
+        noisy = self._noised(latents, timesteps, noise)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
             per_clip = self.text(ids.to(self.device))[0]
             embeds = per_clip.repeat_interleave(frames, dim=0)
             if injected is not None and conditions is not None:
-                recorded = self._noised(conditions, injected.record_timestep, generator)
+                at = torch.full((clips,), injected.record_timestep, device=self.device)
+                recorded = self._noised(
+                    conditions, at, torch.randn(conditions.shape, generator=generator, device=self.device)
+                )
                 with injected.injecting(self.unet, recorded, per_clip, frames):
                     prediction = self.unet(noisy, timesteps, encoder_hidden_states=embeds).sample
             elif video:
@@ -317,6 +323,7 @@ class DiffusionStep:
                     prediction = self.forward(noisy, timesteps, encoder_hidden_states=embeds).sample
         errors: torch.Tensor = (prediction.float() - noise).square().mean(dim=(1, 2, 3, 4))
         if self.snr_gamma > 0:
+            alpha = self.alphas[timesteps]
             snr = alpha / (1 - alpha)
             errors = errors * snr.clamp(max=self.snr_gamma) / snr
         loss = errors.mean()
@@ -326,9 +333,9 @@ class DiffusionStep:
         self.optimizer.step()
         return loss.detach()
 
-    def _noised(self, latents: torch.Tensor, timestep: int, generator: torch.Generator) -> torch.Tensor:
-        noise = torch.randn(latents.shape, generator=generator, device=self.device)
-        alpha = self.alphas[timestep]
+    def _noised(self, latents: torch.Tensor, timesteps: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """(B, C, F, h, w) ``latents`` diffused to each example's timestep with ``noise`` (the forward process)."""
+        alpha = self.alphas[timesteps].view(-1, 1, 1, 1, 1)
         noised: torch.Tensor = alpha.sqrt() * latents + (1 - alpha).sqrt() * noise
         return noised
 
@@ -366,14 +373,14 @@ def train_diffusion(run: Run, arguments: argparse.Namespace, device: torch.devic
         inject = (
             video
             and injected is not None
-            and float(torch.rand((), generator=generator, device=device)) < (arguments.injected_fraction)
+            and float(torch.rand((), generator=generator, device=device)) < arguments.injected_fraction
         )
         conditions: torch.Tensor | None = None
         if pools:
             if arguments.refresh_every and step % arguments.refresh_every == 0 and step > start:
                 for pool in pools.values():
                     pool.refresh()
-            latents, captions, conditions = pools[video].sample(count, generator)
+            latents, captions, conditions = pools[video].sample(count, generator, with_conditions=inject)
         elif inject:
             batch, first = render_clips_with_conditions(arguments.seed, step, count, device, generator)
             latents, captions, conditions = (
@@ -386,7 +393,7 @@ def train_diffusion(run: Run, arguments: argparse.Namespace, device: torch.devic
             latents, captions = encode_clips(vae, batch.pixels), batch.captions
         progress = max((time.monotonic() - started) / (arguments.minutes * 60), (step - start) / arguments.steps)
         lr = arguments.lr * schedule(step - start, arguments.warmup, progress, arguments.decay)
-        loss = train_step(latents, captions, video, generator, lr, conditions if inject else None)
+        loss = train_step(latents, captions, video, generator, lr, conditions)
         with torch.no_grad():
             decay = min(arguments.ema, (step - start + 1) / (step - start + 10))
             torch._foreach_lerp_(list(ema.parameters()), list(unet.parameters()), 1.0 - decay)

@@ -153,20 +153,26 @@ def test_injection_aware_training_injects_each_clips_condition_and_leaves_the_mo
     real_injecting = train.InjectedTraining.injecting
     timesteps: list[list[int]] = []
     real_step = train.DiffusionStep.__call__
+    real_timesteps = train.InjectedTraining.timesteps
 
     def injecting(self, unet, conditions, embeds, frames):  # type: ignore[no-untyped-def]
         recorded.append((frames, list(conditions.shape)))
         return real_injecting(self, unet, conditions, embeds, frames)
 
     def step(self, latents, captions, video, generator, lr, conditions=None):  # type: ignore[no-untyped-def]
-        if conditions is not None:
-            assert conditions.shape[0] == latents.shape[0]
-            assert conditions.shape[2] == 1
-            timesteps.append(self.injected.timesteps(4, 1000, torch.Generator().manual_seed(0), CPU).tolist())
+        assert conditions is not None  # every step injects at --injected-fraction 1
+        assert conditions.shape[0] == latents.shape[0]
+        assert conditions.shape[2] == 1
         return real_step(self, latents, captions, video, generator, lr, conditions)
+
+    def drawn(self, count, total, generator, device):  # type: ignore[no-untyped-def]
+        chosen = real_timesteps(self, count, total, generator, device)
+        timesteps.append(chosen.tolist())
+        return chosen
 
     monkeypatch.setattr(train.InjectedTraining, "injecting", injecting)
     monkeypatch.setattr(train.DiffusionStep, "__call__", step)
+    monkeypatch.setattr(train.InjectedTraining, "timesteps", drawn)
     out = tmp_path / "run"
     common = ["--out", str(out), "--device", "cpu", "--batch", "2", "--log-every", "1"]
     train.main(["vae", "--steps", "1", *common])
@@ -181,6 +187,7 @@ def test_injection_aware_training_injects_each_clips_condition_and_leaves_the_mo
     assert all(math.isfinite(r["loss"]) for r in diffusion)
     assert len(recorded) == 2
     assert all(frames == 2 and shape[0] == 2 and shape[2] == 1 for frames, shape in recorded)
+    assert len(timesteps) == 2
     assert all(900 <= t < 1000 for each in timesteps for t in each)
     unet = load_models(out).unet
     assert not any(type(p).__name__ == "ControlledSelfAttention" for p in unet.attn_processors.values())
