@@ -131,6 +131,13 @@ class MethodSettings(DocumentModel):
         True,
         description="Create a new AdamW at every iteration (the reference does; steps are then close to lr * sign).",
     )
+    update_region: Literal["latent", "boxes"] = Field(
+        "latent",
+        description=(
+            "Where the optimizer may move the latent: everywhere, as the authors do, or only inside each frame's"
+            " boxes grown by one latent pixel (ours: the background keeps what the prompt painted there)."
+        ),
+    )
     optimize_features: Literal["query", "residual"] = Field(
         "query", description="Align self-attention queries (paper) or residual hidden states (ablation)."
     )

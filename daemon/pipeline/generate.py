@@ -58,7 +58,7 @@ from .models import Models
 from .prompts import PromptTooLongError, check_prompt_lengths, encode_prompts
 from .prompts import encode_prompt as encode_prompt  # where callers have always found it
 from .samplers import build_sampler, sampler_problem
-from .trajectory import TrackBoxes, feature_grid, grid_size, track_boxes, trajectory_loss
+from .trajectory import TrackBoxes, feature_grid, grid_size, track_boxes, trajectory_loss, update_region
 
 # A fixed linear map from SD latent channels to RGB: a preview costs a matrix product, not a decode.
 LATENT_RGB = torch.tensor(
@@ -270,6 +270,11 @@ def generate(
     )
     state = ControlState()
     tracks = track_boxes(shot) if optimize_any else []
+    region = (
+        update_region(shot, shape[-2], shape[-1]).to(models.device)
+        if optimize_any and method.update_region == "boxes"
+        else None
+    )
     timesteps = sampler.timesteps
     with install_controls(models.unet, layers, state, bank) if control else contextlib.nullcontext():
         for index, t in enumerate(timesteps):
@@ -278,7 +283,7 @@ def generate(
                 # on the UNet's input (samplers.py), so the steps have the size the authors chose for DDIM
                 model_input = sampler.model_input(latents, t)
                 model_input = _optimize(
-                    models, shot, model_input, t, cond_frames, state, tracks, inject, index, result, report
+                    models, shot, model_input, t, cond_frames, state, tracks, region, inject, index, result, report
                 )
                 latents = sampler.from_model_input(model_input, t)
                 mark = stage_done("optimization", mark)
@@ -323,13 +328,15 @@ def _optimize(
     cond_embeds: torch.Tensor,
     state: ControlState,
     tracks: list[TrackBoxes],
+    region: torch.Tensor | None,
     inject: bool,
     step: int,
     result: Result,
     report: Callable[..., None],
 ) -> torch.Tensor:
     """Optimize the latent before one denoising step; returns the new latent (no gradient). ``latents`` is
-    the UNet's input at ``t`` (``Sampler.model_input``), and so is what comes back."""
+    the UNet's input at ``t`` (``Sampler.model_input``), and so is what comes back. ``region`` (frames, h, w),
+    when given, zeroes the gradient outside it, so the optimizer leaves that part of the latent alone."""
     method = shot.method
     original = latents.detach()
     latent = original.clone().requires_grad_(True)
@@ -362,12 +369,16 @@ def _optimize(
         losses.append(loss.detach())
         if loss.requires_grad:
             scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
+            if region is not None and latent.grad is not None:
+                latent.grad.mul_(region)  # (b, c, f, h, w) * (f, h, w)
             scaler.step(optimizer)
             scaler.update()
     result.losses.extend(float(value) for value in torch.stack(losses).cpu())
     if step == method.optimization_steps - 1:  # the stage ends with done == total, as every stage does
         report("optimization", passes, passes)
     new = latent.detach()
+    if region is not None:  # AdamW's weight decay moved the rest a little
+        new = torch.where(region > 0, new, original)
     if method.high_frequency_filter:
         # per frame and channel: the FFT runs over the last two axes
         optimized, before = (rearrange(x, "b c f h w -> b f c h w") for x in (new, original))

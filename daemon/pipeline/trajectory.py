@@ -84,6 +84,21 @@ def track_boxes(shot: Shot) -> list[TrackBoxes]:
     return out
 
 
+def update_region(shot: Shot, height: int, width: int, margin: int = 1) -> torch.Tensor:
+    """(F, height, width) 1 inside any track's box in each frame on a ``height`` x ``width`` latent grid
+    (rounded outwards and grown by ``margin`` cells), else 0: where ``update_region = "boxes"`` lets the
+    optimizer move the latent."""
+    frames = shot.output.n_frames
+    region = torch.zeros(frames, height, width)
+    for track in shot.tracks:
+        for frame, (x0, y0, x1, y1) in enumerate(sample_track(track, frames)):
+            left, top = max(0, math.floor(x0 * width) - margin), max(0, math.floor(y0 * height) - margin)
+            right, bottom = min(width, math.ceil(x1 * width) + margin), min(height, math.ceil(y1 * height) + margin)
+            if right > left and bottom > top:
+                region[frame, top:bottom, left:right] = 1.0
+    return region
+
+
 def feature_grid(
     captured: list[torch.Tensor],
     frames: int,

@@ -42,6 +42,8 @@ APPEARANCE_MODES: dict[str, tuple[bool, dict[str, Any]]] = {
     "inject 1 step": (True, {"injection_steps": 1}),
     "inject both CFG halves": (True, {"injection_halves": "both", "kv_copy_halves": "both"}),
     "learning rate 0.003": (True, {"learning_rate": 0.003}),
+    "update inside boxes": (True, {"update_region": "boxes"}),
+    "update inside boxes w/o injection": (True, {"update_region": "boxes", "structure_injection": False}),
 }
 
 

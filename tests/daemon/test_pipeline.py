@@ -11,6 +11,7 @@ import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
 from anyi2v.daemon.pipeline import controls
+from anyi2v.daemon.pipeline import generate as generate_module
 from anyi2v.daemon.pipeline.controls import (
     ControlLayers,
     ControlledSelfAttention,
@@ -28,6 +29,7 @@ from anyi2v.daemon.pipeline.features import low_rank_pca, patch_adain, semantic_
 from anyi2v.daemon.pipeline.generate import Cancelled, CancelToken, InputError, Progress, StepEvent, generate
 from anyi2v.daemon.pipeline.inversion import InversionCache
 from anyi2v.daemon.pipeline.models import Models, random_models
+from anyi2v.daemon.pipeline.trajectory import update_region
 from anyi2v.shared.document import parse_shot
 from anyi2v.shared.settings import DEFAULT_QUERY_LAYERS, DEFAULT_RESIDUAL_LAYERS
 from anyi2v.shared.shot import Shot
@@ -253,6 +255,41 @@ def test_the_loss_decreases_and_only_the_latent_moves(models: Models) -> None:
     after = models.unet.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert all(p.grad is None for p in models.unet.parameters())
+
+
+@pytest.mark.parametrize("region", ["latent", "boxes"])
+def test_an_update_region_of_boxes_moves_the_latent_inside_the_boxes_only(
+    models: Models, region: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    moves: list[tuple[torch.Tensor, torch.Tensor]] = []
+    optimize = generate_module._optimize
+
+    def spy(*args: Any) -> torch.Tensor:
+        new = optimize(*args)
+        moves.append((args[2].detach().clone(), new.clone()))
+        return new
+
+    monkeypatch.setattr(generate_module, "_optimize", spy)
+    shot = make_shot({"update_region": region})
+    generate(models, shot, condition())
+    assert len(moves) == 2
+    _, _, _frames, height, width = moves[0][0].shape
+    inside = update_region(shot, height, width).bool()  # (F, h, w)
+    assert 0 < int(inside.sum()) < inside.numel()
+    for before, after in moves:
+        moved = (after != before).any(1)[0]  # (F, h, w): any channel changed
+        assert bool(moved[inside].any())
+        if region == "boxes":
+            assert not bool(moved[~inside].any())
+        else:
+            assert bool(moved[~inside].any())
+    # each frame's boxes, rounded outwards and grown by one cell: on a 32 x 32 grid, frame 0 holds the
+    # ball's box (x 3.2 .. 16, y 6.4 .. 19.2 -> 2 .. 17, 5 .. 21) and the anchor's (x 19.2 .. 32, y 0 .. 9.6
+    # -> 18 .. 32, 0 .. 11), nothing else
+    grid = update_region(shot, 32, 32)
+    assert bool(grid[0, 5:21, 2:17].all())
+    assert bool(grid[0, 0:11, 18:32].all())
+    assert int(grid[0].sum()) == 16 * 15 + 11 * 14
 
 
 @pytest.mark.parametrize(
