@@ -20,6 +20,12 @@ if TYPE_CHECKING:
     from anyi2v.shared.shot import Shot
 
 
+LOW_MEMORY_HELP = (
+    "the same computation in less GPU memory, for 8 to 12 GB cards: the text encoder and VAE wait in CPU memory,"
+    " the trajectory optimisation recomputes activations, guided steps run their halves apart (slower)"
+)
+
+
 def add_device_arguments(parser: argparse.ArgumentParser) -> None:
     """``--device`` and ``--dtype``."""
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
@@ -55,6 +61,13 @@ def run_animate(arguments: argparse.Namespace) -> int:
     from anyi2v.shared.document import dump_shot, load_checked_shot
     from anyi2v.shared.errors import ShotError
 
+    if arguments.daemon is not None and arguments.low_memory:
+        print(
+            "anyi2v animate: --low-memory is the daemon's choice with --daemon (start it with"
+            " `anyi2v daemon --low-memory`)",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
     try:
         shot = load_checked_shot(arguments.shot, max_frames=arguments.max_frames)
     except ShotError as error:
@@ -117,6 +130,7 @@ def run_animate(arguments: argparse.Namespace) -> int:
                 progress=progress,
                 cancel=token,
                 scheduler=scheduler,
+                low_memory=arguments.low_memory,
             )
             paths = writer.close()
             stages.finish()
@@ -151,6 +165,7 @@ def add_parser(commands: Any) -> None:
     )
     animate.add_argument("shot", type=Path, metavar="SHOT")
     add_device_arguments(animate)
+    animate.add_argument("--low-memory", action="store_true", help=LOW_MEMORY_HELP)
     animate.add_argument("--out", type=Path, required=True, help="result.mp4, .webm, .gif or a folder for PNG frames")
     animate.add_argument("--no-control", action="store_true", help="plain AnimateDiff from the same seed (baseline)")
     animate.add_argument("--cache", type=Path, help="folder that keeps inversions between runs")

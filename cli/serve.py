@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from platformdirs import user_config_path, user_data_path
 
+from anyi2v.animate import LOW_MEMORY_HELP
 from anyi2v.daemon import DEFAULT_ADDRESS
 from anyi2v.model_flags import add_model_choice_arguments
 
@@ -46,6 +47,7 @@ def daemon_config(arguments: argparse.Namespace) -> ServerConfig:
         model=arguments.model,
         device=arguments.device,
         dtype=arguments.dtype,
+        low_memory=arguments.low_memory,
         motion_adapter=arguments.motion_module,
         tokenizer=str(arguments.tokenizer) if arguments.tokenizer is not None else None,
         loras=tuple(arguments.loras or ()),
@@ -145,6 +147,7 @@ def add_parsers(commands: Any) -> None:
     add_model_choice_arguments(daemon, "The daemon's default model")
     daemon.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     daemon.add_argument("--dtype", help="fp16, bf16 or fp32 (default: fp16 on CUDA, fp32 on CPU)")
+    daemon.add_argument("--low-memory", action="store_true", help=LOW_MEMORY_HELP)
     daemon.add_argument("--data-dir", type=Path, help=f"jobs and results (default {default_data_dir()})")
     daemon.add_argument("--server-key", type=Path, help="the server's secret key file (NAME.key_secret, mode 0600)")
     daemon.add_argument("--authorized-keys", type=Path, help="folder of client public keys (NAME.key)")

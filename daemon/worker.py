@@ -47,7 +47,7 @@ FAULTS_VARIABLE = "ANYI2V_INJECT_FAULTS"
 OOM_HINTS = [
     "fewer frames (output.n_frames)",
     "a smaller size (output.width and output.height)",
-    "low-memory mode: fp16 weights, or a daemon started with --dtype fp16",
+    "low-memory mode: a daemon started with --low-memory (and fp16 weights: --dtype fp16)",
     "fewer trajectory-optimization steps (method.optimization_steps)",
 ]
 
@@ -60,6 +60,7 @@ class WorkerConfig:
     model: str | None = None
     device: str | None = None
     dtype: str | None = None
+    low_memory: bool = False  # the pipeline's low-memory mode for every job (low_memory.py)
     motion_adapter: str | None = None
     tokenizer: str | None = None
     loras: tuple[tuple[str, float], ...] = ()
@@ -234,6 +235,7 @@ def run_job(cache: Any, config: WorkerConfig, job: dict[str, Any], send: Any, to
                 progress=Progress(on_step=on_step, on_frame=on_frame),
                 cancel=token,
                 scheduler=config.scheduler,
+                low_memory=config.low_memory,
             )
             token.check()
             send(("progress", job_id, "encode", 0, 1))

@@ -48,12 +48,12 @@ from .controls import (
     FeatureBank,
     Injection,
     Optimize,
-    Sample,
     StopForward,
     install_controls,
 )
 from .features import mix_frequencies
 from .inversion import InversionCache, InversionKey, invert
+from .low_memory import checkpointed, guided_noise
 from .models import Models
 from .prompts import PromptTooLongError, check_prompt_lengths, encode_prompts
 from .prompts import encode_prompt as encode_prompt  # where callers have always found it
@@ -116,6 +116,7 @@ class Result:
     timings: dict[str, float] = field(default_factory=dict)
     losses: list[float] = field(default_factory=list)
     inversion_cached: bool = False
+    peaks: dict[str, float] = field(default_factory=dict)  # on a GPU: each stage's peak memory allocated, GiB
 
 
 def chosen_scheduler(shot: Shot, scheduler: str | None = None) -> str | None:
@@ -198,11 +199,13 @@ def generate(
     progress: Progress | None = None,
     cancel: CancelToken | None = None,
     scheduler: str | None = None,
+    low_memory: bool = False,
 ) -> Result:
     """Run the shot. ``control=False`` is plain AnimateDiff from the same seed (the baseline). ``scheduler``:
     the sampler (a name of ``shared.model_names.SCHEDULERS``) when the shot's ``model.scheduler`` names
-    none; None is DDIM."""
+    none; None is DDIM. ``low_memory``: the same computation in less GPU memory (``low_memory.py``)."""
     check_inputs(models, shot, condition, control, scheduler)
+    models.settle(low_memory)
     progress = progress or Progress()
     cancel = cancel or CancelToken()
     method = shot.method
@@ -212,6 +215,9 @@ def generate(
     def stage_done(name: str, since: float) -> float:
         if models.device.type == "cuda":
             torch.cuda.synchronize(models.device)
+            peak = torch.cuda.max_memory_allocated(models.device) / 2**30
+            result.peaks[name] = max(result.peaks.get(name, 0.0), peak)
+            torch.cuda.reset_peak_memory_stats(models.device)
         now = time.perf_counter()
         result.timings[name] = result.timings.get(name, 0.0) + now - since
         return now
@@ -223,7 +229,8 @@ def generate(
 
     guided = shot.sampling.guidance_scale > 1.0
     # prompts past 75 tokens come in chunks; the guidance batch's halves are padded to equal lengths
-    prompts = encode_prompts(models, shot.prompt, shot.negative_prompt if guided else None)
+    with models.lent(models.text_encoder):
+        prompts = encode_prompts(models, shot.prompt, shot.negative_prompt if guided else None)
     cond_embeds, uncond_embeds = prompts.conditional, prompts.unconditional
     # The UNet folds frames into the batch, so the text embedding goes with every frame.
     frames = shot.output.n_frames
@@ -245,7 +252,8 @@ def generate(
         if cached is not None:
             bank, result.inversion_cached = cached, True
         else:
-            bank = invert(models, condition, prompts.prompt, method, on_step=lambda d, t: report("inversion", d, t))
+            with models.lent(models.vae):
+                bank = invert(models, condition, prompts.prompt, method, on_step=lambda d, t: report("inversion", d, t))
             if cache is not None:
                 cache.put(key, bank)
     mark = stage_done("inversion", mark)
@@ -276,7 +284,8 @@ def generate(
         else None
     )
     timesteps = sampler.timesteps
-    with install_controls(models.unet, layers, state, bank) if control else contextlib.nullcontext():
+    controlled = install_controls(models.unet, layers, state, bank) if control else contextlib.nullcontext()
+    with controlled, checkpointed(models.unet, low_memory and optimize_any):
         for index, t in enumerate(timesteps):
             inject = inject_any and index < method.injection_steps
             if optimize_any and index < method.optimization_steps:
@@ -289,12 +298,9 @@ def generate(
                 mark = stage_done("optimization", mark)
             report("sampling", index, len(timesteps))
             model_input = sampler.model_input(latents, t)
-            batch = torch.cat([model_input, model_input]) if guided else model_input
             injection = Injection.of(method, frames, conditional_index=1 if guided else 0) if inject else None
-            state.set(Sample(index, injection))
-            with torch.no_grad():
-                noise = models.unet(batch.to(models.dtype), t, encoder_hidden_states=embeds).sample.float()
-            state.idle()
+            items = 2 if guided else 1
+            noise = guided_noise(models, model_input, t, embeds, state, index, injection, items, apart=low_memory)
             if guided:
                 uncond, cond = noise.chunk(2)
                 noise = uncond + shot.sampling.guidance_scale * (cond - uncond)
@@ -304,15 +310,15 @@ def generate(
             report("sampling", index + 1, len(timesteps), latent_preview(clean))
 
     scaling = models.vae.config.scaling_factor
-    for frame in range(frames):
-        report("decode", frame, frames)
-        with torch.no_grad():
-            image = models.vae.decode((latents[:, :, frame] / scaling).to(models.dtype)).sample
-        pixels = rearrange(((image[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8), "c h w -> h w c")
-        pixels = pixels.cpu().numpy()
-        result.frames.append(np.ascontiguousarray(pixels))
-        if progress.on_frame is not None:
-            progress.on_frame(frame, result.frames[-1])
+    with models.lent(models.vae):
+        for frame in range(frames):
+            report("decode", frame, frames)
+            with torch.no_grad():
+                image = models.vae.decode((latents[:, :, frame] / scaling).to(models.dtype)).sample
+            pixels = rearrange(((image[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8), "c h w -> h w c")
+            result.frames.append(np.ascontiguousarray(pixels.cpu().numpy()))
+            if progress.on_frame is not None:
+                progress.on_frame(frame, result.frames[-1])
     if progress.on_step is not None:  # every stage ends with done == total
         progress.on_step(StepEvent("decode", frames, frames))
     stage_done("decode", mark)
@@ -363,7 +369,8 @@ def _optimize(
         if missing:
             raise RuntimeError(f"the UNet's forward pass never ran {', '.join(missing)}")
         captured = [state.captured[path] for path in captured_paths]
-        state.idle()
+        # still injecting, capturing nothing: a checkpointed backward pass recomputes what the forward made
+        state.set(Optimize(step, capture=frozenset(), injection=injection))
         grids = feature_grid(captured, shot.output.n_frames, size, method.pca_components, method.pca_solver)
         loss = trajectory_loss(grids, tracks, method)
         losses.append(loss.detach())
@@ -373,6 +380,7 @@ def _optimize(
                 latent.grad.mul_(region)  # (b, c, f, h, w) * (f, h, w)
             scaler.step(optimizer)
             scaler.update()
+        state.idle()
     result.losses.extend(float(value) for value in torch.stack(losses).cpu())
     if step == method.optimization_steps - 1:  # the stage ends with done == total, as every stage does
         report("optimization", passes, passes)

@@ -12,6 +12,8 @@ text with no vocabulary download.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -69,12 +71,37 @@ class Models:
         """The most frames the motion modules' position encoding covers."""
         return int(self.unet.config.motion_max_seq_length)
 
+    def settle(self, low_memory: bool) -> None:
+        """Place the text encoder and the VAE: beside the UNet, or with ``low_memory`` in CPU memory, from
+        where :meth:`lent` brings each to the UNet's device only while it runs."""
+        home = torch.device("cpu") if low_memory else self.device
+        for module in (self.text_encoder, self.vae):
+            if _device_of(module) != home:
+                module.to(home)
+
+    @contextmanager
+    def lent(self, module: torch.nn.Module) -> Iterator[None]:
+        """``module`` on the UNet's device for the block, then back where it was."""
+        home = _device_of(module)
+        if home == self.device:
+            yield
+            return
+        module.to(self.device)
+        try:
+            yield
+        finally:
+            module.to(home)
+
     def to(self, device: torch.device | str, dtype: torch.dtype) -> Models:
         for module in (self.unet, self.vae, self.text_encoder):
             module.to(device=device, dtype=dtype)
             module.eval()
             module.requires_grad_(False)
         return self
+
+
+def _device_of(module: torch.nn.Module) -> torch.device:
+    return next(module.parameters()).device
 
 
 def byte_tokenizer(folder: Path, max_length: int = 77) -> CLIPTokenizer:

@@ -44,6 +44,10 @@ APPEARANCE_MODES: dict[str, tuple[bool, dict[str, Any]]] = {
     "learning rate 0.003": (True, {"learning_rate": 0.003}),
     "update inside boxes": (True, {"update_region": "boxes"}),
     "update inside boxes w/o injection": (True, {"update_region": "boxes", "structure_injection": False}),
+    "update inside boxes with both CFG halves": (
+        True,
+        {"update_region": "boxes", "injection_halves": "both", "kv_copy_halves": "both"},
+    ),
 }
 
 

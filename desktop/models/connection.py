@@ -52,6 +52,7 @@ class ConnectionSettings:
     client_key: str = ""  # this machine's secret key file (NAME.key_secret)
     model: str = ""
     device: str = ""
+    low_memory: bool = False  # the local daemon's low-memory mode (``anyi2v daemon --low-memory``)
 
     def problem(self) -> str | None:
         """Why these settings cannot connect, or None."""
@@ -79,7 +80,10 @@ class ConnectionSettings:
     def checked(self) -> ConnectionSettings:
         """These settings as read from a file someone may have edited: raises ValueError on a wrong type."""
         for name, value in asdict(self).items():
-            if not isinstance(value, str):
+            if name == "low_memory":
+                if not isinstance(value, bool):
+                    raise ValueError(f"connection.low_memory must be true or false, not {value!r}")
+            elif not isinstance(value, str):
                 raise ValueError(f"connection.{name} must be text, not {value!r}")
         if self.mode not in ("local", "remote"):
             raise ValueError(f"connection.mode must be local or remote, not {self.mode!r}")
@@ -124,10 +128,11 @@ class EmbeddedDaemon:
     the studio is killed: the daemon is started with ``--exit-with-parent`` and the studio's pid). When a daemon
     already holds the data folder (``daemon.datalock``), :meth:`start` connects to it instead and starts none."""
 
-    def __init__(self, data_dir: Path, model: str = "", device: str = "") -> None:
+    def __init__(self, data_dir: Path, model: str = "", device: str = "", low_memory: bool = False) -> None:
         self.data_dir = data_dir
         self.model = model or TOY_WORLD
         self.device = device
+        self.low_memory = low_memory
         self.address = f"tcp://127.0.0.1:{free_port()}"
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / "daemon.log"
@@ -145,6 +150,8 @@ class EmbeddedDaemon:
                    "--exit-with-parent", str(os.getpid())]  # fmt: skip
         if self.device:
             command += ["--device", self.device]
+        if self.low_memory:
+            command.append("--low-memory")
         with self.log_path.open("ab") as log_file:
             self.process = subprocess.Popen(
                 command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True

@@ -4,6 +4,7 @@ address and CURVE keys."""
 from __future__ import annotations
 
 from PySide6.QtWidgets import (
+    QCheckBox,
     QDialog,
     QDialogButtonBox,
     QFormLayout,
@@ -31,6 +32,12 @@ class ConnectionDialog(QDialog):
         self.model.setToolTip("A diffusers folder or an SD 1.5 checkpoint; empty: the embedded toy-world model")
         self.device = QLineEdit(current.device, placeholderText="automatic (a GPU when there is one)")
         self.device.setToolTip("The local daemon's device: cuda, cuda:1, cpu; empty: chosen automatically")
+        self.low_memory = QCheckBox("Low memory (8 to 12 GB GPUs; slower)")
+        self.low_memory.setChecked(current.low_memory)
+        self.low_memory.setToolTip(
+            "The local daemon keeps the text encoder and VAE in CPU memory and recomputes instead of storing:"
+            " the same video in less GPU memory"
+        )
         self.address = QLineEdit(current.address, placeholderText="tcp://gpu-box:5557")
         self.server_key = QLineEdit(current.server_key, placeholderText="~/.config/anyi2v/keys/gpu-box.key")
         self.server_key.setToolTip("The daemon's public key (NAME.key), needed off loopback")
@@ -38,6 +45,7 @@ class ConnectionDialog(QDialog):
         self.client_key.setToolTip("Your secret key (NAME.key_secret); its public half is on the daemon's allow-list")
         form.addRow("Model", self.model)
         form.addRow("Device", self.device)
+        form.addRow("", self.low_memory)
         form.addRow("Address", self.address)
         form.addRow("Server key", self.server_key)
         form.addRow("Client key", self.client_key)
@@ -60,6 +68,7 @@ class ConnectionDialog(QDialog):
             client_key=self.client_key.text().strip(),
             model=self.model.text().strip(),
             device=self.device.text().strip(),
+            low_memory=self.low_memory.isChecked(),
         )
 
     @classmethod

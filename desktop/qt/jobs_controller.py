@@ -92,7 +92,7 @@ class JobsController(QObject):
 
             threading.Thread(target=stop_old, name="anyi2v-studio-disconnect", daemon=True).start()
         if settings.mode == "local":
-            self.daemon = EmbeddedDaemon(data_dir() / "daemon", settings.model, settings.device)
+            self.daemon = EmbeddedDaemon(data_dir() / "daemon", settings.model, settings.device, settings.low_memory)
             self.daemon.start()
             address, keys, exit_problem = self.daemon.address, None, self.daemon.exit_problem
             self.set_status(ConnectionStatus("starting", address))

@@ -63,3 +63,25 @@ def test_animate_samples_with_the_chosen_scheduler(
     assert decoded_frames(out) == FRAMES
     assert "note:" not in captured.err
     assert json.loads(out.with_name("clip.gif.shot.json").read_text())["model"]["scheduler"] == expected
+
+
+def test_low_memory_reaches_the_pipeline_and_is_refused_with_a_daemon(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from anyi2v.daemon.pipeline import generate as pipeline
+
+    asked: list[bool] = []
+    run = pipeline.generate
+
+    def spy(*args: Any, **options: Any) -> Any:
+        asked.append(options["low_memory"])
+        return run(*args, **options)
+
+    monkeypatch.setattr(pipeline, "generate", spy)
+    out = tmp_path / "clip.gif"
+    assert main(["animate", str(SHOT), "--model", "tiny-random", "--out", str(out), "--low-memory"]) == 0
+    assert asked == [True]
+    remote = ["animate", str(SHOT), "--daemon", "tcp://127.0.0.1:9", "--out", str(tmp_path / "r.gif"), "--low-memory"]
+    assert main(remote) == 2
+    assert "anyi2v daemon --low-memory" in capsys.readouterr().err
+    assert not (tmp_path / "r.gif").exists()

@@ -136,16 +136,18 @@ def test_the_daemon_flags_fill_the_worker_config(library: Path, tmp_path: Path) 
     arguments = build_parser().parse_args(
         ["daemon", "--data-dir", str(tmp_path / "data"), "--models-dir", str(library), "--model", "tiny_sd15",
          "--motion-module", "mm_sd_v15_v2", "--lora", "detail_tweaker:0.8", "--motion-lora", "v2_lora_ZoomIn:0.5",
-         "--vae", "tiny_vae", "--scheduler", "euler", "--tokenizer", str(tmp_path / "tok"), "--device", "cpu"]
+         "--vae", "tiny_vae", "--scheduler", "euler", "--tokenizer", str(tmp_path / "tok"), "--device", "cpu",
+         "--low-memory"]
     )  # fmt: skip
     worker = daemon_config(arguments).worker
     assert (worker.model, worker.motion_adapter, worker.vae) == ("tiny_sd15", "mm_sd_v15_v2", "tiny_vae")
     assert worker.loras == (("detail_tweaker", 0.8),)
     assert worker.motion_loras == (("v2_lora_ZoomIn", 0.5),)
     assert (worker.scheduler, worker.models_dir) == ("euler", str(library))
-    assert (worker.tokenizer, worker.device) == (str(tmp_path / "tok"), "cpu")
+    assert (worker.tokenizer, worker.device, worker.low_memory) == (str(tmp_path / "tok"), "cpu", True)
     plain = daemon_config(build_parser().parse_args(["daemon", "--data-dir", str(tmp_path / "data")])).worker
     assert (plain.model, plain.loras, plain.motion_loras, plain.vae, plain.scheduler) == (None, (), (), None, None)
+    assert plain.low_memory is False
 
 
 def test_the_daemon_refuses_a_bad_name_before_it_starts(

@@ -97,6 +97,9 @@ def test_the_embedded_daemon_is_told_to_exit_with_the_studio(tmp_path, monkeypat
     [command] = started
     assert command[command.index("--exit-with-parent") + 1] == str(os.getpid())
     assert command[:4] == [sys.executable, "-m", "anyi2v.cli", "daemon"]
+    assert "--low-memory" not in command
+    connection.EmbeddedDaemon(tmp_path / "low", low_memory=True).start()
+    assert "--low-memory" in started.pop()
 
     # in a desktop bundle the executable is the `anyi2v` command itself (packaging/desktop)
     monkeypatch.setattr(connection.sys, "frozen", True, raising=False)

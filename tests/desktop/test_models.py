@@ -538,6 +538,19 @@ def test_a_hand_edited_config_of_the_wrong_shape_gives_defaults_and_says_so(tmp_
     assert not path.exists()
 
 
+def test_the_low_memory_choice_is_saved_and_a_hand_edited_one_of_the_wrong_type_is_refused(tmp_path):
+    from anyi2v.desktop.models.connection import ConnectionSettings
+    from anyi2v.desktop.models.files import StudioConfig
+
+    path = tmp_path / "studio.json"
+    StudioConfig([], ConnectionSettings("local", device="cuda:1", low_memory=True)).save(path)
+    assert StudioConfig.load(path).connection == ConnectionSettings("local", device="cuda:1", low_memory=True)
+    path.write_text('{"connection": {"mode": "local", "low_memory": "yes"}}')
+    config = StudioConfig.load(path)
+    assert config.connection.low_memory is False
+    assert "connection.low_memory must be true or false" in config.problem
+
+
 def test_key_paths_may_start_with_a_tilde(tmp_path, monkeypatch):
     from anyi2v.desktop.models.connection import ConnectionSettings
 

@@ -450,9 +450,12 @@ def test_the_connection_dialog_keeps_every_setting_and_refuses_a_bad_address(qtb
     from anyi2v.desktop.models.connection import ConnectionSettings
     from anyi2v.desktop.qt.connection_dialog import ConnectionDialog
 
-    dialog = ConnectionDialog(ConnectionSettings("local", model="/models/sd15", device="cuda:1"))
+    chosen = ConnectionSettings("local", model="/models/sd15", device="cuda:1", low_memory=True)
+    dialog = ConnectionDialog(chosen)
     qtbot.addWidget(dialog)
-    assert dialog.settings() == ConnectionSettings("local", model="/models/sd15", device="cuda:1")
+    assert dialog.settings() == chosen
+    dialog.low_memory.setChecked(False)
+    assert dialog.settings().low_memory is False
     dialog.remote.setChecked(True)
     dialog.address.setText("gpu-box:5557")
     dialog._accept()
