@@ -305,9 +305,19 @@ def generate(
                 uncond, cond = noise.chunk(2)
                 noise = uncond + shot.sampling.guidance_scale * (cond - uncond)
             latents, clean = sampler.step(noise, t, latents, generator)
-            mark = stage_done("injection" if inject else "sampling", mark)
-            # the clean latent this step predicts: early noisy latents would preview as static
-            report("sampling", index + 1, len(timesteps), latent_preview(clean))
+            # A stage's time is taken (a device sync) where the next step is of another stage: steps of
+            # one stage queue up on the GPU without waiting for each other.
+            following = index + 1
+            if (
+                following == len(timesteps)
+                or (optimize_any and following < method.optimization_steps)
+                or (inject_any and following == method.injection_steps)
+            ):
+                mark = stage_done("injection" if inject else "sampling", mark)
+            # the clean latent this step predicts (early noisy latents would preview as static), made
+            # only for a listener: it waits for the GPU
+            preview = latent_preview(clean) if progress.on_step is not None else None
+            report("sampling", index + 1, len(timesteps), preview)
 
     scaling = models.vae.config.scaling_factor
     with models.lent(models.vae):
