@@ -58,6 +58,16 @@ def grid_size(shot: Shot) -> tuple[int, int]:
     return max(1, shot.output.height // GRID_DIVISOR), max(1, shot.output.width // GRID_DIVISOR)
 
 
+def grid_box(box: tuple[float, float, float, float], height: int, width: int, margin: int = 0) -> Box:
+    """A normalised ``box`` on a ``height`` x ``width`` grid: rounded outwards to whole cells and grown by
+    ``margin`` cells (not clipped: see :func:`visible_box`)."""
+    x0, y0, x1, y1 = box
+    return (
+        math.floor(x0 * width) - margin, math.floor(y0 * height) - margin,
+        math.ceil(x1 * width) + margin, math.ceil(y1 * height) + margin,
+    )  # fmt: skip
+
+
 def visible_box(box: Box, height: int, width: int) -> Box | None:
     """The part of ``box`` inside a ``height`` x ``width`` grid; None when nothing of it is."""
     x0, y0, x1, y1 = max(0, box[0]), max(0, box[1]), min(width, box[2]), min(height, box[3])
@@ -70,8 +80,8 @@ def track_boxes(shot: Shot) -> list[TrackBoxes]:
     out: list[TrackBoxes] = []
     for track in shot.tracks:
         boxes: list[Box | None] = []
-        for x0, y0, x1, y1 in sample_track(track, shot.output.n_frames):
-            box = (math.floor(x0 * grid_w), math.floor(y0 * grid_h), math.ceil(x1 * grid_w), math.ceil(y1 * grid_h))
+        for sampled in sample_track(track, shot.output.n_frames):
+            box = grid_box(sampled, grid_h, grid_w)
             boxes.append(box if visible_box(box, grid_h, grid_w) is not None else None)
         first = visible_box(boxes[0], grid_h, grid_w) if boxes[0] is not None else None
         points: list[tuple[int, int]] = []
@@ -91,10 +101,10 @@ def update_region(shot: Shot, height: int, width: int, margin: int = 1) -> torch
     frames = shot.output.n_frames
     region = torch.zeros(frames, height, width)
     for track in shot.tracks:
-        for frame, (x0, y0, x1, y1) in enumerate(sample_track(track, frames)):
-            left, top = max(0, math.floor(x0 * width) - margin), max(0, math.floor(y0 * height) - margin)
-            right, bottom = min(width, math.ceil(x1 * width) + margin), min(height, math.ceil(y1 * height) + margin)
-            if right > left and bottom > top:
+        for frame, sampled in enumerate(sample_track(track, frames)):
+            visible = visible_box(grid_box(sampled, height, width, margin), height, width)
+            if visible is not None:
+                left, top, right, bottom = visible
                 region[frame, top:bottom, left:right] = 1.0
     return region
 

@@ -271,14 +271,23 @@ class DiffusionStep:
 
     The loss is the noise-prediction error, weighted per example by min(SNR, gamma) / SNR (Min-SNR
     weighting, Hang et al. 2023) when ``snr_gamma`` is set: the many nearly noise-free timesteps stop
-    dominating the gradient (the paper reports 3.4x faster convergence)."""
+    dominating the gradient (the paper reports 3.4x faster convergence).
+
+    With ``drift`` (std, from-timestep), examples at timesteps from ``from`` up get a random offset per
+    clip and latent channel (half of it constant, half growing from frame 0 to the last frame) added to
+    their noisy latents, and the target noise takes the offset in (scaled by 1 / sqrt(1 - alpha-bar)), so
+    that denoising from there still lands on the clean clip: the model learns to take the colours of
+    its early, noisiest steps from the caption rather than from the latent's channel means, which
+    AnyI2V's latent optimisation moves (docs/toyworld, issue 24)."""
 
     def __init__(
         self, unet: UNetMotionModel, text: CLIPTextModel, tokenizer: CLIPTokenizer, lr: float, device: torch.device,
         snr_gamma: float = 5.0, compile_unet: bool = False, injected: InjectedTraining | None = None,
+        drift: tuple[float, int] = (0.0, 0),
     ) -> None:  # fmt: skip
         self.unet, self.text, self.tokenizer, self.device = unet, text, tokenizer, device
         self.injected = injected
+        self.drift = drift
         self.parameters = [*unet.parameters(), *text.parameters()]
         self.optimizer = torch.optim.AdamW(self.parameters, lr=lr, weight_decay=0.01, fused=device.type == "cuda")
         self.alphas = DDIMScheduler(**ANIMATEDIFF_SCHEDULER).alphas_cumprod.to(device)
@@ -303,7 +312,7 @@ class DiffusionStep:
             timesteps = injected.timesteps(clips, len(self.alphas), generator, self.device)
         else:
             timesteps = torch.randint(0, len(self.alphas), (clips,), generator=generator, device=self.device)
-        noisy = self._noised(latents, timesteps, noise)
+        noisy, target = self.inputs(latents, timesteps, noise, generator)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
@@ -321,7 +330,7 @@ class DiffusionStep:
             else:
                 with motion_disabled(self.unet):
                     prediction = self.forward(noisy, timesteps, encoder_hidden_states=embeds).sample
-        errors: torch.Tensor = (prediction.float() - noise).square().mean(dim=(1, 2, 3, 4))
+        errors: torch.Tensor = (prediction.float() - target).square().mean(dim=(1, 2, 3, 4))
         if self.snr_gamma > 0:
             alpha = self.alphas[timesteps]
             snr = alpha / (1 - alpha)
@@ -332,6 +341,26 @@ class DiffusionStep:
         torch.nn.utils.clip_grad_norm_(self.parameters, 1.0)
         self.optimizer.step()
         return loss.detach()
+
+    def inputs(
+        self, latents: torch.Tensor, timesteps: torch.Tensor, noise: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The noisy latents the UNet sees and the noise it is asked to predict (with the drift, if any)."""
+        noisy = self._noised(latents, timesteps, noise)
+        if self.drift[0] <= 0:
+            return noisy, noise
+        offset = self._drift(latents.shape, timesteps, generator)
+        return noisy + offset, noise + offset / (1 - self.alphas[timesteps]).sqrt().view(-1, 1, 1, 1, 1)
+
+    def _drift(self, shape: torch.Size, timesteps: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """(B, C, F, 1, 1) offsets for latents of ``shape``: zero for examples below the drift's timestep."""
+        std, start = self.drift
+        clips, channels, frames = shape[:3]
+        parts = torch.randn((2, clips, channels, 1, 1, 1), generator=generator, device=self.device) * std
+        ramp = torch.linspace(0.0, 1.0, frames, device=self.device).view(1, 1, frames, 1, 1) if frames > 1 else 1.0
+        drifting = (timesteps >= start).float().view(-1, 1, 1, 1, 1)
+        offset: torch.Tensor = (parts[0] + parts[1] * ramp) * drifting / math.sqrt(2)
+        return offset
 
     def _noised(self, latents: torch.Tensor, timesteps: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """(B, C, F, h, w) ``latents`` diffused to each example's timestep with ``noise`` (the forward process)."""
@@ -352,8 +381,9 @@ def train_diffusion(run: Run, arguments: argparse.Namespace, device: torch.devic
     ema = copy.deepcopy(unet).requires_grad_(False)
     injected = InjectedTraining.of(arguments.injected_min_timestep) if arguments.injected_fraction > 0 else None
     train_step = DiffusionStep(
-        unet, text, tokenizer, arguments.lr, device, arguments.snr_gamma, arguments.compile, injected
-    )
+        unet, text, tokenizer, arguments.lr, device, arguments.snr_gamma, arguments.compile, injected,
+        (arguments.drift_std, arguments.drift_from),
+    )  # fmt: skip
     start = int(run.state.get("diffusion_step", 0))
     started = time.monotonic()
     pools: dict[bool, LatentPool] = {}
@@ -444,6 +474,11 @@ def main(argv: list[str] | None = None) -> None:
         "--injected-min-timestep", type=int, default=740,
         help="diffusion: injected clips train at timesteps from this up (the injection's first sampling steps)",
     )  # fmt: skip
+    parser.add_argument(
+        "--drift-std", type=float, default=0.0,
+        help="diffusion: offset noisy latents per clip and channel by this std (target adjusted) from --drift-from up",
+    )  # fmt: skip
+    parser.add_argument("--drift-from", type=int, default=740, help="diffusion: the lowest timestep given a drift")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     arguments = parser.parse_args(argv)
     device = torch.device(arguments.device)

@@ -179,7 +179,7 @@ def test_injection_aware_training_injects_each_clips_condition_and_leaves_the_mo
     extra = ["--pool", "2", "--refresh-every", "1"] if pooled else []
     train.main(
         ["diffusion", "--steps", "2", "--video-fraction", "1", "--injected-fraction", "1",
-         "--injected-min-timestep", "900", *extra, *common]
+         "--injected-min-timestep", "900", "--drift-std", "0.1", "--drift-from", "950", *extra, *common]
     )  # fmt: skip
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     diffusion = [r for r in records if r["stage"] == "diffusion"]
@@ -191,3 +191,29 @@ def test_injection_aware_training_injects_each_clips_condition_and_leaves_the_mo
     assert all(900 <= t < 1000 for each in timesteps for t in each)
     unet = load_models(out).unet
     assert not any(type(p).__name__ == "ControlledSelfAttention" for p in unet.attn_processors.values())
+
+
+def test_a_drift_offsets_the_noisiest_examples_and_the_target_still_denoises_to_the_clean_clip() -> None:
+    """``--drift-std``: examples from ``--drift-from`` up get one offset per clip, channel and frame
+    (the same over the frame), the others none; the target noise takes it in, so that the clean latents
+    come back from the noisy ones and the target exactly as the forward process defines it."""
+    step = train.DiffusionStep.__new__(train.DiffusionStep)
+    step.device, step.drift = CPU, (0.3, 700)
+    step.alphas = torch.linspace(0.999, 0.01, 1000)
+    latents, noise = torch.randn(4, 4, 3, 5, 5), torch.randn(4, 4, 3, 5, 5)
+    timesteps = torch.tensor([10, 699, 700, 999])
+    noisy, target = step.inputs(latents, timesteps, noise, torch.Generator().manual_seed(0))
+    plain = step._noised(latents, timesteps, noise)
+    offset = noisy - plain
+    assert torch.allclose(offset[:2], torch.zeros_like(offset[:2]))
+    assert torch.equal(target[:2], noise[:2])
+    assert float(offset[2:].abs().amin(dim=(3, 4)).min()) > 0  # every channel and frame of the drifting clips moves
+    assert torch.allclose(offset[2:], offset[2:, :, :, :1, :1].expand_as(offset[2:]))  # flat over each frame
+    assert not torch.allclose(offset[2:, :, 0], offset[2:, :, 2])  # and not the same in every frame
+    alpha = step.alphas[timesteps].view(-1, 1, 1, 1, 1)
+    clean = (noisy - (1 - alpha).sqrt() * target) / alpha.sqrt()
+    assert torch.allclose(clean, latents, atol=1e-4)
+    step.drift = (0.0, 700)
+    undrifted, same = step.inputs(latents, timesteps, noise, torch.Generator().manual_seed(0))
+    assert torch.equal(undrifted, plain)
+    assert torch.equal(same, noise)
