@@ -299,8 +299,7 @@ def generate(
             report("sampling", index, len(timesteps))
             model_input = sampler.model_input(latents, t)
             injection = Injection.of(method, frames, conditional_index=1 if guided else 0) if inject else None
-            items = 2 if guided else 1
-            noise = guided_noise(models, model_input, t, embeds, state, index, injection, items, apart=low_memory)
+            noise = guided_noise(models, model_input, t, embeds, state, index, injection, apart=low_memory)
             if guided:
                 uncond, cond = noise.chunk(2)
                 noise = uncond + shot.sampling.guidance_scale * (cond - uncond)

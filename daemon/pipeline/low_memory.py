@@ -87,13 +87,13 @@ def guided_noise(
     state: ControlState,
     step: int,
     injection: Injection | None,
-    items: int,
     apart: bool,
 ) -> torch.Tensor:
-    """The UNet's noise for ``model_input`` (one clip, (1, C, F, h, w)) under each of ``items`` text
-    embeddings (``embeds``: (items * F, n, d), item-major), as (items, C, F, h, w): in one batch, or with
-    ``apart`` one item after another. ``injection`` is that of the joint batch."""
+    """The UNet's noise for ``model_input`` (one clip, (1, C, F, h, w)) under each of its text embeddings
+    (``embeds``: (items * F, n, d), item-major), as (items, C, F, h, w): in one batch, or with ``apart``
+    one item after another. ``injection`` is that of the joint batch."""
     frames = model_input.shape[2]
+    items = embeds.shape[0] // frames
     dtype = models.dtype
     with torch.no_grad():
         if not apart or items == 1:
