@@ -71,6 +71,11 @@ class WorkerConfig:
     config_dir: str | None = None  # SD 1.5 configs single-file checkpoints are read against (None: shipped)
 
 
+INVERSION_CACHE_BYTES = 512 << 20
+"""Host memory the worker keeps recent inversions in (keyed by model, condition image, prompt and the
+method's inversion settings; the least recently used leave first)."""
+
+
 class InjectedOutOfMemoryError(RuntimeError):
     """Raised by the ``oom`` test fault; handled exactly as a real out-of-memory error."""
 
@@ -177,8 +182,12 @@ def _held(cache: Any, config: WorkerConfig) -> dict[str, Any] | None:
     return None if cache.names is None else {**cache.names, "scheduler": config.scheduler}
 
 
-def run_job(cache: Any, config: WorkerConfig, job: dict[str, Any], send: Any, token: Any) -> None:
-    """One job, start to finish; sends progress, frames and exactly one final message."""
+def run_job(
+    cache: Any, config: WorkerConfig, job: dict[str, Any], send: Any, token: Any, inversions: Any = None
+) -> None:
+    """One job, start to finish; sends progress, frames and exactly one final message. ``inversions``
+    (an ``InversionCache``) keeps the condition's inversion from job to job: a job that changes only the
+    tracks, the seed or the sampling skips it."""
     import numpy as np
 
     from anyi2v.daemon.pipeline.generate import Cancelled, InputError, Progress, StepEvent, generate
@@ -236,6 +245,7 @@ def run_job(cache: Any, config: WorkerConfig, job: dict[str, Any], send: Any, to
                 cancel=token,
                 scheduler=config.scheduler,
                 low_memory=config.low_memory,
+                cache=inversions,
             )
             token.check()
             send(("progress", job_id, "encode", 0, 1))
@@ -311,12 +321,14 @@ def worker_main(config: WorkerConfig, connection: Any) -> None:
 
     try:
         from anyi2v.daemon.pipeline.generate import CancelToken
+        from anyi2v.daemon.pipeline.inversion import InversionCache
         from anyi2v.daemon.pipeline.model_cache import ModelCache
 
         cache = ModelCache(
             tokenizer=config.tokenizer, device=config.device, dtype=config.dtype, config_dir=config.config_dir
         )
         models = cache.get(default_sources(config))
+        inversions = InversionCache(max_bytes=INVERSION_CACHE_BYTES, keep_on="cpu")
         _import_job_modules()
     except BaseException as error:
         send(("load_failed", "".join(traceback.format_exception_only(error)).strip()))
@@ -362,6 +374,6 @@ def worker_main(config: WorkerConfig, connection: Any) -> None:
             return
         token = current.setdefault(job["job_id"], CancelToken())
         try:
-            run_job(cache, config, job, send, token)
+            run_job(cache, config, job, send, token, inversions)
         finally:
             current.pop(job["job_id"], None)

@@ -201,11 +201,14 @@ class InversionKey:
 
 class InversionCache:
     """Feature banks by :class:`InversionKey`: in memory up to ``max_bytes`` (least recently used leave
-    first), and in ``folder`` as ``<digest>.pt`` files when one is given."""
+    first), and in ``folder`` as ``<digest>.pt`` files when one is given. With ``keep_on`` ("cpu"), the
+    banks held in memory are copies on that device, so a long-lived cache (the daemon worker's) takes no
+    GPU memory from the jobs."""
 
-    def __init__(self, max_bytes: int = 1 << 30, folder: Path | None = None) -> None:
+    def __init__(self, max_bytes: int = 1 << 30, folder: Path | None = None, keep_on: str | None = None) -> None:
         self.max_bytes = max_bytes
         self.folder = folder
+        self.keep_on = keep_on
         self._entries: OrderedDict[str, FeatureBank] = OrderedDict()
         self.hits = 0
         self.misses = 0
@@ -234,7 +237,7 @@ class InversionCache:
             self._write(digest, bank)
 
     def _remember(self, digest: str, bank: FeatureBank) -> None:
-        self._entries[digest] = bank
+        self._entries[digest] = bank.to(self.keep_on) if self.keep_on is not None else bank
         self._entries.move_to_end(digest)
         while len(self._entries) > 1 and sum(b.nbytes() for b in self._entries.values()) > self.max_bytes:
             self._entries.popitem(last=False)

@@ -77,6 +77,27 @@ def test_a_job_streams_its_events_and_its_result_is_whole(client: DaemonClient, 
     assert "whole" in [job.job_id for job in client.list(["done"])]
 
 
+def test_a_warm_worker_inverts_a_condition_once_for_jobs_that_share_it(client: DaemonClient) -> None:
+    """The worker keeps recent inversions: a job with the same model, condition image and prompt as an
+    earlier one (other seed and track) starts sampling without inverting; another prompt inverts again."""
+
+    def stages(job_id: str, document: dict[str, object]) -> set[str]:
+        client.submit(job_id, document, condition_image())
+        events = list(client.events(job_id, subscribe=False))
+        assert events[-1].type == "done", events[-1]
+        return {e.content.stage for e in events if e.type == "progress"}
+
+    first = dict(shot_document(seed=1), prompt="a blue cube, inverted once")
+    assert "inversion" in stages("inverts", first)
+    again = dict(shot_document(seed=2), prompt="a blue cube, inverted once")
+    again["tracks"] = [{"id": "cube", "keyframes": [{"frame": 0, "box": [0.5, 0.5, 0.9, 0.9]},
+                                                    {"frame": FRAMES - 1, "box": [0.0, 0.0, 0.4, 0.4]}]}]  # fmt: skip
+    reused = stages("reuses", again)
+    assert "inversion" not in reused
+    assert {"optimization", "sampling", "decode"} <= reused
+    assert "inversion" in stages("another-prompt", dict(shot_document(seed=2), prompt="a green cone"))
+
+
 def test_a_resumed_fetch_continues_from_what_it_has(client: DaemonClient, tmp_path: Path) -> None:
     client.submit("resume", shot_document(seed=3), condition_image(), subscribe=False)
     for _ in client.events("resume"):
