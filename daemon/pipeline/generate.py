@@ -318,21 +318,47 @@ def generate(
             preview = latent_preview(clean) if progress.on_step is not None else None
             report("sampling", index + 1, len(timesteps), preview)
 
-    scaling = models.vae.config.scaling_factor
     with models.lent(models.vae):
-        for frame in range(frames):
-            report("decode", frame, frames)
-            with torch.no_grad():
-                image = models.vae.decode((latents[:, :, frame] / scaling).to(models.dtype)).sample
-            pixels = rearrange(((image[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8), "c h w -> h w c")
-            result.frames.append(np.ascontiguousarray(pixels.cpu().numpy()))
-            if progress.on_frame is not None:
-                progress.on_frame(frame, result.frames[-1])
+        _decode(models, latents, report, result.frames, progress.on_frame)
     if progress.on_step is not None:  # every stage ends with done == total
         progress.on_step(StepEvent("decode", frames, frames))
     stage_done("decode", mark)
     result.timings["total"] = time.perf_counter() - started
     return result
+
+
+def _decode(
+    models: Models,
+    latents: torch.Tensor,
+    report: Callable[[str, int, int], None],
+    out: list[NDArray[np.uint8]],
+    on_frame: Callable[[int, NDArray[np.uint8]], None] | None,
+) -> None:
+    """Decode ``latents`` (1, C, F, h, w) frame by frame into ``out`` (uint8 RGB), handing each frame to
+    ``on_frame`` as it comes. On a GPU a frame is copied to the host while the next one decodes, so that
+    neither the copy nor what ``on_frame`` does (encoding, PNGs, streaming) leaves the GPU idle."""
+    scaling = models.vae.config.scaling_factor
+    frames = latents.shape[2]
+    waiting: tuple[int, torch.Tensor, torch.cuda.Event | None] | None = None
+    for frame in range(frames + 1):
+        decoded = None
+        if frame < frames:
+            report("decode", frame, frames)
+            with torch.no_grad():
+                image = models.vae.decode((latents[:, :, frame] / scaling).to(models.dtype)).sample
+            pixels = rearrange(((image[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8), "c h w -> h w c")
+            copied = torch.cuda.Event() if pixels.is_cuda else None  # type: ignore[no-untyped-call]
+            decoded = (frame, pixels.to("cpu", non_blocking=copied is not None), copied)
+            if copied is not None:
+                copied.record()
+        if waiting is not None:  # the frame before, whose copy ran while this one was decoded
+            index, on_host, copied = waiting
+            if copied is not None:
+                copied.synchronize()
+            out.append(np.array(on_host.numpy()))  # out of the (pinned) copy buffer
+            if on_frame is not None:
+                on_frame(index, out[-1])
+        waiting = decoded
 
 
 def _optimize(
