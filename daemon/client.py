@@ -160,6 +160,9 @@ class DaemonClient:
         socket.setsockopt(zmq.RECONNECT_IVL, 100)
         socket.setsockopt(zmq.RECONNECT_IVL_MAX, 5000)
         socket.setsockopt(zmq.SNDTIMEO, int(self.timeout * 1000))  # no connection: a send would block forever
+        # A frame over the protocol's largest is never taken in: ZeroMQ drops the connection instead of
+        # reading gigabytes a lying or broken daemon announces (the request then times out).
+        socket.setsockopt(zmq.MAXMSGSIZE, self.limits.max_frame_bytes)
         if self.keys is not None:
             socket.curve_serverkey = self.keys.server_public
             socket.curve_publickey = self.keys.public

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import zmq
 
-from anyi2v.daemon.client import DaemonClient, ResultRefusedError
+from anyi2v.daemon.client import DaemonClient, DaemonTimeoutError, ResultRefusedError
 from anyi2v.daemon.manifest_checks import UntrustedResultError, check_manifest, inside, part_ceiling
 from anyi2v.shared.protocol import (
     FetchReply,
@@ -83,6 +83,7 @@ class FakeDaemon:
         self.answers: dict[tuple[str, int], Answer] = {}
         self.fetched: list[tuple[str, int, int]] = []  # (part, index, offset) asked for
         self.sent_bytes = 0
+        self.budget = BUDGET
         self.context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self.socket = self.context.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.LINGER, 0)
@@ -109,7 +110,7 @@ class FakeDaemon:
                 key = (fetch.part, fetch.index)
                 self.fetched.append((fetch.part, fetch.index, fetch.offset))
                 content, chunk = self.answers.get(key, _honest)(fetch, self.files[key])
-                chunk = chunk[: max(BUDGET - self.sent_bytes, 0)]
+                chunk = chunk[: max(self.budget - self.sent_bytes, 0)]
                 self.sent_bytes += len(chunk)
                 reply = Message(type="fetch_reply", content=content, parent=request.id, buffers=(chunk,))
             self.socket.send_multipart([peer, *encode(reply)])
@@ -176,6 +177,27 @@ def test_a_manifest_reply_claiming_2_to_the_50_bytes_is_refused_at_once(tmp_path
         message = _refused(daemon, tmp_path, match="claims 1125899906842624 bytes")
         assert "manifest" in message
         assert daemon.fetched == [("manifest", 0, 0)]  # one chunk asked for, none kept
+
+
+def test_a_reply_frame_larger_than_the_protocol_allows_is_never_taken_in(tmp_path: Path) -> None:
+    """A frame over ``Limits.max_frame_bytes`` (a daemon that sends gigabytes) makes ZeroMQ drop the
+    connection before the client holds it: the fetch times out, nothing is written, and the client
+    still talks to the daemon afterwards."""
+    parts = _honest_parts()
+    with _fake(_manifest(parts), parts) as daemon:
+        daemon.budget = 2**30
+
+        def oversized(request: FetchRequest, data: bytes) -> tuple[FetchReply, bytes]:
+            reply, _ = _honest(request, data)
+            return reply, bytes(Limits().max_frame_bytes + 1)
+
+        daemon.answers[("manifest", 0)] = oversized
+        with DaemonClient(daemon.address, timeout=5) as client:
+            client.hello()
+            with pytest.raises(DaemonTimeoutError):
+                client.fetch_result(JOB, tmp_path / "out")
+            assert client.reconnect().server == "liar"  # a new connection, as after any timeout
+    assert all(size == 0 for size in _files(tmp_path).values())
 
 
 @pytest.mark.parametrize(
