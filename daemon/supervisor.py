@@ -37,6 +37,7 @@ class Supervisor:
         self.state = "stopped"
         self.last_activity = time.monotonic()
         self.longest_silence = 0.0
+        self.deaths_loading = 0  # workers in a row that ended before they were ready
         self._process: Any = None
         self._pipe: WorkerPipe | None = None
 
@@ -104,11 +105,14 @@ class Supervisor:
                 self.info = message[1]
                 self.loaded = message[1].get("loaded")
                 self.state = "ready"
+                self.deaths_loading = 0
             elif message[0] == "loaded":
                 self.loaded = message[1]
             elif message[0] == "progress" and message[1] == self.job_id:
                 self.job_loading = message[2] == "loading" and message[3] < message[4]
         if ended:
+            if self.state == "loading":
+                self.deaths_loading += 1
             self._process.join()
             messages.append(("died", self._process.exitcode))
             self._forget()

@@ -319,6 +319,8 @@ def worker_main(config: WorkerConfig, connection: Any) -> None:
         with lock:
             connection.send(message)
 
+    if json.loads(os.environ.get(FAULTS_VARIABLE, "{}") or "{}").get("worker_load") == "crash":
+        os.kill(os.getpid(), signal.SIGKILL)  # a test's fault: the process killed while it loads
     try:
         from anyi2v.daemon.pipeline.generate import CancelToken
         from anyi2v.daemon.pipeline.inversion import InversionCache

@@ -26,6 +26,8 @@ log = logging.getLogger("anyi2v.daemon")
 
 #: Seconds before each new try of a job's end that could not be recorded; the last one repeats.
 BACKOFF_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
+#: Workers in a row that may end while loading the model before the daemon gives up (load_error).
+LOAD_DEATHS = 3
 #: Tries of a job's end before giving up (about 80 s with the back-off); a restart then recovers it.
 MAX_TRIES = 20
 _JOB_MESSAGES = frozenset({"progress", "preview", "frame", "done", "failed", "cancelled", "alive"})
@@ -184,6 +186,13 @@ class WorkerInbox:
         job_id, cancel_asked = self.supervisor.job_id, self.supervisor.cancel_asked
         log.error("the worker process ended (exit code %s)", exit_code)
         if self.load_error is not None:  # it could not load the model: the daemon stops
+            return
+        if self.supervisor.deaths_loading >= LOAD_DEATHS:  # killed while loading (out of memory?), again and again
+            self.load_error = (
+                f"the worker process ended while loading the model {self.supervisor.deaths_loading} times in a row"
+                f" (last exit code {exit_code}; a negative code is the signal that ended it: -9 is often the"
+                " system running out of memory)"
+            )
             return
         if job_id is not None:
             self.cut_off(job_id, f"the worker process ended (exit code {exit_code})", "worker_crashed", cancel_asked)

@@ -18,7 +18,7 @@ import zmq
 from anyi2v.daemon.client import DaemonClient, DaemonError
 from anyi2v.daemon.endpoints import is_loopback
 from anyi2v.daemon.server import ConfigError, Server, ServerConfig
-from anyi2v.daemon.worker import FAULTS_VARIABLE
+from anyi2v.daemon.worker import FAULTS_VARIABLE, WorkerConfig
 from anyi2v.shared.protocol import Message, StatusRequest, decode, encode
 
 from .daemon_helpers import FRAMES, condition_image, free_port, running_server, shot_document, start_daemon, wait_ready
@@ -197,6 +197,26 @@ def test_an_out_of_memory_fails_that_job_with_hints_and_the_next_succeeds(
         assert not (tmp_path / "results" / "full").exists()
         assert not (tmp_path / "staging" / "full").exists()
         assert list(client.events("after"))[-1].type == "done"
+
+
+def test_a_worker_killed_while_loading_again_and_again_stops_the_daemon_with_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker that dies before it is ready (the system killing it for memory while it loads) is
+    started again, but not for ever: the third death in a row ends ``serve`` with a ConfigError saying
+    what happened, where a daemon used to restart it in a loop."""
+    monkeypatch.setenv(FAULTS_VARIABLE, json.dumps({"worker_load": "crash"}))
+    config = ServerConfig(
+        data_dir=tmp_path, bind="tcp://127.0.0.1:*", worker=WorkerConfig(model="tiny-random", device="cpu"),
+        heartbeat_seconds=0.5,
+    )  # fmt: skip
+    server = Server(config)
+    try:
+        with pytest.raises(ConfigError, match=r"ended while loading the model 3 times in a row \(last exit code -9"):
+            server.serve()
+        assert server.supervisor.pid is None  # no worker left behind
+    finally:
+        server.close()
 
 
 def test_a_killed_worker_costs_the_job_one_attempt(tmp_path: Path) -> None:
