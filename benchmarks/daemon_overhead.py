@@ -4,11 +4,13 @@
                                          [--steps 25] [--repeats 3]
 
 In process: the models loaded once, then per job ``generate`` with frames streamed into the video
-writer, as the CLI does. On the daemon (`anyi2v daemon` as a process of its own with the same model,
-device and dtype, loaded once): per job, from submit to the video fetched and checked, with every
-event streamed to this client. Each side runs one warm-up job, then the two alternate ``--repeats``
-times; the figures are medians and the overhead is the ratio of the medians less one. Model loading is
-left out on both sides (the daemon loads once; a local run's load is counted by the pipeline benchmarks).
+writer, as the CLI does, with an inversion cache kept from job to job as the daemon's worker keeps one
+(so both sides invert the condition in the warm-up round only). On the daemon (`anyi2v daemon` as a
+process of its own with the same model, device and dtype, loaded once): per job, from submit to the
+video fetched and checked, with every event streamed to this client. Each side runs one warm-up job,
+then the two alternate ``--repeats`` times; the figures are medians and the overhead is the ratio of the
+medians less one. Model loading is left out on both sides (the daemon loads once; a local run's load is
+counted by the pipeline benchmarks).
 It also prints how long after submit the first progress event and the first latent preview came, with
 the daemon warm and the condition's inversion cached by the warm-up round (issue 21's targets).
 """
@@ -32,17 +34,23 @@ from pipeline_speed import condition_image, shot_document  # run as a script: it
 
 from anyi2v.daemon.client import DaemonClient
 from anyi2v.daemon.pipeline.generate import Progress, generate
+from anyi2v.daemon.pipeline.inversion import InversionCache
 from anyi2v.daemon.pipeline.loading import load_named_models
 from anyi2v.daemon.pipeline.video import VideoWriter
 from anyi2v.shared.document import dump_shot, parse_shot
 
 
-def in_process(models: Any, document: dict[str, Any], condition: np.ndarray, folder: Path) -> tuple[float, float]:
-    """(the job's time, its generate time)."""
+def in_process(
+    models: Any, document: dict[str, Any], condition: np.ndarray, folder: Path, cache: InversionCache
+) -> tuple[float, float]:
+    """(the job's time, its generate time); ``cache`` keeps the inversion from round to round, as the
+    daemon's worker does."""
     shot = parse_shot(document, source="benchmark")
     started = time.perf_counter()
     with VideoWriter(folder / "local.mp4", shot.output.fps, shot_json=dump_shot(shot)) as writer:
-        result = generate(models, shot, condition, progress=Progress(on_frame=lambda index, frame: writer.add(frame)))
+        result = generate(
+            models, shot, condition, cache=cache, progress=Progress(on_frame=lambda index, frame: writer.add(frame))
+        )
         writer.close()
     return time.perf_counter() - started, result.timings["total"]
 
@@ -96,8 +104,9 @@ def main() -> None:
                 while client.hello().device == "loading":
                     time.sleep(0.5)
                 local_times, daemon_times, firsts = [], [], []
+                inversions = InversionCache()  # both sides invert in the warm-up round only
                 for round_ in range(arguments.repeats + 1):  # round 0 is the warm-up of each side
-                    local, local_stages = in_process(models, document, condition, folder)
+                    local, local_stages = in_process(models, document, condition, folder, inversions)
                     remote, remote_stages, first = on_daemon(client, f"job-{round_}", document, condition, folder)
                     print(
                         f"round {round_}: in process {local:.2f} s (generate {local_stages:.2f} s),"
