@@ -125,10 +125,15 @@ def _part(path: Path) -> dict[str, Any]:
     return {"size": path.stat().st_size, "sha256": digest.hexdigest()}
 
 
+def _injected_faults() -> dict[str, str]:
+    """The test faults ``FAULTS_VARIABLE`` names: by job id, and ``worker_load`` for the worker's start."""
+    faults: dict[str, str] = json.loads(os.environ.get(FAULTS_VARIABLE, "{}") or "{}")
+    return faults
+
+
 class _Fault:
     def __init__(self, job: dict[str, Any]) -> None:
-        faults = json.loads(os.environ.get(FAULTS_VARIABLE, "{}") or "{}")
-        fault = faults.get(job["job_id"])
+        fault = _injected_faults().get(job["job_id"])
         if fault in ("crash", "hang") and job.get("attempt", 1) > 1:
             fault = None
         self.fault: str | None = fault
@@ -319,7 +324,7 @@ def worker_main(config: WorkerConfig, connection: Any) -> None:
         with lock:
             connection.send(message)
 
-    if json.loads(os.environ.get(FAULTS_VARIABLE, "{}") or "{}").get("worker_load") == "crash":
+    if _injected_faults().get("worker_load") == "crash":
         os.kill(os.getpid(), signal.SIGKILL)  # a test's fault: the process killed while it loads
     try:
         from anyi2v.daemon.pipeline.generate import CancelToken
